@@ -1,0 +1,14 @@
+"""The residual-shifting model family: autoencoder, denoiser, schedule, presets, save/load."""
+from vpdsr.models.autoencoder import AutoencoderConfig
+from vpdsr.models.checkpoint import build, from_pretrained, save_pretrained
+from vpdsr.models.config import ModelConfig
+from vpdsr.models.denoiser import DenoiserConfig
+from vpdsr.models.presets import get_preset, preset_names
+from vpdsr.models.schedule import ResShiftSchedule, ScheduleConfig, eta_schedule
+from vpdsr.models.vpdsr import VPDSR, DecoderStage, DenoiserStage, EncoderStage
+
+__all__ = [
+    "AutoencoderConfig", "DenoiserConfig", "ScheduleConfig", "ModelConfig", "VPDSR", "ResShiftSchedule",
+    "EncoderStage", "DenoiserStage", "DecoderStage", "build", "from_pretrained", "save_pretrained",
+    "get_preset", "preset_names", "eta_schedule",
+]

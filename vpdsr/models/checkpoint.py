@@ -1,0 +1,103 @@
+"""Save/load a model as a directory: config.json + model.safetensors (diffusers style, never pickled)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from vpdsr.errors import CheckpointError, ConfigError
+from vpdsr.models.config import CONFIG_NAME, WEIGHTS_NAME, ModelConfig
+from vpdsr.models.presets import get_preset, preset_names
+from vpdsr.models.vpdsr import VPDSR
+from vpdsr.utils import atomic_directory
+
+SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def save_pretrained(model: VPDSR, directory: str | Path, extra_files: dict[str, str] | None = None) -> Path:
+    """Write `directory` atomically: a killed save never leaves a directory that loads.
+
+    Args:
+        model: the model to save.
+        directory: target folder (replaced if it exists).
+        extra_files: optional {name: text} written beside the weights (e.g. a training summary).
+    """
+    from safetensors.torch import save_file
+
+    cfg = copy.deepcopy(model.config)
+    cfg.autoencoder.pretrained = None  # its weights are in our file now
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    directory = Path(directory)
+    with atomic_directory(directory) as tmp:
+        cfg.save(tmp)
+        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "library": "vpdsr"})
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+    return directory
+
+
+def from_pretrained(name_or_path: str | Path, seed: int = 0, device: str | torch.device = "cpu") -> VPDSR:
+    """Load a model directory, or build a preset (shipped weights if the package has them, else seeded init).
+
+    Example:
+        >>> model = from_pretrained("tiny")            # preset
+        >>> model = from_pretrained("runs/x/student")  # directory with config.json + model.safetensors
+    """
+    path = Path(name_or_path)
+    if path.is_dir():
+        model = load_directory(path)
+    elif str(name_or_path) in preset_names():
+        shipped = SHIPPED / str(name_or_path)
+        model = load_directory(shipped) if (shipped / WEIGHTS_NAME).is_file() else build(get_preset(str(name_or_path)), seed)
+    elif path.exists():
+        raise CheckpointError(f"{path}: expected a model directory (config.json + {WEIGHTS_NAME}), got a file")
+    else:
+        raise ConfigError(f"`--model` {name_or_path!r} is neither a directory nor a preset ({', '.join(preset_names())})")
+    return model.to(device).eval()
+
+
+def build(cfg: ModelConfig, seed: int = 0) -> VPDSR:
+    """A freshly initialised model; the seed makes the init reproducible without touching global RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return VPDSR(cfg)
+
+
+def load_directory(directory: Path) -> VPDSR:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    cfg = ModelConfig.load(directory)
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: missing; {CONFIG_NAME} is there but not its weights")
+    try:
+        model = VPDSR(cfg)
+    except ConfigError as e:
+        raise CheckpointError(f"{directory / CONFIG_NAME}: {e}") from None
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
+    check_state_dict(model, state, weights)
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Raise a one-line CheckpointError naming the first mismatch between `state` and `model`."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing:
+        raise CheckpointError(f"{source}: {len(missing)} tensor(s) missing for the config's architecture, e.g. {missing[0]!r}")
+    if unexpected:
+        raise CheckpointError(f"{source}: {len(unexpected)} tensor(s) not in the config's architecture, e.g. {unexpected[0]!r}")
+    for k, v in expected.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise CheckpointError(
+                f"{source}: tensor {k!r} has shape {tuple(state[k].shape)}, the config expects {tuple(v.shape)}"
+            )
+        if state[k].dtype != v.dtype:
+            raise CheckpointError(f"{source}: tensor {k!r} is {state[k].dtype}, expected {v.dtype}")

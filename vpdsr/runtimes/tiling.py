@@ -1,0 +1,221 @@
+"""Tiled inference: cut an LR image into equal tiles, run them in batches, blend the outputs.
+
+Every tile has the same shape (``tile`` x ``tile`` LR pixels), so static-shape engines work:
+tiles advance by ``tile - overlap`` and the last tile of each axis is shifted inward to end
+exactly at the border. An axis shorter than one tile is padded up to the tile (reflect
+padding, or replicate padding when the axis is too short to reflect) and the output is
+cropped back. ``tile=None`` runs the whole image as one call at its own size (dynamic-shape
+engines only).
+
+Outputs are blended with a separable window (a Hann ramp over each overlap, 1 elsewhere,
+never 0) and normalised by the sum of windows. That sum is separable too,
+sum_ij wy_i(y) wx_j(x) = (sum_i wy_i(y)) (sum_j wx_j(x)), so apart from the output buffer
+only two 1-D arrays are kept. The noise comes from a :class:`NoiseField` cropped per tile, so
+it does not depend on the tiling either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from vpdsr.errors import ArtifactError, ConfigError, InputError
+from vpdsr.runtimes.noise import NoiseField
+
+InferFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class TileConfig:
+    """How an image is cut into tiles.
+
+    Attributes:
+        tile: tile side in LR pixels; None runs the whole image as one tile at its own size.
+        overlap: overlap of neighbouring tiles in LR pixels (0 <= overlap < tile).
+        batch: tiles per call of the engine.
+        scale: upscaling factor of the model.
+        pad_batch: repeat the last tile so that every call gets exactly ``batch`` tiles
+            (static-batch engines); the extra outputs are discarded.
+    """
+
+    tile: int | None = 64
+    overlap: int = 8
+    batch: int = 4
+    scale: int = 4
+    pad_batch: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tile is not None and self.tile <= 0:
+            raise ConfigError(f"`tile` must be > 0 or None, got {self.tile}")
+        if self.overlap < 0 or (self.tile is not None and self.overlap >= self.tile):
+            raise ConfigError(f"`overlap` must satisfy 0 <= overlap < tile ({self.tile}), got {self.overlap}")
+        if self.batch < 1:
+            raise ConfigError(f"`batch` must be >= 1, got {self.batch}")
+        if self.scale < 1:
+            raise ConfigError(f"`scale` must be >= 1, got {self.scale}")
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start positions of equal tiles covering [0, length) along one axis.
+
+    Tiles advance by ``tile - overlap``; the last one is shifted inward so that it ends at
+    ``length`` (it may then overlap its neighbour by more than ``overlap``). When
+    ``length <= tile`` there is one tile at 0; if shorter, the caller pads the axis to ``tile``.
+
+    Example:
+        >>> tile_starts(130, 64, 8)
+        [0, 56, 66]
+    """
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, tile - overlap))
+    starts.append(length - tile)
+    return starts
+
+
+def _ramp(n: int) -> np.ndarray:
+    """Rising Hann half-window of n samples, strictly between 0 and 1.
+
+    A rising ramp and the mirrored falling ramp over the same samples sum to 1 (sin^2 + cos^2).
+    """
+    return np.sin(0.5 * np.pi * (np.arange(n) + 0.5) / n) ** 2
+
+
+def axis_windows(starts: list[int], tile: int, scale: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Blending windows (SR pixels) of the tiles along one axis, and their sum.
+
+    Each side of a tile that overlaps a neighbour ramps over the whole overlap with that
+    neighbour (so two neighbours' ramps sum to 1); a side on the image border stays 1.
+
+    Args:
+        starts: tile starts in LR pixels, increasing, as from :func:`tile_starts`.
+        tile: tile length in LR pixels.
+        scale: upscaling factor.
+
+    Returns:
+        (windows, total): one float64 array of ``tile * scale`` per tile, and the sum of the
+        windows placed at their positions, of length ``(starts[-1] + tile) * scale``.
+    """
+    size = tile * scale
+    windows = []
+    for k, start in enumerate(starts):
+        window = np.ones(size)
+        if k > 0:
+            n = (starts[k - 1] + tile - start) * scale
+            window[:n] *= _ramp(n)
+        if k + 1 < len(starts):
+            n = (start + tile - starts[k + 1]) * scale
+            window[size - n :] *= _ramp(n)[::-1]
+        windows.append(window)
+    total = np.zeros((starts[-1] + tile) * scale)
+    for start, window in zip(starts, windows):
+        total[start * scale : start * scale + size] += window
+    return windows, total
+
+
+def _pad_to(lr: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pads [C,h,w] at the bottom/right to at least height x width (reflect, else replicate)."""
+    pad_h, pad_w = max(0, height - lr.shape[1]), max(0, width - lr.shape[2])
+    if pad_h == 0 and pad_w == 0:
+        return lr
+    # Single reflection only: numpy's repeated reflection of a too-short axis flips back and
+    # forth, which is no better than replicating the edge.
+    reflect = pad_h < lr.shape[1] and pad_w < lr.shape[2]
+    return np.pad(lr, ((0, 0), (0, pad_h), (0, pad_w)), mode="reflect" if reflect else "edge")
+
+
+def _dims(shape: tuple) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def _progress_callback(progress: ProgressFn | bool | None, total: int):
+    """Returns (update(done), close()) for a callback, a tqdm bar (True) or nothing."""
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, unit="tile", desc="upscale")
+        return (lambda done: bar.update(done - bar.n)), bar.close
+    if callable(progress):
+        return (lambda done: progress(done, total)), (lambda: None)
+    return (lambda done: None), (lambda: None)
+
+
+def upscale_tiled(
+    infer: InferFn,
+    lr: np.ndarray,
+    noise: NoiseField,
+    cfg: TileConfig | None = None,
+    progress: ProgressFn | bool | None = None,
+) -> np.ndarray:
+    """Upscales one image tile by tile with blended overlaps.
+
+    Args:
+        infer: the engine, ``infer(lr [B,C,t,t], noise [B,c,t,t]) -> sr [B,C,s*t,s*t]``,
+            numpy float32 NCHW.
+        lr: the image, float32 [C,h,w] (CHW) in [0,1].
+        noise: the noise field; tile (y, x) gets ``noise.crop(y, x, t, t)``.
+        cfg: tiling settings (defaults: :class:`TileConfig`).
+        progress: ``progress(done_tiles, total_tiles)`` after each call, True for a tqdm bar.
+
+    Returns:
+        float32 [C, s*h, s*w].
+
+    Raises:
+        InputError: ``lr`` is not a [C,h,w] array.
+        ArtifactError: ``infer`` returned an array of the wrong shape.
+
+    Example:
+        >>> sr = upscale_tiled(runner.infer, lr, NoiseField(seed=0, channels=48), TileConfig(tile=64))
+    """
+    cfg = cfg or TileConfig()
+    lr = np.asarray(lr, dtype=np.float32)
+    if lr.ndim != 3 or lr.shape[1] < 1 or lr.shape[2] < 1:
+        raise InputError(f"`lr` must be a float32 array [C,h,w] with h, w >= 1, got shape {lr.shape}")
+    channels, h, w = lr.shape
+    s = cfg.scale
+    tile_h = h if cfg.tile is None else cfg.tile
+    tile_w = w if cfg.tile is None else cfg.tile
+    padded = _pad_to(lr, tile_h, tile_w)
+    ys = tile_starts(padded.shape[1], tile_h, cfg.overlap)
+    xs = tile_starts(padded.shape[2], tile_w, cfg.overlap)
+    wys, norm_y = axis_windows(ys, tile_h, s)
+    wxs, norm_x = axis_windows(xs, tile_w, s)
+    wys = [wy.astype(np.float32)[:, None] for wy in wys]
+    wxs = [wx.astype(np.float32) for wx in wxs]
+    # Row-major order: the noise field's cache keeps only the current tile row's blocks.
+    positions = [(iy, ix) for iy in range(len(ys)) for ix in range(len(xs))]
+
+    out = np.zeros((channels, s * h, s * w), dtype=np.float32)
+    weighted = np.empty((channels, s * tile_h, s * tile_w), dtype=np.float32)
+    update, close = _progress_callback(progress, len(positions))
+    try:
+        for first in range(0, len(positions), cfg.batch):
+            group = positions[first : first + cfg.batch]
+            calls = group + [group[-1]] * (cfg.batch - len(group)) if cfg.pad_batch else group
+            lr_batch = np.stack([padded[:, ys[i] : ys[i] + tile_h, xs[j] : xs[j] + tile_w] for i, j in calls])
+            noise_batch = np.stack([noise.crop(ys[i], xs[j], tile_h, tile_w) for i, j in calls])
+            sr = np.asarray(infer(lr_batch, noise_batch))
+            want = (len(calls), channels, s * tile_h, s * tile_w)
+            if sr.shape != want:
+                raise ArtifactError(
+                    f"engine output has shape {_dims(sr.shape)}, expected {_dims(want)} "
+                    f"(scale {s}, input {_dims(lr_batch.shape)})"
+                )
+            for k, (i, j) in enumerate(group):
+                # Weighted into a reused buffer: the engine's output may be read-only memory.
+                np.multiply(sr[k], wys[i], out=weighted)
+                weighted *= wxs[j]
+                y0, x0 = ys[i] * s, xs[j] * s
+                # Tiles over padding reach beyond the image: only the part inside is kept.
+                hh, ww = min(s * tile_h, s * h - y0), min(s * tile_w, s * w - x0)
+                out[:, y0 : y0 + hh, x0 : x0 + ww] += weighted[:, :hh, :ww]
+            update(first + len(group))
+    finally:
+        close()
+    # Both divisions are in place with 1-D operands: no second full-size buffer.
+    out /= norm_y[: s * h, None].astype(np.float32)
+    out /= norm_x[None, : s * w].astype(np.float32)
+    return out

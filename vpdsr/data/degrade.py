@@ -1,0 +1,424 @@
+"""On-the-fly LR synthesis for training: Real-ESRGAN's second-order degradation, or plain bicubic.
+
+Real-ESRGAN (Wang et al., 2021) degrades a clean HR crop twice with blur -> random resize ->
+noise -> JPEG, then resizes to the LR size with an optional sinc (ringing) filter before or
+after a last JPEG, and rounds to 8-bit levels. This module follows the published recipe
+(``realesrgan/models/realesrgan_model.py`` and BasicSR's ``degradations.py``) on torch
+tensors, on any device, with every random draw taken from one ``torch.Generator`` so a run
+resumes exactly. Unlike the reference, every parameter (resize factor and mode, noise type,
+order of the last steps) is drawn per sample, not per batch.
+
+Example:
+    >>> cfg = DegradationConfig.from_dict({"mode": "realesrgan", "second": {"noise_range": [1, 10]}})
+    >>> lr = degrade(hr, cfg, torch.Generator().manual_seed(step))  # hr: [B, 3, H, W] in [0, 1]
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from kornia.color import rgb_to_grayscale
+from kornia.enhance import jpeg_codec_differentiable
+from kornia.filters import filter2d
+
+from vpdsr.data.kernels import bivariate_kernel, circular_lowpass_kernel
+from vpdsr.errors import ConfigError, InputError
+
+KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
+RESIZE_MODES = ("area", "bilinear", "bicubic")
+MODES = ("bicubic", "realesrgan")
+_ODD_SIZES = tuple(range(7, 22, 2))
+
+
+@dataclass
+class OrderConfig:
+    """Probabilities and ranges of one degradation order (Real-ESRGAN's first-order defaults).
+
+    Ranges are ``(low, high)``, drawn uniformly. ``resize_prob`` is (up, down, keep).
+    Noise sigma is in 8-bit levels. ``jpeg_*`` of the second order drive the final JPEG.
+    """
+
+    blur_prob: float = 1.0
+    kernel_sizes: tuple[int, ...] = _ODD_SIZES
+    kernel_list: tuple[str, ...] = KERNEL_TYPES
+    kernel_prob: tuple[float, ...] = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
+    sinc_prob: float = 0.1
+    blur_sigma: tuple[float, ...] = (0.2, 3.0)
+    betag_range: tuple[float, ...] = (0.5, 4.0)
+    betap_range: tuple[float, ...] = (1.0, 2.0)
+    resize_prob: tuple[float, ...] = (0.2, 0.7, 0.1)
+    resize_range: tuple[float, ...] = (0.15, 1.5)
+    noise_prob: float = 1.0
+    gaussian_noise_prob: float = 0.5
+    noise_range: tuple[float, ...] = (1.0, 30.0)
+    poisson_scale_range: tuple[float, ...] = (0.05, 3.0)
+    gray_noise_prob: float = 0.4
+    jpeg_prob: float = 1.0
+    jpeg_range: tuple[float, ...] = (30.0, 95.0)
+
+
+def second_order_defaults() -> OrderConfig:
+    """Real-ESRGAN's second-order settings (``*2`` keys of ``train_realesrgan_x4plus.yml``)."""
+    return OrderConfig(blur_prob=0.8, blur_sigma=(0.2, 1.5), resize_prob=(0.3, 0.4, 0.3),
+                       resize_range=(0.3, 1.2), noise_range=(1.0, 25.0), poisson_scale_range=(0.05, 2.5))
+
+
+@dataclass
+class DegradationConfig:
+    """How LR inputs are made from HR crops; lives in the ``degradation:`` section of a config.
+
+    ``enabled: false`` or ``mode: bicubic`` gives the clean case: an antialiased bicubic
+    downscale by ``scale``. ``mode: realesrgan`` runs the second-order pipeline with the
+    ``first`` / ``second`` order settings and the final-step fields below.
+    """
+
+    enabled: bool = True
+    mode: str = "realesrgan"
+    scale: int = 4
+    first: OrderConfig = field(default_factory=OrderConfig)
+    second: OrderConfig = field(default_factory=second_order_defaults)
+    final_sinc_prob: float = 0.8
+    final_kernel_sizes: tuple[int, ...] = _ODD_SIZES
+    resize_before_jpeg_prob: float = 0.5  # final [resize + sinc] then JPEG, else JPEG first
+    resize_modes: tuple[str, ...] = RESIZE_MODES
+    rotation_range: tuple[float, ...] = (-math.pi, math.pi)
+    sinc_cutoff_range: tuple[float, ...] = (math.pi / 3, math.pi)
+    # Real-ESRGAN lets large sinc kernels cut lower: fewer taps would truncate the ringing badly.
+    sinc_cutoff_range_large_kernel: tuple[float, ...] = (math.pi / 5, math.pi)
+    sinc_large_kernel_size: int = 13
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if f.name not in ("first", "second"):
+                setattr(self, f.name, _coerce(f"degradation.{f.name}", getattr(self, f.name), f.default))
+        for name, base in (("first", OrderConfig()), ("second", second_order_defaults())):
+            order = getattr(self, name)
+            if isinstance(order, Mapping):
+                order = _order_from_dict(order, base, f"degradation.{name}")
+            if not isinstance(order, OrderConfig):
+                raise ConfigError(f"degradation.{name}: expected a mapping of order settings, got {order!r}")
+            setattr(self, name, _checked_order(order, f"degradation.{name}"))
+        self._validate()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> DegradationConfig:
+        """Build from a YAML section; missing keys keep Real-ESRGAN's defaults (per order)."""
+        data = dict(data or {})
+        _reject_unknown(data, {f.name for f in fields(cls)}, "degradation")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of lists and numbers that ``from_dict`` reads back unchanged."""
+        return _listify(asdict(self))
+
+    def _validate(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"degradation.mode: expected one of {list(MODES)}, got {self.mode!r}")
+        if self.scale < 1:
+            raise ConfigError(f"degradation.scale: expected a positive integer, got {self.scale}")
+        for name in ("final_sinc_prob", "resize_before_jpeg_prob"):
+            _check_prob(f"degradation.{name}", getattr(self, name))
+        _check_kernel_sizes("degradation.final_kernel_sizes", self.final_kernel_sizes)
+        if not self.resize_modes or set(self.resize_modes) - set(RESIZE_MODES):
+            raise ConfigError(f"degradation.resize_modes: expected a non-empty subset of {list(RESIZE_MODES)}, "
+                              f"got {list(self.resize_modes)}")
+        _check_range("degradation.rotation_range", self.rotation_range, -math.inf)
+        for name in ("sinc_cutoff_range", "sinc_cutoff_range_large_kernel"):
+            _check_range(f"degradation.{name}", getattr(self, name), 1e-6, math.pi + 1e-6)
+
+
+# ---------------------------------------------------------------- config helpers
+
+def _coerce(where: str, value: Any, default: Any) -> Any:
+    """Convert a YAML value to the type of the field's default (lists -> tuples, ints -> floats)."""
+    if isinstance(default, tuple):
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(f"{where}[{i}]", v, default[0]) for i, v in enumerate(value))
+    if isinstance(default, bool) or isinstance(value, bool):
+        if type(value) is not type(default):
+            raise ConfigError(f"{where}: expected {type(default).__name__}, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return int(value)
+    if isinstance(default, float):
+        if not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _reject_unknown(data: Mapping[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; expected some of {sorted(known)}")
+
+
+def _order_from_dict(data: Mapping[str, Any], base: OrderConfig, where: str) -> OrderConfig:
+    _reject_unknown(data, {f.name for f in fields(OrderConfig)}, where)
+    return replace(base, **data)
+
+
+def _checked_order(order: OrderConfig, where: str) -> OrderConfig:
+    defaults = OrderConfig()
+    for f in fields(order):
+        setattr(order, f.name, _coerce(f"{where}.{f.name}", getattr(order, f.name), getattr(defaults, f.name)))
+    for name in ("blur_prob", "sinc_prob", "noise_prob", "gaussian_noise_prob", "gray_noise_prob", "jpeg_prob"):
+        _check_prob(f"{where}.{name}", getattr(order, name))
+    _check_kernel_sizes(f"{where}.kernel_sizes", order.kernel_sizes)
+    if not order.kernel_list or set(order.kernel_list) - set(KERNEL_TYPES):
+        raise ConfigError(f"{where}.kernel_list: expected a non-empty subset of {list(KERNEL_TYPES)}, "
+                          f"got {list(order.kernel_list)}")
+    _check_weights(f"{where}.kernel_prob", order.kernel_prob, len(order.kernel_list))
+    _check_weights(f"{where}.resize_prob", order.resize_prob, 3)
+    _check_range(f"{where}.blur_sigma", order.blur_sigma, 1e-3)
+    _check_range(f"{where}.betag_range", order.betag_range, 1e-3)
+    _check_range(f"{where}.betap_range", order.betap_range, 1e-3)
+    _check_range(f"{where}.resize_range", order.resize_range, 1e-3)
+    if not order.resize_range[0] <= 1.0 <= order.resize_range[1]:
+        raise ConfigError(f"{where}.resize_range: expected [low <= 1, high >= 1], got {list(order.resize_range)}")
+    _check_range(f"{where}.noise_range", order.noise_range, 0.0)
+    _check_range(f"{where}.poisson_scale_range", order.poisson_scale_range, 0.0)
+    _check_range(f"{where}.jpeg_range", order.jpeg_range, 1.0, 100.0)
+    return order
+
+
+def _check_prob(where: str, p: float) -> None:
+    if not 0.0 <= p <= 1.0:
+        raise ConfigError(f"{where}: expected a probability in [0, 1], got {p}")
+
+
+def _check_range(where: str, rng: tuple[float, ...], low: float, high: float = math.inf) -> None:
+    if len(rng) != 2 or not low <= rng[0] <= rng[1] <= high:
+        raise ConfigError(f"{where}: expected [low, high] with {low:g} <= low <= high <= {high:g}, got {list(rng)}")
+
+
+def _check_weights(where: str, weights: tuple[float, ...], count: int) -> None:
+    if len(weights) != count or min(weights) < 0 or sum(weights) <= 0:
+        raise ConfigError(f"{where}: expected {count} non-negative weights with a positive sum, got {list(weights)}")
+
+
+def _check_kernel_sizes(where: str, sizes: tuple[int, ...]) -> None:
+    if not sizes or any(s < 1 or s % 2 == 0 for s in sizes):
+        raise ConfigError(f"{where}: expected a non-empty list of positive odd sizes, got {list(sizes)}")
+
+
+def _listify(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _listify(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_listify(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------- random draws
+
+class _Draw:
+    """Scalar draws from one generator, one uniform per decision so the stream stays aligned."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.generator = generator
+
+    def uniform(self, low: float, high: float) -> float:
+        u = torch.rand(1, generator=self.generator, device=self.generator.device, dtype=torch.float64).item()
+        return low + (high - low) * u
+
+    def chance(self, p: float) -> bool:
+        return self.uniform(0.0, 1.0) < p
+
+    def choice(self, items: Sequence[Any], weights: Sequence[float] | None = None) -> Any:
+        weights = [1.0] * len(items) if weights is None else list(weights)
+        u, acc = self.uniform(0.0, sum(weights)), 0.0
+        for item, weight in zip(items, weights):
+            acc += weight
+            if u < acc:
+                return item
+        return [item for item, weight in zip(items, weights) if weight > 0][-1]  # float round-off at the top
+
+
+def random_blur_kernel(order: OrderConfig, cfg: DegradationConfig, generator: torch.Generator) -> torch.Tensor:
+    """Draw one first/second-order kernel like BasicSR's ``random_mixed_kernels`` (or a sinc)."""
+    return _random_kernel(order, cfg, _Draw(generator))
+
+
+def _random_kernel(order: OrderConfig, cfg: DegradationConfig, draw: _Draw) -> torch.Tensor:
+    size = draw.choice(order.kernel_sizes)
+    if draw.chance(order.sinc_prob):
+        large = size >= cfg.sinc_large_kernel_size
+        cutoff = draw.uniform(*(cfg.sinc_cutoff_range_large_kernel if large else cfg.sinc_cutoff_range))
+        return circular_lowpass_kernel(cutoff, size)
+    kind = draw.choice(order.kernel_list, order.kernel_prob)
+    sigma_x = draw.uniform(*order.blur_sigma)
+    if kind.endswith("aniso"):
+        sigma_y, theta = draw.uniform(*order.blur_sigma), draw.uniform(*cfg.rotation_range)
+    else:
+        sigma_y, theta = sigma_x, 0.0
+    if kind in ("iso", "aniso"):
+        return bivariate_kernel(size, sigma_x, sigma_y, theta)
+    shape = "generalized" if kind.startswith("generalized") else "plateau"
+    low, high = order.betag_range if shape == "generalized" else order.betap_range
+    # BasicSR draws beta below or above 1 with equal odds, so heavy and light tails are equally common.
+    if low <= 1.0 <= high:
+        beta = draw.uniform(low, 1.0) if draw.chance(0.5) else draw.uniform(1.0, high)
+    else:
+        beta = draw.uniform(low, high)
+    return bivariate_kernel(size, sigma_x, sigma_y, theta, shape, beta)
+
+
+def _random_resize_factor(order: OrderConfig, draw: _Draw) -> float:
+    direction = draw.choice(("up", "down", "keep"), order.resize_prob)
+    if direction == "up":
+        return draw.uniform(1.0, order.resize_range[1])
+    if direction == "down":
+        return draw.uniform(order.resize_range[0], 1.0)
+    return 1.0
+
+
+# ---------------------------------------------------------------- stages
+
+def quantize_8bit(img: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1] and round to the 256 levels of an 8-bit image."""
+    return (img * 255.0).round().clamp(0.0, 255.0) / 255.0
+
+
+def blur(img: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Filter every channel with one square kernel (reflect border, replicate if the image is tiny)."""
+    half = kernel.shape[-1] // 2
+    if half == 0:
+        return img * kernel.reshape(()).to(img)
+    # Reflect padding needs more pixels than the kernel's half-width.
+    border = "reflect" if min(img.shape[-2:]) > half else "replicate"
+    return filter2d(img, kernel.to(img)[None], border_type=border)
+
+
+def resize(img: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """``F.interpolate`` to ``size`` without antialiasing (Real-ESRGAN keeps the aliasing)."""
+    if tuple(img.shape[-2:]) == tuple(size):
+        return img
+    extra = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
+    return F.interpolate(img, size=size, mode=mode, **extra)
+
+
+def add_gaussian_noise(img: torch.Tensor, sigma: float, gray: bool, generator: torch.Generator) -> torch.Tensor:
+    """Add N(0, sigma/255) noise, one field for all channels if ``gray``, and clamp to [0, 1]."""
+    b, c, h, w = img.shape
+    shape = (b, 1, h, w) if gray else (b, c, h, w)
+    noise = torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
+    return (img + noise.to(img) * (sigma / 255.0)).clamp(0.0, 1.0)
+
+
+def add_poisson_noise(img: torch.Tensor, scale: float, gray: bool, generator: torch.Generator) -> torch.Tensor:
+    """Add shot noise scaled by ``scale`` (BasicSR's recipe), from the luma if ``gray``; clamp to [0, 1]."""
+    source = quantize_8bit(rgb_to_grayscale(img) if gray else img)
+    # Photon counts scale with the number of distinct levels, rounded up to a power of two.
+    levels = torch.tensor([2.0 ** math.ceil(math.log2(torch.unique(s).numel())) for s in source])
+    levels = levels.to(img).view(-1, 1, 1, 1)
+    counts = torch.poisson((source * levels).to(generator.device, torch.float32), generator=generator)
+    noise = counts.to(img) / levels - source
+    return (img + noise * scale).clamp(0.0, 1.0)
+
+
+def jpeg_compress(img: torch.Tensor, quality: float | torch.Tensor) -> torch.Tensor:
+    """JPEG encode-decode (kornia's codec; any size, it pads to 16 internally) at ``quality`` 1..100."""
+    q = torch.as_tensor(quality, dtype=img.dtype, device=img.device).reshape(-1)
+    return jpeg_codec_differentiable(img.clamp(0.0, 1.0), q)
+
+
+def bicubic_downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """The clean LR: antialiased bicubic downscale by ``scale``, rounded to 8-bit levels."""
+    h, w = hr.shape[-2:]
+    lr = F.interpolate(hr, size=(h // scale, w // scale), mode="bicubic", align_corners=False, antialias=True)
+    return quantize_8bit(lr)
+
+
+# ---------------------------------------------------------------- pipeline
+
+def _random_noise(img: torch.Tensor, order: OrderConfig, draw: _Draw) -> torch.Tensor:
+    if not draw.chance(order.noise_prob):
+        return img
+    if draw.chance(order.gaussian_noise_prob):
+        sigma = draw.uniform(*order.noise_range)
+        return add_gaussian_noise(img, sigma, draw.chance(order.gray_noise_prob), draw.generator)
+    scale = draw.uniform(*order.poisson_scale_range)
+    return add_poisson_noise(img, scale, draw.chance(order.gray_noise_prob), draw.generator)
+
+
+def _random_jpeg(img: torch.Tensor, order: OrderConfig, draw: _Draw) -> torch.Tensor:
+    if not draw.chance(order.jpeg_prob):
+        return img
+    return jpeg_compress(img, draw.uniform(*order.jpeg_range))
+
+
+def _degrade_one(img: torch.Tensor, cfg: DegradationConfig, draw: _Draw) -> torch.Tensor:
+    h, w = img.shape[-2:]
+    lr_h, lr_w = h // cfg.scale, w // cfg.scale
+    x = img
+    for index, order in enumerate((cfg.first, cfg.second)):
+        if draw.chance(order.blur_prob):
+            x = blur(x, _random_kernel(order, cfg, draw))
+        factor = _random_resize_factor(order, draw)
+        # The first order scales the HR size; the second scales the LR size (Real-ESRGAN).
+        base_h, base_w = (h, w) if index == 0 else (lr_h, lr_w)
+        size = (max(1, int(base_h * factor)), max(1, int(base_w * factor)))
+        x = resize(x, size, draw.choice(cfg.resize_modes))
+        x = _random_noise(x, order, draw)
+        if index == 0:
+            x = _random_jpeg(x, order, draw)
+    sinc = None
+    if draw.chance(cfg.final_sinc_prob):
+        sinc = circular_lowpass_kernel(draw.uniform(*cfg.sinc_cutoff_range), draw.choice(cfg.final_kernel_sizes))
+    resize_first = draw.chance(cfg.resize_before_jpeg_prob)
+    if not resize_first:
+        x = _random_jpeg(x, cfg.second, draw)
+    x = resize(x, (lr_h, lr_w), draw.choice(cfg.resize_modes))
+    if sinc is not None:
+        x = blur(x, sinc)
+    if resize_first:
+        x = _random_jpeg(x, cfg.second, draw)
+    return quantize_8bit(x)
+
+
+def _check_input(hr: Any, scale: int, generator: Any) -> None:
+    if not isinstance(hr, torch.Tensor) or hr.ndim != 4 or hr.shape[1] != 3:
+        shape = tuple(hr.shape) if isinstance(hr, torch.Tensor) else type(hr).__name__
+        raise InputError(f"degrade: `hr` must be a [B, 3, H, W] tensor, got {shape}")
+    if not hr.is_floating_point():
+        raise InputError(f"degrade: `hr` must be a float tensor in [0, 1], got dtype {hr.dtype}")
+    h, w = hr.shape[-2:]
+    if h % scale or w % scale or h < scale or w < scale:
+        raise InputError(f"degrade: HR size {h}x{w} must be a positive multiple of the scale {scale}")
+    if hr.numel() and (hr.min() < -1e-6 or hr.max() > 1 + 1e-6):
+        raise InputError(f"degrade: `hr` values must be in [0, 1], got [{hr.min():.3g}, {hr.max():.3g}]")
+    if not isinstance(generator, torch.Generator):
+        raise InputError(f"degrade: `generator` must be a torch.Generator, got {type(generator).__name__}")
+
+
+@torch.no_grad()
+def degrade(hr: torch.Tensor, cfg: DegradationConfig, generator: torch.Generator) -> torch.Tensor:
+    """Make LR inputs from HR crops.
+
+    Args:
+        hr: ``[B, 3, H, W]`` float tensor in [0, 1], ``H`` and ``W`` multiples of ``cfg.scale``.
+        cfg: degradation settings.
+        generator: source of every random draw; the same seed gives the same output. Noise is
+            drawn on the generator's device and moved to ``hr``'s, so a CPU generator also serves
+            CUDA images (and saves a device sync per scalar draw).
+
+    Returns:
+        ``[B, 3, H / scale, W / scale]`` tensor of ``hr``'s dtype and device, on 8-bit levels.
+    """
+    _check_input(hr, cfg.scale, generator)
+    x = hr.float()
+    if not cfg.enabled or cfg.mode == "bicubic":
+        return bicubic_downscale(x, cfg.scale).to(hr.dtype)
+    draw = _Draw(generator)
+    # One sample at a time: per-sample resize factors give intermediate sizes that cannot share a batch.
+    lr = torch.cat([_degrade_one(x[i : i + 1], cfg, draw) for i in range(x.shape[0])])
+    return lr.to(hr.dtype)

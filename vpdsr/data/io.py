@@ -1,0 +1,403 @@
+"""Image files in and out: one float32 RGB layout for the whole package.
+
+Every image inside vpdsr is a numpy array of shape (H, W, 3), dtype float32, RGB in [0, 1]
+(tensors: [1, 3, H, W]). This module is the only place that knows about file formats.
+
+Pillow decodes everything, with two exceptions where it would lose precision: 16-bit
+colour PNGs (Pillow keeps only the high byte) are decoded by a small PNG reader here, and
+16-bit colour TIFFs are read with ``tifffile`` (a scikit-image dependency).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import struct
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import ExifTags, Image, UnidentifiedImageError
+
+from vpdsr.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+# Extension -> Pillow format name. Everything listed here can be read and written.
+_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+# JPEG without chroma subsampling: SR outputs are judged on fine colour detail.
+_SAVE_OPTIONS = {
+    "JPEG": {"quality": 95, "subsampling": 0},
+    "WEBP": {"quality": 95},
+    "TIFF": {"compression": "tiff_deflate"},
+}
+IMAGE_EXTENSIONS: tuple[str, ...] = tuple(_FORMATS)
+_EXPECTED = "a PNG, JPEG, WebP or TIFF image"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # PNG colour type -> samples per pixel
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+# Errors Pillow raises for corrupt or truncated data (zlib.error/struct.error from plugins).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as float32 RGB in [0, 1], shape (H, W, 3).
+
+    Gray, palette, CMYK, bilevel, 16-bit and float images are converted to RGB (16-bit
+    values are divided by 65535, 32-bit integer 'I' images are clipped to 16 bits first,
+    float images are taken as already in [0, 1] and clipped). An alpha channel is dropped
+    (the colour values are kept as stored, not composited on a background). The EXIF
+    orientation tag is applied, so the array is the image as a viewer shows it.
+
+    Args:
+        path: an image file Pillow can read (PNG, JPEG, WebP, TIFF, ...).
+
+    Returns:
+        The image, float32, (H, W, 3).
+
+    Raises:
+        InputError: the file is missing, not an image, truncated, empty or too large.
+
+    Example:
+        >>> img = read_image("photo.png")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"image file not found: {path} (expected {_EXPECTED})")
+    if not path.is_file():
+        raise InputError(f"{path} is a directory, not a file (expected {_EXPECTED})")
+    try:
+        with Image.open(path) as im:
+            im.load()  # Pillow decodes lazily: force it so truncation surfaces here
+            array = _precise_array(path, im)
+            if array is None:
+                array = _pil_array(im)
+            orientation = _orientation(im)
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{path}: image too large to decode safely ({_one_line(e)})") from e
+    except PermissionError as e:
+        raise InputError(f"{path}: permission denied (expected a readable image file)") from e
+    except UnidentifiedImageError as e:
+        raise InputError(f"{path} is not an image Pillow can read (expected {_EXPECTED})") from e
+    except _DECODE_ERRORS as e:
+        raise InputError(f"{path}: corrupt or truncated image ({_one_line(e)})") from e
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise InputError(f"{path}: image has zero width or height (expected at least 1x1 pixels)")
+    return apply_orientation(_to_rgb_float(array, path), orientation)
+
+
+def _pil_array(im: Image.Image) -> np.ndarray:
+    """The pixels of a loaded Pillow image as uint8, uint16 or float32, gray or with channels."""
+    if im.mode in _SIXTEEN_BIT_MODES:
+        return np.asarray(im).astype(np.uint16)
+    if im.mode == "I":  # 32-bit signed: in practice 16-bit data widened by a decoder
+        return np.clip(np.asarray(im), 0, 65535).astype(np.uint16)
+    if im.mode == "F":
+        return np.asarray(im, dtype=np.float32)
+    if im.mode in ("P", "PA"):
+        im = im.convert("RGBA")  # palette transparency must not go through an RGB conversion
+    elif im.mode == "1":
+        im = im.convert("L")
+    elif im.mode not in ("L", "LA", "RGB", "RGBA"):
+        im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, RGBa, La
+    return np.asarray(im)
+
+
+def _precise_array(path: Path, im: Image.Image) -> np.ndarray | None:
+    """Full-precision pixels where Pillow would cut 16-bit colour to 8 bits; None otherwise."""
+    if im.format == "PNG":
+        header = _png_header(path)
+        if header is not None and header[2] == 16 and header[3] in (2, 4, 6) and header[6] == 0:
+            return _decode_png16(path.read_bytes())
+        return None  # interlaced 16-bit colour PNGs keep Pillow's 8-bit reading
+    if im.format == "TIFF":
+        bits = im.tag_v2.get(258, 8)
+        # Pillow maps 16-bit colour TIFFs to its 8-bit modes; its 'I'/'F'/'I;16' are exact.
+        if max(bits if isinstance(bits, tuple) else (bits,)) > 8 and im.mode in ("RGB", "RGBA", "RGBX", "LA"):
+            try:
+                return _read_tiff(path)
+            except (ImportError, KeyError, ValueError):
+                return None  # e.g. LZW needs imagecodecs, absent: keep Pillow's 8-bit pixels
+    return None
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import tifffile  # scikit-image depends on it; only needed for 16-bit colour TIFFs
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        array = page.asarray()
+        if array.ndim == 3 and page.axes.startswith("S"):  # planar configuration "separate"
+            array = np.moveaxis(array, 0, -1)
+    return array
+
+
+def _png_header(path: Path) -> tuple[int, ...] | None:
+    """(width, height, bit depth, colour type, compression, filter, interlace) of a PNG."""
+    with open(path, "rb") as f:
+        head = f.read(33)
+    if len(head) < 33 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">IIBBBBB", head[16:29])
+
+
+def _decode_png16(data: bytes) -> np.ndarray:
+    """Decode a non-interlaced 16-bit PNG (any colour type) to uint16 (H, W[, C])."""
+    pos, idat, header = 8, [], None
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body[:13])
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    if header is None:
+        raise SyntaxError("PNG without IHDR chunk")
+    width, height, depth, colour, _, _, interlace = header
+    if depth != 16 or interlace != 0 or colour not in _PNG_CHANNELS:
+        raise SyntaxError(f"unsupported PNG layout (depth {depth}, interlace {interlace})")
+    channels = _PNG_CHANNELS[colour]
+    bpp, stride = 2 * channels, 2 * channels * width
+    raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8)
+    if raw.size < height * (stride + 1):
+        raise EOFError("PNG image data is truncated")
+    rows = raw[: height * (stride + 1)].reshape(height, stride + 1)
+    out = np.empty((height, stride), np.uint8)
+    prev = np.zeros(stride, np.uint8)
+    for y in range(height):
+        out[y] = prev = _unfilter_row(int(rows[y, 0]), rows[y, 1:], prev, bpp)
+    array = out.view(">u2").reshape(height, width, channels).astype(np.uint16)
+    return array[..., 0] if channels == 1 else array
+
+
+def _unfilter_row(kind: int, line: np.ndarray, prev: np.ndarray, bpp: int) -> np.ndarray:
+    """Undo one PNG scanline filter (uint8 arithmetic wraps modulo 256, as PNG requires)."""
+    if kind == 0:
+        return line
+    if kind == 1:  # Sub: running sum per byte position within a pixel
+        return np.cumsum(line.reshape(-1, bpp), axis=0, dtype=np.uint8).ravel()
+    if kind == 2:  # Up
+        return line + prev
+    if kind not in (3, 4):
+        raise SyntaxError(f"unknown PNG filter type {kind}")
+    # Average and Paeth depend on the byte just decoded: a plain loop (rare in our own files).
+    cur, up = bytearray(line.tobytes()), prev.tobytes()
+    for i in range(len(cur)):
+        a = cur[i - bpp] if i >= bpp else 0
+        b = up[i]
+        if kind == 3:
+            cur[i] = (cur[i] + ((a + b) >> 1)) & 0xFF
+            continue
+        c = up[i - bpp] if i >= bpp else 0
+        pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+        pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+        cur[i] = (cur[i] + pred) & 0xFF
+    return np.frombuffer(bytes(cur), np.uint8)
+
+
+def _encode_png16(array: np.ndarray) -> bytes:
+    """Encode uint16 (H, W, 3) as a 16-bit RGB PNG (Pillow cannot write one)."""
+    height, width, _ = array.shape
+    raw = array.astype(">u2").view(np.uint8).reshape(height, width * 6)
+    rows = raw.copy()
+    rows[1:] -= raw[:-1]  # "Up" filter on every row: helps zlib on photos
+    filtered = np.concatenate([np.full((height, 1), 2, np.uint8), rows], axis=1)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return (
+        _PNG_SIGNATURE
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(filtered.tobytes(), 6))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(ExifTags.Base.Orientation, 1))
+    except _DECODE_ERRORS + (TypeError,):
+        return 1  # unreadable EXIF is metadata damage: keep the pixels as stored
+
+
+def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn an (H, W, C) array as ``PIL.ImageOps.exif_transpose`` does for this EXIF value."""
+    transforms = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.transpose(1, 0, 2),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+        8: lambda a: np.rot90(a, 1),
+    }
+    if orientation not in transforms:
+        return image
+    return np.ascontiguousarray(transforms[orientation](image))
+
+
+def _to_rgb_float(array: np.ndarray, path: Path) -> np.ndarray:
+    """Gray/RGB with or without alpha, any supported dtype -> float32 (H, W, 3) in [0, 1]."""
+    if array.ndim == 3 and array.shape[2] in (1, 2):
+        array = array[..., 0]
+    elif array.ndim == 3 and array.shape[2] in (3, 4):
+        array = array[..., :3]
+    elif array.ndim != 2:
+        raise InputError(f"{path}: unsupported pixel layout {array.shape} (expected gray or RGB)")
+    if array.dtype == np.uint8:
+        out = array.astype(np.float32) / 255.0
+    elif array.dtype == np.uint16:
+        out = array.astype(np.float32) / 65535.0
+    elif array.dtype.kind == "f":
+        out = np.clip(np.nan_to_num(array.astype(np.float32)), 0.0, 1.0)
+    else:
+        raise InputError(f"{path}: unsupported sample type {array.dtype} (expected 8/16-bit or float)")
+    if out.ndim == 2:
+        out = np.repeat(out[..., None], 3, axis=2)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def write_image(path: str | os.PathLike, array: np.ndarray, bit_depth: int = 8) -> Path:
+    """Write an (H, W, 3) RGB image atomically; the format follows the extension.
+
+    Floats are clipped to [0, 1] and rounded; uint8/uint16 arrays are rescaled if their
+    depth differs from ``bit_depth``. The file is written under a hidden temporary name in
+    the same folder and renamed when complete, so a failed write leaves any old file intact.
+
+    Args:
+        path: .png, .jpg/.jpeg (quality 95, no chroma subsampling), .webp (quality 95)
+            or .tif/.tiff. Parent folders are created.
+        array: float (H, W, 3) in [0, 1], or uint8/uint16 (H, W, 3).
+        bit_depth: 8, or 16 for PNG and TIFF.
+
+    Returns:
+        The path written.
+
+    Raises:
+        InputError: unknown extension, bad array, 16 bits for a format without them, or
+            the encoder refused the image.
+    """
+    path = Path(path)
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(
+            f"cannot write {path}: unknown extension (expected one of {', '.join(IMAGE_EXTENSIONS)})"
+        )
+    if bit_depth not in (8, 16):
+        raise InputError(f"cannot write {path}: bit_depth={bit_depth} (expected 8 or 16)")
+    if bit_depth == 16 and fmt not in ("PNG", "TIFF"):
+        raise InputError(f"cannot write {path}: 16-bit output needs .png or .tif/.tiff, not {path.suffix}")
+    pixels = _quantize(array, bit_depth, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Keep the real extension last so anything sniffing the name sees the right format.
+    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}{path.suffix}")
+    try:
+        _encode(tmp, pixels, fmt)
+        os.replace(tmp, path)
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot write {path}: {_one_line(e)}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _quantize(array: np.ndarray, bit_depth: int, path: Path) -> np.ndarray:
+    array = np.asarray(array)
+    if array.ndim != 3 or array.shape[2] != 3 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise InputError(f"cannot write {path}: array shape {array.shape} (expected (H, W, 3))")
+    target = np.uint8 if bit_depth == 8 else np.uint16
+    if array.dtype == target:
+        return np.ascontiguousarray(array)
+    if array.dtype == np.uint8:
+        values = array.astype(np.float64) / 255.0
+    elif array.dtype == np.uint16:
+        values = array.astype(np.float64) / 65535.0
+    elif array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise InputError(f"cannot write {path}: array contains NaN or infinite values")
+        values = np.clip(array.astype(np.float64), 0.0, 1.0)
+    else:
+        raise InputError(f"cannot write {path}: dtype {array.dtype} (expected float, uint8 or uint16)")
+    return np.round(values * np.iinfo(target).max).astype(target)
+
+
+def _encode(tmp: Path, pixels: np.ndarray, fmt: str) -> None:
+    if pixels.dtype == np.uint16 and fmt == "PNG":
+        with open(tmp, "xb") as f:
+            f.write(_encode_png16(pixels))
+    elif pixels.dtype == np.uint16:
+        import tifffile  # Pillow has no 16-bit RGB mode
+
+        tifffile.imwrite(tmp, pixels, photometric="rgb", compression="zlib")
+    else:
+        Image.fromarray(pixels).save(tmp, format=fmt, **_SAVE_OPTIONS.get(fmt, {}))
+
+
+def list_images(path: str | os.PathLike) -> list[Path]:
+    """The image files named by ``path``: the file itself, or a folder's images.
+
+    A folder is scanned non-recursively for the extensions in ``IMAGE_EXTENSIONS`` (any
+    case), skipping hidden files such as half-written temporaries; the result is sorted.
+
+    Raises:
+        InputError: the path is missing, is a file of another kind, or holds no image.
+    """
+    path = Path(path)
+    expected = f"expected an image file ({', '.join(IMAGE_EXTENSIONS)}) or a folder of them"
+    if path.is_file():
+        if path.suffix.lower() not in _FORMATS:
+            raise InputError(f"{path} does not look like an image ({expected})")
+        return [path]
+    if not path.is_dir():
+        raise InputError(f"{path} not found ({expected})")
+    found = sorted(
+        p
+        for p in path.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in _FORMATS
+    )
+    if not found:
+        raise InputError(f"no images in folder {path} ({expected})")
+    return found
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) float array -> float32 tensor [1, 3, H, W] (a copy, on the CPU)."""
+    import torch
+
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise InputError(f"image array has shape {image.shape} (expected (H, W, 3))")
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """Tensor [1, 3, H, W] or [3, H, W] (any device/dtype) -> float32 (H, W, 3) array."""
+    if tensor.ndim == 4 and tensor.shape[0] == 1:
+        tensor = tensor[0]
+    if tensor.ndim != 3 or tensor.shape[0] != 3:
+        raise InputError(f"image tensor has shape {tuple(tensor.shape)} (expected [1, 3, H, W] or [3, H, W])")
+    return np.ascontiguousarray(tensor.detach().float().cpu().numpy().transpose(1, 2, 0))
+
+
+def rgb_to_y(image: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma as SR papers compute it (MATLAB ``rgb2ycbcr``), for RGB in [0, 1].
+
+    Y = (16 + 65.481 R + 128.553 G + 24.966 B) / 255, so the result lies in
+    [16/255, 235/255]. Works on any array whose last axis is RGB; returns float32 without it.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.shape[-1] != 3:
+        raise InputError(f"image array has shape {image.shape} (expected RGB in the last axis)")
+    y = 16.0 + 65.481 * image[..., 0] + 128.553 * image[..., 1] + 24.966 * image[..., 2]
+    return (y / 255.0).astype(np.float32)

@@ -90,7 +90,9 @@ class ResidualDenoiser(nn.Module):
         ph, pw = (-h) % m, (-w) % m
         x_in = x_t * scale if (scale is not None and self.cfg.scale_input) else x_t
         inp = torch.cat([x_in, y], dim=1)
-        if ph or pw:
+        if ph or pw or torch.jit.is_tracing():
+            # Under ONNX tracing always pad, so the pad amounts stay graph ops computed from the input's
+            # shape (a Python `if` would bake the example's sizes in and break dynamic H/W exports).
             # replicate, not reflect: reflect needs the pad to be smaller than the size (1x1 latents exist)
             inp = F.pad(inp, (0, pw, 0, ph), mode="replicate")
         g = self.unet(inp, t).sample[..., :h, :w]

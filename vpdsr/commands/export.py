@@ -1,0 +1,37 @@
+"""`vpdsr export --model DIR_OR_PRESET --out DIR --targets LIST`: deployable artifacts + manifest.json."""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    from vpdsr.export.targets import ALIASES, TARGETS
+
+    p = sub.add_parser("export", help="export a model to ONNX / OpenVINO / TensorRT artifacts (fp32, fp16, int8)")
+    p.add_argument("--model", default="tiny", help="model directory or preset name (default: tiny)")
+    p.add_argument("--out", required=True, help="artifacts folder: one sub-folder per target + manifest.json")
+    p.add_argument("--targets", default="onnx",
+                   help=f"comma-separated: {', '.join(TARGETS)}; or {' / '.join(ALIASES)} (default: onnx)")
+    p.add_argument("--calib", default="samples:calib",
+                   help="calibration images: a folder, a file, or samples[:subset] (default: samples:calib)")
+    p.add_argument("--calib-count", type=int, default=8, help="calibration samples (default 8)")
+    p.add_argument("--stages", choices=("fused", "split"), default="fused",
+                   help="one graph, or encoder/denoiser/decoder graphs (default fused)")
+    p.add_argument("--tile", type=int, default=64, help="LR tile size of the static shape and calibration (default 64)")
+    p.add_argument("--dynamic", action="store_true", help="dynamic H/W (batch is always dynamic)")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any target is skipped, failed or below its floor")
+    p.add_argument("--force", action="store_true", help="rebuild even when a cached artifact matches")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from vpdsr.export.api import export
+
+    manifest = export(args.model, args.out, args.targets, stages=args.stages, tile=args.tile, dynamic=args.dynamic,
+                      calib=args.calib, calib_count=args.calib_count, strict=args.strict, force=args.force)
+    requested = {a.name for a in manifest.artifacts}
+    failed = [a.name for a in manifest.artifacts if a.name in requested and a.status == "failed"]
+    print(f"manifest: {args.out}/manifest.json")
+    for a in manifest.artifacts:
+        v = a.validation
+        figures = f"{v['psnr_db']} dB" if v else ""
+        print(f"  {a.name:15s} {a.status:8s} {a.precision:5s} {figures}{(' ' + a.reason) if a.reason else ''}")
+    return 1 if failed else 0

@@ -15,8 +15,9 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ from kornia.color import rgb_to_grayscale
 from kornia.enhance import jpeg_codec_differentiable
 from kornia.filters import filter2d
 
-from vpdsr.data.kernels import bivariate_kernel, circular_lowpass_kernel
+from vpdsr.data.kernels import Draws, circular_lowpass_kernel, random_blur_kernel
 from vpdsr.errors import ConfigError, InputError
 
 KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
@@ -178,14 +179,12 @@ def _checked_order(order: OrderConfig, where: str) -> OrderConfig:
                           f"got {list(order.kernel_list)}")
     _check_weights(f"{where}.kernel_prob", order.kernel_prob, len(order.kernel_list))
     _check_weights(f"{where}.resize_prob", order.resize_prob, 3)
-    _check_range(f"{where}.blur_sigma", order.blur_sigma, 1e-3)
-    _check_range(f"{where}.betag_range", order.betag_range, 1e-3)
-    _check_range(f"{where}.betap_range", order.betap_range, 1e-3)
-    _check_range(f"{where}.resize_range", order.resize_range, 1e-3)
+    for name in ("blur_sigma", "betag_range", "betap_range", "resize_range"):
+        _check_range(f"{where}.{name}", getattr(order, name), 1e-3)
     if not order.resize_range[0] <= 1.0 <= order.resize_range[1]:
         raise ConfigError(f"{where}.resize_range: expected [low <= 1, high >= 1], got {list(order.resize_range)}")
-    _check_range(f"{where}.noise_range", order.noise_range, 0.0)
-    _check_range(f"{where}.poisson_scale_range", order.poisson_scale_range, 0.0)
+    for name in ("noise_range", "poisson_scale_range"):
+        _check_range(f"{where}.{name}", getattr(order, name), 0.0)
     _check_range(f"{where}.jpeg_range", order.jpeg_range, 1.0, 100.0)
     return order
 
@@ -220,59 +219,7 @@ def _listify(value: Any) -> Any:
 
 # ---------------------------------------------------------------- random draws
 
-class _Draw:
-    """Scalar draws from one generator, one uniform per decision so the stream stays aligned."""
-
-    def __init__(self, generator: torch.Generator) -> None:
-        self.generator = generator
-
-    def uniform(self, low: float, high: float) -> float:
-        u = torch.rand(1, generator=self.generator, device=self.generator.device, dtype=torch.float64).item()
-        return low + (high - low) * u
-
-    def chance(self, p: float) -> bool:
-        return self.uniform(0.0, 1.0) < p
-
-    def choice(self, items: Sequence[Any], weights: Sequence[float] | None = None) -> Any:
-        weights = [1.0] * len(items) if weights is None else list(weights)
-        u, acc = self.uniform(0.0, sum(weights)), 0.0
-        for item, weight in zip(items, weights):
-            acc += weight
-            if u < acc:
-                return item
-        return [item for item, weight in zip(items, weights) if weight > 0][-1]  # float round-off at the top
-
-
-def random_blur_kernel(order: OrderConfig, cfg: DegradationConfig, generator: torch.Generator) -> torch.Tensor:
-    """Draw one first/second-order kernel like BasicSR's ``random_mixed_kernels`` (or a sinc)."""
-    return _random_kernel(order, cfg, _Draw(generator))
-
-
-def _random_kernel(order: OrderConfig, cfg: DegradationConfig, draw: _Draw) -> torch.Tensor:
-    size = draw.choice(order.kernel_sizes)
-    if draw.chance(order.sinc_prob):
-        large = size >= cfg.sinc_large_kernel_size
-        cutoff = draw.uniform(*(cfg.sinc_cutoff_range_large_kernel if large else cfg.sinc_cutoff_range))
-        return circular_lowpass_kernel(cutoff, size)
-    kind = draw.choice(order.kernel_list, order.kernel_prob)
-    sigma_x = draw.uniform(*order.blur_sigma)
-    if kind.endswith("aniso"):
-        sigma_y, theta = draw.uniform(*order.blur_sigma), draw.uniform(*cfg.rotation_range)
-    else:
-        sigma_y, theta = sigma_x, 0.0
-    if kind in ("iso", "aniso"):
-        return bivariate_kernel(size, sigma_x, sigma_y, theta)
-    shape = "generalized" if kind.startswith("generalized") else "plateau"
-    low, high = order.betag_range if shape == "generalized" else order.betap_range
-    # BasicSR draws beta below or above 1 with equal odds, so heavy and light tails are equally common.
-    if low <= 1.0 <= high:
-        beta = draw.uniform(low, 1.0) if draw.chance(0.5) else draw.uniform(1.0, high)
-    else:
-        beta = draw.uniform(low, high)
-    return bivariate_kernel(size, sigma_x, sigma_y, theta, shape, beta)
-
-
-def _random_resize_factor(order: OrderConfig, draw: _Draw) -> float:
+def _random_resize_factor(order: OrderConfig, draw: Draws) -> float:
     direction = draw.choice(("up", "down", "keep"), order.resize_prob)
     if direction == "up":
         return draw.uniform(1.0, order.resize_range[1])
@@ -291,8 +238,6 @@ def quantize_8bit(img: torch.Tensor) -> torch.Tensor:
 def blur(img: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Filter every channel with one square kernel (reflect border, replicate if the image is tiny)."""
     half = kernel.shape[-1] // 2
-    if half == 0:
-        return img * kernel.reshape(()).to(img)
     # Reflect padding needs more pixels than the kernel's half-width.
     border = "reflect" if min(img.shape[-2:]) > half else "replicate"
     return filter2d(img, kernel.to(img)[None], border_type=border)
@@ -340,7 +285,7 @@ def bicubic_downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
 
 # ---------------------------------------------------------------- pipeline
 
-def _random_noise(img: torch.Tensor, order: OrderConfig, draw: _Draw) -> torch.Tensor:
+def _random_noise(img: torch.Tensor, order: OrderConfig, draw: Draws) -> torch.Tensor:
     if not draw.chance(order.noise_prob):
         return img
     if draw.chance(order.gaussian_noise_prob):
@@ -350,19 +295,19 @@ def _random_noise(img: torch.Tensor, order: OrderConfig, draw: _Draw) -> torch.T
     return add_poisson_noise(img, scale, draw.chance(order.gray_noise_prob), draw.generator)
 
 
-def _random_jpeg(img: torch.Tensor, order: OrderConfig, draw: _Draw) -> torch.Tensor:
+def _random_jpeg(img: torch.Tensor, order: OrderConfig, draw: Draws) -> torch.Tensor:
     if not draw.chance(order.jpeg_prob):
         return img
     return jpeg_compress(img, draw.uniform(*order.jpeg_range))
 
 
-def _degrade_one(img: torch.Tensor, cfg: DegradationConfig, draw: _Draw) -> torch.Tensor:
+def _degrade_one(img: torch.Tensor, cfg: DegradationConfig, draw: Draws) -> torch.Tensor:
     h, w = img.shape[-2:]
     lr_h, lr_w = h // cfg.scale, w // cfg.scale
     x = img
     for index, order in enumerate((cfg.first, cfg.second)):
         if draw.chance(order.blur_prob):
-            x = blur(x, _random_kernel(order, cfg, draw))
+            x = blur(x, random_blur_kernel(order, cfg, draw))
         factor = _random_resize_factor(order, draw)
         # The first order scales the HR size; the second scales the LR size (Real-ESRGAN).
         base_h, base_w = (h, w) if index == 0 else (lr_h, lr_w)
@@ -418,7 +363,7 @@ def degrade(hr: torch.Tensor, cfg: DegradationConfig, generator: torch.Generator
     x = hr.float()
     if not cfg.enabled or cfg.mode == "bicubic":
         return bicubic_downscale(x, cfg.scale).to(hr.dtype)
-    draw = _Draw(generator)
+    draw = Draws(generator)
     # One sample at a time: per-sample resize factors give intermediate sizes that cannot share a batch.
     lr = torch.cat([_degrade_one(x[i : i + 1], cfg, draw) for i in range(x.shape[0])])
     return lr.to(hr.dtype)

@@ -1,16 +1,21 @@
-"""Blur kernels of the Real-ESRGAN degradation (Wang et al., 2021).
+"""Blur kernels of the Real-ESRGAN degradation (Wang et al., 2021) and their random draws.
 
-Pure math, no randomness: :mod:`vpdsr.data.degrade` draws the parameters. Every kernel is a
-square, odd-sized ``float64`` tensor on the CPU that sums to 1; the caller casts it to the
-image's dtype and device. The shapes follow BasicSR's ``basicsr/data/degradations.py``
+Every kernel is a square, odd-sized ``float64`` tensor on the CPU that sums to 1; the caller
+casts it to the image's dtype and device. Random draws come from :class:`Draws`, one
+``torch.Generator``; the ranges from :class:`vpdsr.data.degrade.DegradationConfig`. The shapes follow BasicSR's ``basicsr/data/degradations.py``
 (``bivariate_Gaussian``, ``bivariate_generalized_Gaussian``, ``bivariate_plateau``,
 ``circular_lowpass_kernel``), written again on torch.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:  # degrade imports this module at run time
+    from vpdsr.data.degrade import DegradationConfig, OrderConfig
 
 KERNEL_SHAPES = ("gaussian", "generalized", "plateau")
 
@@ -102,9 +107,52 @@ def circular_lowpass_kernel(cutoff: float, size: int) -> torch.Tensor:
     return kernel / kernel.sum()
 
 
-def identity_kernel(size: int = 1) -> torch.Tensor:
-    """A kernel that leaves an image unchanged (one 1 in the centre)."""
-    _check_size(size)
-    kernel = torch.zeros(size, size, dtype=torch.float64)
-    kernel[size // 2, size // 2] = 1.0
-    return kernel
+class Draws:
+    """Scalar draws from one generator, one uniform per decision so the stream stays aligned.
+
+    Draws run on the generator's device; a CPU generator avoids a device sync per scalar.
+    """
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.generator = generator
+
+    def uniform(self, low: float, high: float) -> float:
+        u = torch.rand(1, generator=self.generator, device=self.generator.device, dtype=torch.float64).item()
+        return low + (high - low) * u
+
+    def chance(self, p: float) -> bool:
+        return self.uniform(0.0, 1.0) < p
+
+    def choice(self, items: Sequence[Any], weights: Sequence[float] | None = None) -> Any:
+        weights = [1.0] * len(items) if weights is None else list(weights)
+        u, acc = self.uniform(0.0, sum(weights)), 0.0
+        for item, weight in zip(items, weights):
+            acc += weight
+            if u < acc:
+                return item
+        return [item for item, weight in zip(items, weights) if weight > 0][-1]  # float round-off at the top
+
+
+def random_blur_kernel(order: OrderConfig, cfg: DegradationConfig, draw: Draws) -> torch.Tensor:
+    """Draw one first/second-order kernel like BasicSR's ``random_mixed_kernels``, or a sinc."""
+    size = draw.choice(order.kernel_sizes)
+    if draw.chance(order.sinc_prob):
+        large = size >= cfg.sinc_large_kernel_size
+        cutoff = draw.uniform(*(cfg.sinc_cutoff_range_large_kernel if large else cfg.sinc_cutoff_range))
+        return circular_lowpass_kernel(cutoff, size)
+    kind = draw.choice(order.kernel_list, order.kernel_prob)
+    sigma_x = draw.uniform(*order.blur_sigma)
+    if kind.endswith("aniso"):
+        sigma_y, theta = draw.uniform(*order.blur_sigma), draw.uniform(*cfg.rotation_range)
+    else:
+        sigma_y, theta = sigma_x, 0.0
+    if kind in ("iso", "aniso"):
+        return bivariate_kernel(size, sigma_x, sigma_y, theta)
+    shape = "generalized" if kind.startswith("generalized") else "plateau"
+    low, high = order.betag_range if shape == "generalized" else order.betap_range
+    # BasicSR draws beta below or above 1 with equal odds, so heavy and light tails are equally common.
+    if low <= 1.0 <= high:
+        beta = draw.uniform(low, 1.0) if draw.chance(0.5) else draw.uniform(1.0, high)
+    else:
+        beta = draw.uniform(low, high)
+    return bivariate_kernel(size, sigma_x, sigma_y, theta, shape, beta)

@@ -320,16 +320,24 @@ def _quantize(array: np.ndarray, bit_depth: int, path: Path) -> np.ndarray:
     if array.dtype == target:
         return np.ascontiguousarray(array)
     if array.dtype == np.uint8:
-        values = array.astype(np.float64) / 255.0
+        scale = 1.0 / 255.0
     elif array.dtype == np.uint16:
-        values = array.astype(np.float64) / 65535.0
+        scale = 1.0 / 65535.0
     elif array.dtype.kind == "f":
         if not np.isfinite(array).all():
             raise InputError(f"cannot write {path}: array contains NaN or infinite values")
-        values = np.clip(array.astype(np.float64), 0.0, 1.0)
+        scale = 1.0
     else:
         raise InputError(f"cannot write {path}: dtype {array.dtype} (expected float, uint8 or uint16)")
-    return np.round(values * np.iinfo(target).max).astype(target)
+    # Row blocks of float64 temporaries: writing a large SR result must not cost several
+    # full-size copies on top of the output buffer.
+    out = np.empty(array.shape, dtype=target)
+    rows = max(1, (1 << 22) // max(1, array.shape[1] * 3))
+    top = float(np.iinfo(target).max)
+    for y in range(0, array.shape[0], rows):
+        block = np.clip(array[y : y + rows].astype(np.float64) * scale, 0.0, 1.0)
+        out[y : y + rows] = np.round(block * top)
+    return out
 
 
 def _encode(tmp: Path, pixels: np.ndarray, fmt: str) -> None:

@@ -1,0 +1,129 @@
+"""report.html: one self-contained page (inline SVG plots, a base64 PNG of the crops, no links out)."""
+from __future__ import annotations
+
+import html
+import math
+
+from vpdsr.bench.report import _num
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 24px; color: #222; max-width: 1350px; }
+h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; font-size: 13px; } th, td { border: 1px solid #ddd; padding: 4px 8px; }
+th { background: #f4f4f4; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
+.ok { color: #1a7f37; } .skipped { color: #9a6700; } .failed, .fail { color: #cf222e; font-weight: bold; }
+.pass { color: #1a7f37; } .note { color: #666; font-size: 13px; } .fig svg { max-width: 100%; height: auto; }
+.verdict { font-size: 16px; padding: 8px 12px; display: inline-block; border-radius: 4px; }
+.verdict.pass { background: #dafbe1; } .verdict.fail { background: #ffebe9; }
+"""
+
+
+def _e(v) -> str:
+    return html.escape(str(v))
+
+
+def _table(report: dict) -> str:
+    head = ("backend", "target", "precision", "device", "status", "p50 ms", "p90 ms", "p99 ms", "mean ms",
+            "images/s", "peak MiB", "CLIPIQA", "CLIPIQA drift mean", "CLIPIQA drift worst", "PSNR vs ref",
+            "SSIM vs ref", "LPIPS vs ref", "PSNR vs HR", "notes")
+    out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    for b in report["backends"]:
+        lat, q = b.get("latency_ms") or {}, b.get("quality") or {}
+        cells = [
+            _e(b["name"]), _e(b["target"]), _e(b["precision"]), _e(b["device"]),
+            f'<span class="{_e(b["status"])}">{_e(b["status"])}</span>',
+        ]
+        nums = [_num(lat.get("p50"), "{:.1f}"), _num(lat.get("p90"), "{:.1f}"), _num(lat.get("p99"), "{:.1f}"),
+                _num(lat.get("mean"), "{:.1f}"), _num(b.get("throughput_ips")), _num(b.get("peak_mem_mb"), "{:.0f}"),
+                _num(q.get("clipiqa"), "{:.4f}"), _num(q.get("clipiqa_drift"), "{:+.4f}"),
+                _num(q.get("clipiqa_drift_worst"), "{:+.4f}"), _num(q.get("psnr_vs_ref")),
+                _num(q.get("ssim_vs_ref"), "{:.4f}"), _num(q.get("lpips_vs_ref"), "{:.4f}"), _num(q.get("psnr_vs_hr"))]
+        note = b.get("reason") or ("reference" if b["name"] == report["reference"] else "")
+        if b.get("latency_change_pct") is not None:
+            note = f"p50 {b['latency_change_pct']:+.1f}% vs baseline " + note
+        out.append("<tr><td>" + "</td><td>".join(cells) + "</td>" + "".join(f'<td class="n">{_e(n)}</td>' for n in nums)
+                   + f"<td>{_e(note)}</td></tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _gates(report: dict) -> str:
+    if not report["gates"]:
+        return '<p class="note">No gates were set.</p>'
+    rows = ["<table><tr><th>gate</th><th>backend</th><th>threshold</th><th>value</th><th>result</th><th>detail</th></tr>"]
+    for g in report["gates"]:
+        cls = "pass" if g["passed"] else "fail"
+        value = g["value"]
+        value = _num(value, "{:.4g}") if not isinstance(value, str) else value
+        rows.append(f"<tr><td>{_e(g['name'])}</td><td>{_e(g['backend'])}</td><td class='n'>{_e(g['threshold'])}</td>"
+                    f"<td class='n'>{_e(value)}</td><td class='{cls}'>{'pass' if g['passed'] else 'FAIL'}</td>"
+                    f"<td>{_e(g.get('detail', ''))}</td></tr>")
+    rows.append("</table>")
+    return "\n".join(rows)
+
+
+def _per_image(report: dict) -> str:
+    names = report.get("image_names") or []
+    ok = [b for b in report["backends"] if b["status"] == "ok" and b.get("quality")]
+    if not names or not ok:
+        return ""
+    head = "<tr><th>image</th>" + "".join(f"<th>{_e(b['name'])}<br>CLIPIQA / PSNR vs ref</th>" for b in ok) + "</tr>"
+    rows = [f"<table>{head}"]
+    for i, name in enumerate(names):
+        cells = []
+        for b in ok:
+            r = b["quality"]["per_image"][i]
+            psnr = r.get("psnr_vs_ref")
+            psnr_s = "ref" if psnr is None else ("inf" if isinstance(psnr, float) and math.isinf(psnr) else f"{psnr:.2f}")
+            cells.append(f"{_num(r.get('clipiqa'), '{:.4f}')} / {psnr_s}")
+        rows.append(f"<tr><td>{_e(name)}</td>" + "".join(f"<td class='n'>{_e(c)}</td>" for c in cells) + "</tr>")
+    rows.append("</table>")
+    return "\n".join(rows)
+
+
+def render_html(result) -> str:
+    """The page for a :class:`vpdsr.bench.harness.BenchResult`."""
+    report = result.report
+    try:
+        from vpdsr.bench import plots
+
+        order = [b["name"] for b in report["backends"]]
+        bars = plots.latency_bars(report["backends"], report["reference"])
+        scatter = plots.drift_scatter(report["backends"], report["reference"])
+        crops = plots.crops_figure(result.crops, result.crop_box, report["reference"], order)
+        missing = None
+    except ImportError as e:
+        bars = scatter = crops = None
+        missing = f"plots need matplotlib ({e}); pip install 'vpdsr[metrics]'"
+    verdict = "pass" if report["passed"] else "fail"
+    failed = [f"{g['name']}[{g['backend']}]" for g in report["gates"] if not g["passed"]]
+    verdict_text = "every gate held" if report["passed"] else "FAILED: " + ", ".join(failed)
+    metrics_notes = "".join(f"<li>{_e(n)}: {_e(m['reason'])}</li>" for n, m in report["metrics"].items()
+                            if not m["available"])
+    env = report["environment"]
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>vpdsr benchmark: {_e(report['model'].get('source'))}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>vpdsr benchmark: {_e(report['model'].get('source'))}</h1>",
+        f"<p><span class='verdict {verdict}'>{_e(verdict_text)}</span></p>",
+        f"<p class='note'>{report['images']} image(s) ({_e(', '.join(report.get('image_names', [])))}), reference "
+        f"<b>{_e(report['reference'])}</b>, noise seed {report['seed']}; latency = one whole image upscaled "
+        f"(tiled, tile {report['tiling']['tile']}), {report['latency_config']['warmup']} warm-up + up to "
+        f"{report['latency_config']['iters']} timed runs. Measured on {_e(env['cpu']['name'])} "
+        f"({env['cpu']['cores']} cores, torch threads {env['torch_threads']}), "
+        f"{_e(', '.join(g['name'] for g in env['gpus']) or 'no GPU')}, {_e(report['created'])}.</p>",
+        "<h2>Backends</h2>", _table(report),
+        "<h2>Gates</h2>", _gates(report),
+        "<h2>Latency</h2>", f"<div class='fig'>{bars or '<p class=note>no backend ran</p>'}</div>",
+        "<h2>Latency vs quality drift</h2>", f"<div class='fig'>{scatter or '<p class=note>no backend ran</p>'}</div>",
+        f"<h2>Crops: {_e((report.get('image_names') or ['?'])[0])}</h2>",
+        (f"<img alt='crops' style='max-width:100%' src='data:image/png;base64,{crops}'>" if crops
+         else "<p class='note'>no crops</p>"),
+        "<h2>Per image</h2>", _per_image(report),
+    ]
+    if missing:
+        parts.append(f"<p class='note'>{_e(missing)}</p>")
+    if metrics_notes:
+        parts.append(f"<h2>Metrics not computed</h2><ul class='note'>{metrics_notes}</ul>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)

@@ -1,0 +1,146 @@
+"""Write a benchmark report: report.json, report.md (the table) and report.html (plots, crops).
+
+All three files are written into a temporary sibling folder that replaces ``out`` only when
+complete (:func:`vpdsr.utils.atomic_directory`), so a crash never leaves a half report.
+
+JSON has no infinity: a PSNR of identical images is written as the string ``"inf"`` (and NaN
+as null), so a reader can tell "identical" from "not measured".
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from vpdsr.utils import atomic_directory
+
+REPORT_FILES = ("report.json", "report.md", "report.html")
+
+
+def json_safe(obj):
+    """A copy of ``obj`` that ``json.dumps(allow_nan=False)`` accepts (numpy scalars, inf, tuples)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        if math.isnan(v):
+            return None
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return v
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def to_json(report: dict) -> str:
+    return json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n"
+
+
+def _num(v, fmt: str = "{:.2f}") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    return fmt.format(v)
+
+
+def markdown(report: dict) -> str:
+    """The report as Markdown: the backend table, gates, skipped backends, metric notes."""
+    lines = [
+        f"# vpdsr benchmark: {report['model'].get('source')}",
+        "",
+        f"{report['images']} image(s), reference `{report['reference']}`, noise seed {report['seed']}, "
+        f"tile {report['tiling']['tile']} / overlap {report['tiling']['overlap']}; "
+        f"latency = one whole image upscaled (tiled), {report['latency_config']['warmup']} warm-up + up to "
+        f"{report['latency_config']['iters']} timed runs.",
+        "",
+        "| backend | precision | device | status | p50 ms | p90 ms | p99 ms | mean ms | images/s | peak MiB "
+        "| CLIPIQA | CLIPIQA drift (mean / worst) | PSNR vs ref dB | SSIM vs ref | PSNR vs HR dB |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for b in report["backends"]:
+        lat = b.get("latency_ms") or {}
+        q = b.get("quality") or {}
+        drift = "-" if q.get("clipiqa_drift") is None else f"{q['clipiqa_drift']:+.4f} / {q['clipiqa_drift_worst']:+.4f}"
+        lines.append(
+            f"| {b['name']} | {b['precision']} | {b['device']} | {b['status']} | {_num(lat.get('p50'), '{:.1f}')} "
+            f"| {_num(lat.get('p90'), '{:.1f}')} | {_num(lat.get('p99'), '{:.1f}')} | {_num(lat.get('mean'), '{:.1f}')} "
+            f"| {_num(b.get('throughput_ips'))} | {_num(b.get('peak_mem_mb'), '{:.0f}')} "
+            f"| {_num(q.get('clipiqa'), '{:.4f}')} | {drift} | {_num(q.get('psnr_vs_ref'))} "
+            f"| {_num(q.get('ssim_vs_ref'), '{:.4f}')} | {_num(q.get('psnr_vs_hr'))} |"
+        )
+    bic = report.get("bicubic") or {}
+    if bic.get("psnr_vs_hr") is not None or bic.get("clipiqa") is not None:
+        lines += ["", f"Bicubic baseline: PSNR vs HR {_num(bic.get('psnr_vs_hr'))} dB, "
+                      f"CLIPIQA {_num(bic.get('clipiqa'), '{:.4f}')}."]
+    stages = [b for b in report["backends"] if b.get("stage_latency_ms")]
+    for b in stages:
+        parts = ", ".join(f"{k} {v['p50']:.1f} ms" for k, v in b["stage_latency_ms"].items())
+        lines.append(f"- `{b['name']}` per stage (p50 per call): {parts}")
+    lines += ["", "## Gates", ""]
+    if report["gates"]:
+        lines += ["| gate | backend | threshold | value | result |", "|---|---|---:|---:|---|"]
+        for g in report["gates"]:
+            lines.append(f"| {g['name']} | {g['backend']} | {_num(g['threshold'], '{:g}')} "
+                         f"| {_num(g['value'], '{:.4g}')} | {'pass' if g['passed'] else '**FAIL**'} |")
+    else:
+        lines.append("No gates were set.")
+    not_run = [b for b in report["backends"] if b["status"] != "ok"]
+    if not_run:
+        lines += ["", "## Not run", ""] + [f"- `{b['name']}` {b['status']}: {b['reason']}" for b in not_run]
+    notes = [f"- {name}: {m['reason']}" for name, m in report["metrics"].items() if not m["available"]]
+    if notes:
+        lines += ["", "## Metrics not computed", ""] + notes
+    env = report["environment"]
+    lines += ["", f"Measured on {env['cpu']['name']} ({env['cpu']['cores']} cores, torch threads "
+                  f"{env['torch_threads']}), {', '.join(g['name'] for g in env['gpus']) or 'no GPU'}; "
+                  f"{report['created']}.", ""]
+    return "\n".join(lines)
+
+
+def write_report(out: str | Path, result) -> Path:
+    """Write report.json, report.md and report.html into ``out`` atomically; returns ``out``.
+
+    Args:
+        out: report folder (replaced as a whole).
+        result: a :class:`vpdsr.bench.harness.BenchResult`.
+    """
+    from vpdsr.bench.html import render_html
+
+    text_json = to_json(result.report)
+    text_md = markdown(result.report)
+    text_html = render_html(result)  # before touching the folder: a plotting error writes nothing
+    texts = {"report.json": text_json, "report.md": text_md, "report.html": text_html}
+    out = Path(out)
+    if not out.exists() or {p.name for p in out.iterdir()} <= set(REPORT_FILES):
+        with atomic_directory(out) as tmp:  # a fresh folder, or only an older report in it
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a report folder is not
+            for name, text in texts.items():
+                (tmp / name).write_text(text)
+        return out
+    # The folder holds other files: never replace it. Write all three first, then rename each.
+    tmp = Path(tempfile.mkdtemp(prefix=".report.tmp-", dir=out))
+    try:
+        for name, text in texts.items():
+            (tmp / name).write_text(text)
+        for name in texts:
+            os.replace(tmp / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

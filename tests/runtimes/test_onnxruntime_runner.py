@@ -1,0 +1,73 @@
+"""OnnxRuntimeRunner: the contract on the CPU provider (CUDA where onnxruntime-gpu has it), provider handling."""
+from __future__ import annotations
+
+import pytest
+
+from tests.runtimes.test_runner_contract import RunnerContract
+from tests.runtimes.tiny_artifacts import export_fused_onnx, onnx_artifact
+from vpdsr.errors import ArtifactError, ConfigError, MissingDependencyError
+from vpdsr.runtimes import load
+from vpdsr.runtimes.onnxruntime_runner import OnnxRuntimeRunner, provider_list
+
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install 'vpdsr[onnx]')")
+HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+class TestOnnxRuntimeCpu(RunnerContract):
+    psnr_floor = 60.0
+
+    def make_artifact(self, folder):
+        return onnx_artifact(folder / "onnx")
+
+    def make_runner(self, artifact):
+        return load(artifact, threads=1)
+
+
+class TestOnnxRuntimeCuda(RunnerContract):
+    psnr_floor = 60.0
+
+    def skip_reason(self):
+        if not HAS_CUDA:
+            return "onnxruntime has no CUDAExecutionProvider here (needs onnxruntime-gpu and a GPU)"
+        import torch
+
+        return None if torch.cuda.is_available() else "no CUDA device"
+
+    def make_artifact(self, folder):
+        return onnx_artifact(folder / "onnx")
+
+    def make_runner(self, artifact):
+        return load(artifact, providers=["cuda"])
+
+
+def test_provider_list_maps_short_names_and_keeps_cpu_fallback():
+    got = provider_list(["tensorrt", "cuda"], {"tensorrt": {"trt_fp16_enable": True}, "cuda": {"device_id": 0}})
+    assert got == [("TensorrtExecutionProvider", {"trt_fp16_enable": True}),
+                   ("CUDAExecutionProvider", {"device_id": 0}), ("CPUExecutionProvider", {})]
+    with pytest.raises(ConfigError, match="provider 'rocm'"):
+        provider_list("rocm")
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this onnxruntime has the CUDA provider")
+def test_missing_gpu_provider_is_one_line_error(tmp_path):
+    r = OnnxRuntimeRunner(export_fused_onnx(tmp_path / "m.onnx"), providers="cuda")
+    assert r.io_binding  # on by default for the CUDA provider
+    with pytest.raises(MissingDependencyError, match="CUDAExecutionProvider") as e:
+        r.activate()
+    assert "\n" not in str(e.value)
+
+
+def test_io_binding_on_cpu_gives_the_same_output(tmp_path):
+    from tests.runtimes.tiny_artifacts import inputs
+
+    path = export_fused_onnx(tmp_path / "m.onnx")
+    feed = inputs(seed=21)
+    with OnnxRuntimeRunner(path) as plain, OnnxRuntimeRunner(path, io_binding=True) as bound:
+        assert (plain.infer(feed)["sr"] == bound.infer(feed)["sr"]).all()
+
+
+def test_not_an_onnx_file_is_artifact_error(tmp_path):
+    bad = tmp_path / "m.onnx"
+    bad.write_bytes(b"not a protobuf")
+    with pytest.raises(ArtifactError, match="onnxruntime cannot load it"):
+        OnnxRuntimeRunner(bad).activate()

@@ -1,0 +1,197 @@
+"""`load(...)`: from an exported artifact (or a model) to the Runner that runs it.
+
+Accepted sources:
+- an artifact folder (holding `artifact.json`), or a file inside one;
+- an export output folder (holding `manifest.json`) plus `target=NAME`, or with exactly one
+  artifact of the asked backend;
+- an `ArtifactEntry` together with its folder: `load(entry, folder)`;
+- a model directory or preset name, run by the torch runner: `load("tiny", backend="torch")`.
+
+Loading verifies every file's sha256 against the entry, so an artifact changed after export is
+refused in one line; the execution precision recorded by the export is passed on (OpenVINO
+always pins it).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from vpdsr.errors import ArtifactError, ConfigError
+from vpdsr.export.manifest import ENTRY_NAME, MANIFEST_NAME, ArtifactEntry, Manifest, read_entry
+from vpdsr.runtimes.base import Runner
+from vpdsr.runtimes.common import canonical_precision
+
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
+# file types each backend reads; OpenVINO also reads ONNX directly
+MODEL_SUFFIXES = {"onnxruntime": (".onnx",), "openvino": (".xml", ".onnx"), "tensorrt": (".engine", ".plan")}
+STAGE_NAMES = ("encoder", "denoiser", "decoder")
+
+
+def load(source, folder: str | Path | None = None, backend: str | None = None, **options) -> Runner:
+    """Build the Runner for an artifact (not activated: use `with runner:` or `runner.activate()`).
+
+    Args:
+        source: artifact folder / file, export folder, ArtifactEntry, model directory or preset name.
+        folder: the artifact's folder when `source` is an ArtifactEntry.
+        backend: run with this backend (default: the artifact's own; "torch" for a model or preset).
+            An ONNX artifact can also be run by "openvino".
+        **options: passed to the runner (e.g. providers=, threads= for onnxruntime; device=, precision=,
+            performance_hint=, streams= for openvino; device=, precision= for torch). `target=` picks an
+            artifact of an export folder.
+
+    Raises:
+        ArtifactError: not an artifact, a file missing or changed after export (sha256 mismatch), a
+            backend that cannot run it, or a TensorRT engine built for another TensorRT/GPU.
+
+    Example:
+        >>> with load("artifacts/openvino-bf16") as runner:
+        ...     sr = runner.infer({"lr": lr, "noise": noise})["sr"]
+    """
+    if backend is not None and backend not in BACKENDS:
+        raise ArtifactError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
+    if isinstance(source, ArtifactEntry):
+        if folder is None:
+            raise ConfigError("load(entry, folder): an ArtifactEntry needs the folder that holds its files")
+        return _from_entry(source, Path(folder), backend, options)
+    path = Path(source)
+    if path.is_file() and (path.parent / ENTRY_NAME).is_file():
+        path = path.parent  # a model file inside an artifact folder
+    if (path / ENTRY_NAME).is_file():
+        return _from_entry(read_entry(path), path, backend, options)
+    if (path / MANIFEST_NAME).is_file():
+        return _from_manifest(path, backend, options)
+    if backend in (None, "torch"):
+        from vpdsr.runtimes.torch_runner import TorchRunner
+
+        _no_artifact_options(options)
+        return TorchRunner.from_pretrained(str(source), **options)
+    raise ArtifactError(f"{source}: not an artifact folder (no {ENTRY_NAME}) nor an export folder "
+                        f"(no {MANIFEST_NAME}); run `vpdsr export` first")
+
+
+def _no_artifact_options(options: dict) -> None:
+    if "target" in options:
+        raise ConfigError("`target` picks an artifact of an export folder; a model or preset has none")
+
+
+def _from_manifest(directory: Path, backend: str | None, options: dict) -> Runner:
+    manifest = Manifest.read(directory)
+    target = options.pop("target", None)
+    if target is not None:
+        entry = manifest.entry(target)
+    else:
+        ok = [a for a in manifest.artifacts if a.status == "ok" and (backend is None or a.backend == backend)]
+        if len(ok) != 1:
+            names = [a.name for a in manifest.artifacts if a.status == "ok"]
+            raise ArtifactError(f"{directory}: {len(ok)} artifacts match backend {backend!r}; pick one with "
+                                f"`target=` or pass its folder (artifacts: {', '.join(names) or 'none'})")
+        entry = ok[0]
+    return _from_entry(entry, directory / entry.name, backend, options)
+
+
+def _from_entry(entry: ArtifactEntry, folder: Path, backend: str | None, options: dict) -> Runner:
+    entry.verify(folder)  # one-line ArtifactError for a missing file or a sha256 mismatch
+    backend = backend or entry.backend
+    if entry.backend not in MODEL_SUFFIXES:
+        raise ArtifactError(f"{folder / ENTRY_NAME}: unknown backend {entry.backend!r} "
+                            f"(this vpdsr runs {', '.join(MODEL_SUFFIXES)})")
+    if backend not in MODEL_SUFFIXES:
+        raise ArtifactError(f"{folder}: a {entry.backend} artifact cannot run with backend {backend!r}")
+    if entry.stages == "split":
+        from vpdsr.runtimes.staged import StagedRunner
+
+        files = _stage_files(entry, folder, backend)
+        stage_precisions = entry.options.get("stage_precisions", {})
+        runners = [_runner(backend, entry, files[s], dict(options), stage_precisions.get(s), f"{entry.name}/{s}")
+                   for s in STAGE_NAMES]
+        runner = StagedRunner(*runners, name=entry.name)
+    else:
+        runner = _runner(backend, entry, _model_file(entry, folder, backend), dict(options), None, entry.name)
+    runner.entry, runner.artifact_dir = entry, folder
+    return runner
+
+
+def _runner(backend: str, entry: ArtifactEntry, path: Path, options: dict, stage_precision: str | None,
+            name: str) -> Runner:
+    options.setdefault("name", name)
+    if backend == "onnxruntime":
+        from vpdsr.runtimes.onnxruntime_runner import OnnxRuntimeRunner
+
+        options.setdefault("precision", entry.precision)
+        return OnnxRuntimeRunner(path, **options)
+    if backend == "openvino":
+        from vpdsr.runtimes.openvino_runner import OpenVINORunner
+
+        options.setdefault("precision", stage_precision or execution_precision(entry))
+        return OpenVINORunner(path, **options)
+    from vpdsr.runtimes.tensorrt_runner import TensorRTRunner, read_engine_metadata
+
+    meta = {**read_engine_metadata(path), **entry.options.get("engine", {})}
+    if "tensorrt" in entry.versions:
+        meta.setdefault("tensorrt_version", entry.versions["tensorrt"])
+    _check_engine_early(meta, path)
+    options.setdefault("precision", entry.precision)
+    return TensorRTRunner(path, metadata=meta, **options)
+
+
+def execution_precision(entry: ArtifactEntry) -> str:
+    """The precision OpenVINO must execute the artifact's non-quantized ops in.
+
+    The export records it as `options["inference_precision"]` (or `execution_precision`); without
+    it, a float target's own precision, and f32 for quantized targets (their float parts stay f32).
+    """
+    for key in ("inference_precision", "execution_precision"):
+        if entry.options.get(key):
+            return canonical_precision(entry.options[key], ("fp32", "bf16", "fp16"), f"options.{key}")
+    return entry.precision if entry.precision in ("fp32", "bf16", "fp16") else "fp32"
+
+
+def _model_file(entry: ArtifactEntry, folder: Path, backend: str) -> Path:
+    if entry.options.get("model_file"):
+        return folder / entry.options["model_file"]
+    suffixes = MODEL_SUFFIXES[backend]
+    for suffix in suffixes:  # in order of preference: an IR before an ONNX for OpenVINO
+        found = [f.path for f in entry.files if f.path.endswith(suffix)]
+        if len(found) == 1:
+            return folder / found[0]
+        if len(found) > 1:
+            named = [p for p in found if Path(p).stem == "model"]
+            if len(named) == 1:
+                return folder / named[0]
+            raise ArtifactError(f"{folder}: several {suffix} files ({', '.join(found)}); the entry's "
+                                "`options.model_file` must say which one is the model")
+    raise ArtifactError(f"{folder}: no {'/'.join(suffixes)} file for backend {backend} "
+                        f"(files: {', '.join(f.path for f in entry.files)})")
+
+
+def _stage_files(entry: ArtifactEntry, folder: Path, backend: str) -> dict[str, Path]:
+    given = entry.options.get("stage_files")
+    if given:
+        missing = [s for s in STAGE_NAMES if s not in given]
+        if missing:
+            raise ArtifactError(f"{folder / ENTRY_NAME}: `options.stage_files` lacks {missing}")
+        return {s: folder / given[s] for s in STAGE_NAMES}
+    out = {}
+    for stage in STAGE_NAMES:
+        for suffix in MODEL_SUFFIXES[backend]:
+            found = [f.path for f in entry.files if f.path.endswith(suffix) and stage in Path(f.path).stem]
+            if len(found) == 1:
+                out[stage] = folder / found[0]
+                break
+        else:
+            raise ArtifactError(f"{folder}: split artifact without one {'/'.join(MODEL_SUFFIXES[backend])} file "
+                                f"named after stage `{stage}` (files: {', '.join(f.path for f in entry.files)})")
+    return out
+
+
+def _check_engine_early(meta: dict, path: Path) -> None:
+    """Where TensorRT and a GPU are present, refuse a foreign engine at load time, not only at activate."""
+    try:
+        import tensorrt as trt
+        import torch
+    except ImportError:
+        return
+    if torch.cuda.is_available():
+        from vpdsr.runtimes.tensorrt_runner import check_engine_compatibility
+
+        check_engine_compatibility(meta, trt.__version__, torch.cuda.get_device_name(),
+                                   torch.cuda.get_device_capability(), str(path))

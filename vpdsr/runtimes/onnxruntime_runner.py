@@ -1,0 +1,135 @@
+"""ONNX Runtime runner: CPU, CUDA and TensorRT execution providers; IO binding on CUDA."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vpdsr.errors import ArtifactError, ConfigError, MissingDependencyError
+from vpdsr.runtimes.base import Runner
+from vpdsr.runtimes.common import as_float32, dim, import_optional
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+               "tensor(int64)": "int64", "tensor(int32)": "int32"}
+
+
+def provider_list(providers, provider_options: dict | None = None) -> list:
+    """`["tensorrt", "cuda"]` -> ORT's `[(name, options), ...]`; the CPU provider is always last as a fallback."""
+    names = [providers] if isinstance(providers, str) else list(providers)
+    out = []
+    for p in names:
+        full = PROVIDERS.get(p.lower(), p) if isinstance(p, str) else p
+        if full not in PROVIDERS.values():
+            raise ConfigError(f"unknown onnxruntime provider {p!r}; expected one of {sorted(PROVIDERS)}")
+        out.append((full, dict((provider_options or {}).get(p, (provider_options or {}).get(full, {})))))
+    if all(name != PROVIDERS["cpu"] for name, _ in out):
+        out.append((PROVIDERS["cpu"], {}))
+    return out
+
+
+class OnnxRuntimeRunner(Runner):
+    """Runs an ONNX graph with onnxruntime.
+
+    Args:
+        path: the .onnx file (external data beside it is found by ORT).
+        providers: "cpu", "cuda", "tensorrt" or a list in priority order (full ORT names work too).
+        provider_options: {provider: {option: value}}, e.g. {"tensorrt": {"trt_fp16_enable": True,
+            "trt_engine_cache_enable": True, "trt_engine_cache_path": "cache/"}, "cuda": {"device_id": 0}}.
+        threads: intra-op threads (0 = ORT's default).
+        io_binding: bind inputs/outputs explicitly (default: on when the first provider is CUDA/TensorRT),
+            so the output is allocated once on the device and copied back in one go.
+        allow_fallback: accept a session whose first provider is not the one asked for (ORT silently falls
+            back to CPU when, e.g., the CUDA libraries are missing); default False: a one-line error.
+
+    Example:
+        >>> with OnnxRuntimeRunner("artifacts/onnx/model.onnx", providers="cpu", threads=2) as r:
+        ...     sr = r.infer({"lr": lr, "noise": noise})["sr"]
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(self, path: str | Path, providers="cpu", provider_options: dict | None = None, threads: int = 0,
+                 io_binding: bool | None = None, allow_fallback: bool = False, precision: str = "fp32",
+                 graph_optimization: str = "all", name: str | None = None):
+        self.path = Path(path)
+        self.providers = provider_list(providers, provider_options)
+        first = self.providers[0][0]
+        device = "cpu" if first == PROVIDERS["cpu"] else "cuda"
+        super().__init__(name or f"onnxruntime-{device}", device=device, precision=precision)
+        self.threads = int(threads)
+        self.io_binding = (device == "cuda") if io_binding is None else bool(io_binding)
+        self.allow_fallback = allow_fallback
+        self.graph_optimization = graph_optimization
+        self.session = None
+
+    def activate_impl(self) -> None:
+        ort = import_optional("onnxruntime", "the onnxruntime runner")
+        if not self.path.is_file():
+            raise ArtifactError(f"{self.path}: ONNX file not found")
+        available = ort.get_available_providers()
+        wanted = self.providers[0][0]
+        if wanted not in available:
+            raise MissingDependencyError(
+                f"{self.name}: onnxruntime has no {wanted} here (available: {', '.join(available)}); "
+                "GPU providers need onnxruntime-gpu (pip install 'vpdsr[gpu]')")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        levels = {"none": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                  "all": "ORT_ENABLE_ALL"}
+        if self.graph_optimization not in levels:
+            raise ConfigError(f"`graph_optimization` must be one of {list(levels)}, got {self.graph_optimization!r}")
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, levels[self.graph_optimization])
+        so.log_severity_level = 3  # errors only: ORT's warnings about unused initializers are noise here
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=so,
+                providers=[p for p, _ in self.providers], provider_options=[o for _, o in self.providers])
+        except Exception as e:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
+            raise ArtifactError(f"{self.path}: onnxruntime cannot load it ({str(e).splitlines()[0][:300]})") from None
+        got = self.session.get_providers()[0]
+        if got != wanted and not self.allow_fallback:
+            self.session = None
+            raise MissingDependencyError(
+                f"{self.name}: asked for {wanted} but onnxruntime fell back to {got} (see its log for why)")
+        self._inputs = {i.name: i for i in self.session.get_inputs()}
+        self._outputs = [o.name for o in self.session.get_outputs()]
+        if self.io_binding:
+            self._binding = self.session.io_binding()
+
+    def deactivate_impl(self) -> None:
+        self.session = None
+        self._binding = None
+
+    def input_metadata_impl(self) -> dict[str, tuple[str, tuple]]:
+        # A float16 graph input still takes float32 here: the runner casts (the Runner I/O is float32).
+        return {name: (_public_dtype(i.type), tuple(dim(d) for d in i.shape)) for name, i in self._inputs.items()}
+
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feed = {k: _to_graph_dtype(v, self._inputs[k].type) for k, v in feed.items()}
+        if not self.io_binding:
+            outs = self.session.run(self._outputs, feed)
+        else:
+            b = self._binding
+            b.clear_binding_inputs()
+            b.clear_binding_outputs()
+            for k, v in feed.items():
+                b.bind_cpu_input(k, np.ascontiguousarray(v))
+            for name in self._outputs:
+                b.bind_output(name, "cuda" if self.device == "cuda" else "cpu")
+            self.session.run_with_iobinding(b)
+            outs = b.copy_outputs_to_cpu()
+        return {name: as_float32(o) for name, o in zip(self._outputs, outs)}
+
+
+def _public_dtype(ort_type: str) -> str:
+    dtype = _ORT_DTYPES.get(ort_type, ort_type)
+    return "float32" if dtype == "float16" else dtype
+
+
+def _to_graph_dtype(arr: np.ndarray, ort_type: str) -> np.ndarray:
+    return arr.astype(np.float16) if ort_type == "tensor(float16)" else arr

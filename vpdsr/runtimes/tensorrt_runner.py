@@ -1,0 +1,170 @@
+"""TensorRT 10 runner: a serialized engine, named I/O tensors, `execute_async_v3` on a CUDA stream.
+
+Device buffers are torch CUDA tensors (torch is a hard dependency, so no pycuda/cuda-python is
+needed); the stream is a torch stream whose handle TensorRT enqueues on. Timing uses CUDA events
+on that stream. TensorRT cannot be installed on the CPU development machines (FACTS.md): this
+module imports `tensorrt` only inside `activate`, and its tests skip where it is missing.
+
+An engine only runs on the TensorRT version and the GPU architecture it was built for. The
+export writes that beside the engine (tensorrt version, GPU name, compute capability); we check
+it before deserializing, so a mismatch is one line instead of a TensorRT log dump.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from vpdsr.errors import ArtifactError, InputError, MissingDependencyError
+from vpdsr.runtimes.base import Runner
+from vpdsr.runtimes.common import as_float32, dim, import_optional
+
+
+def _version_key(v: str) -> tuple:
+    # Engines are tied to major.minor.patch (the build number does not matter).
+    return tuple(str(v).split(".")[:3])
+
+
+def _cc_text(cc) -> str:
+    return ".".join(str(int(x)) for x in cc) if isinstance(cc, (list, tuple)) else str(cc)
+
+
+def check_engine_compatibility(meta: dict, trt_version: str, gpu_name: str, compute_capability, source: str = "engine"):
+    """Raise ArtifactError (one line) if `meta` says the engine was built for another TensorRT or GPU.
+
+    Args:
+        meta: what the export recorded: `tensorrt_version`, `gpu_name`, `compute_capability` ("8.9" or
+            [8, 9]) and optionally `hardware_compatibility` ("ampere+": runs on any compute capability >= 8.0)
+            and `version_compatible` (True: built with kVERSION_COMPATIBLE, any later TensorRT 10.x runs it).
+        trt_version, gpu_name, compute_capability: this machine's.
+        source: the engine's path, for the message.
+    """
+    built_trt = meta.get("tensorrt_version")
+    if built_trt and _version_key(built_trt) != _version_key(trt_version):
+        newer_ok = meta.get("version_compatible") and str(built_trt).split(".")[0] == str(trt_version).split(".")[0] \
+            and _version_key(trt_version) >= _version_key(built_trt)
+        if not newer_ok:
+            raise ArtifactError(f"{source}: built with TensorRT {built_trt}, this machine has TensorRT {trt_version}; "
+                                "rebuild the engine here (`vpdsr export --targets tensorrt-...`)")
+    built_cc = meta.get("compute_capability")
+    here_cc = _cc_text(compute_capability)
+    if built_cc is not None and _cc_text(built_cc) != here_cc:
+        hw = str(meta.get("hardware_compatibility", "")).lower()
+        if not (hw in ("ampere+", "ampere_plus") and float(here_cc) >= 8.0):
+            raise ArtifactError(f"{source}: built for {meta.get('gpu_name', 'a GPU')} (compute capability "
+                                f"{_cc_text(built_cc)}), this GPU is {gpu_name} ({here_cc}); rebuild the engine here")
+
+
+def read_engine_metadata(engine_path: Path) -> dict:
+    """The metadata JSON beside an engine (`model.engine.json` or `engine.json`), {} if there is none."""
+    for candidate in (engine_path.with_name(engine_path.name + ".json"), engine_path.with_suffix(".json"),
+                      engine_path.parent / "engine.json"):
+        if candidate.is_file():
+            try:
+                return json.loads(candidate.read_text())
+            except json.JSONDecodeError as e:
+                raise ArtifactError(f"{candidate}: not valid JSON ({e})") from None
+    return {}
+
+
+class TensorRTRunner(Runner):
+    """Runs a serialized TensorRT 10 engine.
+
+    Args:
+        engine_path: the .engine/.plan file.
+        metadata: build metadata (see `check_engine_compatibility`); default: read from beside the engine.
+        device: "cuda" or "cuda:N".
+        profile: optimisation profile index to use.
+
+    Example:
+        >>> with TensorRTRunner("artifacts/tensorrt-fp16/model.engine") as r:
+        ...     sr = r.infer({"lr": lr, "noise": noise})["sr"]
+    """
+
+    backend = "tensorrt"
+
+    def __init__(self, engine_path: str | Path, metadata: dict | None = None, device: str = "cuda",
+                 profile: int = 0, precision: str = "fp16", name: str | None = None):
+        super().__init__(name or f"tensorrt-{precision}", device=device, precision=precision)
+        self.engine_path = Path(engine_path)
+        self.metadata = metadata
+        self.profile = profile
+
+    def activate_impl(self) -> None:
+        import torch
+
+        trt = import_optional("tensorrt", "the tensorrt runner")
+        if not torch.cuda.is_available():
+            raise MissingDependencyError(f"{self.name}: TensorRT engines need a CUDA device; torch sees none")
+        if not self.engine_path.is_file():
+            raise ArtifactError(f"{self.engine_path}: engine file not found")
+        self._dev = torch.device(self.device if ":" in self.device else "cuda:0")
+        meta = self.metadata if self.metadata is not None else read_engine_metadata(self.engine_path)
+        check_engine_compatibility(meta, trt.__version__, torch.cuda.get_device_name(self._dev),
+                                   torch.cuda.get_device_capability(self._dev), str(self.engine_path))
+        self._logger = trt.Logger(trt.Logger.ERROR)
+        self._runtime = trt.Runtime(self._logger)
+        self.engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+        if self.engine is None:
+            raise ArtifactError(f"{self.engine_path}: TensorRT {trt.__version__} could not deserialize it "
+                                "(another TensorRT version or GPU, or a damaged file)")
+        self.context = self.engine.create_execution_context()
+        with torch.cuda.device(self._dev):
+            self._stream = torch.cuda.Stream(self._dev)
+            self._events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+        if self.profile:
+            self.context.set_optimization_profile_async(self.profile, self._stream.cuda_stream)
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
+        self._inputs = [n for n in names if is_input[n]]
+        self._outputs = [n for n in names if not is_input[n]]
+        self._np_dtype = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
+
+    def deactivate_impl(self) -> None:
+        self.context = self.engine = self._runtime = None
+
+    def input_metadata_impl(self) -> dict[str, tuple[str, tuple]]:
+        meta = {}
+        for n in self._inputs:
+            dtype = self._np_dtype[n].name
+            meta[n] = ("float32" if dtype == "float16" else dtype, tuple(dim(d) for d in self.engine.get_tensor_shape(n)))
+        return meta
+
+    def _check_profile(self, name: str, shape: tuple) -> None:
+        lo, _, hi = self.engine.get_tensor_profile_shape(name, self.profile)
+        if any(s < a or s > b for s, a, b in zip(shape, lo, hi)):
+            raise InputError(f"{self.name}: input `{name}` shape {shape} is outside the engine's profile "
+                             f"{tuple(lo)}..{tuple(hi)}")
+
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        keep = []  # device tensors must outlive the asynchronous execution
+        with torch.cuda.stream(self._stream):
+            for n in self._inputs:
+                arr = np.ascontiguousarray(feed[n], dtype=self._np_dtype[n])
+                self._check_profile(n, arr.shape)
+                t = torch.from_numpy(arr).to(self._dev, non_blocking=True)
+                self.context.set_input_shape(n, tuple(arr.shape))
+                self.context.set_tensor_address(n, t.data_ptr())
+                keep.append(t)
+            outs = {}
+            for n in self._outputs:
+                shape = tuple(self.context.get_tensor_shape(n))
+                t = torch.empty(shape, dtype=getattr(torch, self._np_dtype[n].name), device=self._dev)
+                self.context.set_tensor_address(n, t.data_ptr())
+                outs[n] = t
+            if not self.context.execute_async_v3(self._stream.cuda_stream):
+                raise ArtifactError(f"{self.engine_path}: TensorRT execution failed")
+            result = {n: as_float32(t.cpu().numpy()) for n, t in outs.items()}
+        return result
+
+    # -- timing: CUDA events on the engine's stream ---------------------------------------------
+    def _timer_start(self) -> None:
+        self._events[0].record(self._stream)
+
+    def _timer_stop(self) -> float:
+        self._events[1].record(self._stream)
+        self._events[1].synchronize()
+        return self._events[0].elapsed_time(self._events[1]) / 1000.0

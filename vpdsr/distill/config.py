@@ -1,0 +1,318 @@
+"""Typed run config of the distill stage, loaded from YAML (unknown keys are a one-line ConfigError).
+
+Layout of a config file (every field optional; see configs/tiny.yaml):
+
+    seed: 0
+    model:        {preset: tiny, autoencoder: {...}, denoiser: {...}, schedule: {...}}  # preset + overrides
+    data:         {images: [samples:train], crop_size: 128, batch_size: 32}
+    degradation:  {mode: bicubic | realesrgan, ...}                 # vpdsr.data.degrade.DegradationConfig
+    teacher:      {steps, grad_accum, loss, optim: {...}, ema: {...}, checkpoint_every, log_every}
+    student:      {steps, grad_accum, optim, ema, ..., init_from_teacher, teacher_noise: ...}
+    losses:       {distill, recon, ess, hfp, adv weights and their choices}
+    discriminator: {channels, layers, optim: {...}}
+    accelerate:   {mixed_precision: "no" | fp16 | bf16, cpu: false}
+    eval:         {images: samples:holdout, crop_border: 4, noise_seed: 0}
+
+Top-level sections owned by later stages (`export`, `bench`, `pipeline`) are accepted and ignored
+here, so one YAML drives `vpdsr pipeline`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from vpdsr.errors import ConfigError
+
+FOREIGN_SECTIONS = ("export", "bench", "pipeline")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up then cosine (or constant) decay; `grad_clip` 0 disables clipping."""
+
+    lr: float = 2e-3
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 0.0
+    warmup_steps: int = 20
+    schedule: str = "cosine"  # cosine | constant
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+
+
+@dataclass
+class EmaConfig:
+    """Exponential moving average of the trained weights; the exported model is the EMA when enabled."""
+
+    enabled: bool = False
+    decay: float = 0.99
+    start_step: int = 0
+
+
+@dataclass
+class StageConfig:
+    """What both stages share: length, accumulation, optimiser, EMA, checkpoint and log cadence."""
+
+    steps: int = 100
+    grad_accum: int = 1
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    checkpoint_every: int = 100  # 0 = only at the end
+    log_every: int = 10
+
+
+@dataclass
+class TeacherConfig(StageConfig):
+    """ResShift training: t uniform in 1..T, predict x0 from (x_t, y, t); loss in latent space."""
+
+    loss: str = "l2"  # l2 (ResShift) | l1
+
+
+@dataclass
+class StudentConfig(StageConfig):
+    """One-step distillation, initialised from the teacher."""
+
+    init_from_teacher: bool = True
+
+
+@dataclass
+class LossConfig:
+    """VPD-SR terms and their weights (0 disables a term). Choices marked `ours` are not from the paper.
+
+    Attributes:
+        distill: weight of student x0 vs the teacher's T-step output from the same x_T.
+        distill_space: latent | pixel (ours: latent, which for space_to_depth equals pixels x2).
+        distill_kind: l1 | l2 (ours: l2, the teacher's own training loss).
+        recon: weight of a reconstruction term vs HR, in pixels (ours).
+        recon_kind: l1 | charbonnier.
+        ess: weight of 1 - cos(CLIP(SR), CLIP(HR)) (explicit semantic supervision).
+        clip_weights: CLIP file (OpenAI TorchScript format); null = the usual lookup.
+        on_missing_weights: error | skip (skip: warn once, record the term as disabled).
+        hfp: weight of the high-frequency perception term.
+        hfp_levels: Haar wavelet levels (ours: 1 level's LH/HL/HH bands, or more).
+        adv: weight of the generator's adversarial term.
+        adv_loss: hinge | nonsaturating.
+        adv_start_step: the discriminator and the adversarial term start at this step (ours).
+    """
+
+    distill: float = 1.0
+    distill_space: str = "latent"
+    distill_kind: str = "l2"
+    recon: float = 1.0
+    recon_kind: str = "l1"
+    ess: float = 0.0
+    clip_weights: str | None = None
+    on_missing_weights: str = "error"
+    hfp: float = 0.0
+    hfp_levels: int = 1
+    adv: float = 0.0
+    adv_loss: str = "hinge"
+    adv_start_step: int = 0
+
+    def validate(self) -> None:
+        _choice("losses.distill_space", self.distill_space, ("latent", "pixel"))
+        _choice("losses.distill_kind", self.distill_kind, ("l1", "l2"))
+        _choice("losses.recon_kind", self.recon_kind, ("l1", "charbonnier"))
+        _choice("losses.on_missing_weights", self.on_missing_weights, ("error", "skip"))
+        _choice("losses.adv_loss", self.adv_loss, ("hinge", "nonsaturating"))
+        for name in ("distill", "recon", "ess", "hfp", "adv"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"`losses.{name}` must be >= 0, got {getattr(self, name)}")
+        if self.hfp_levels < 1:
+            raise ConfigError(f"`losses.hfp_levels` must be >= 1, got {self.hfp_levels}")
+
+
+@dataclass
+class DiscriminatorConfig:
+    """A small patch discriminator on pixels (ours: plain strided convs + LeakyReLU, spectral norm)."""
+
+    channels: int = 32
+    layers: int = 3
+    spectral_norm: bool = True
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, betas=(0.5, 0.99), warmup_steps=0,
+                                                                   schedule="constant", grad_clip=0.0))
+
+
+@dataclass
+class DataConfig:
+    """Training images and crops. `images`: folders/files or samples[:subset]; holdout photos are refused."""
+
+    images: list[str] = field(default_factory=lambda: ["samples:train"])
+    crop_size: int = 128  # HR pixels, a multiple of 4 * the denoiser's size multiple
+    batch_size: int = 32
+    augment: bool = True  # random flips and 90-degree rotations of the crops
+
+
+@dataclass
+class AccelerateConfig:
+    mixed_precision: str = "no"  # no | fp16 | bf16
+    cpu: bool = False  # force CPU even where a GPU exists
+    num_threads: int = 0  # torch CPU threads (0 = leave torch's default)
+
+
+@dataclass
+class EvalConfig:
+    """End-of-run evaluation on held-out photos (PSNR/SSIM on Y, `crop_border` pixels cropped)."""
+
+    enabled: bool = True
+    images: list[str] = field(default_factory=lambda: ["samples:holdout"])
+    crop_border: int = 4
+    noise_seed: int = 0
+    max_side: int = 0  # HR images are center-cropped to at most this (0 = whole image)
+
+
+@dataclass
+class DistillConfig:
+    seed: int = 0
+    model: dict = field(default_factory=lambda: {"preset": "tiny"})
+    data: DataConfig = field(default_factory=DataConfig)
+    degradation: dict = field(default_factory=lambda: {"mode": "bicubic"})
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    losses: LossConfig = field(default_factory=LossConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    accelerate: AccelerateConfig = field(default_factory=AccelerateConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    disabled_terms: dict = field(default_factory=dict)  # filled at run time: {term: reason}
+
+    # -- derived ---------------------------------------------------------------------------
+    def model_config(self):
+        """The ModelConfig: `model.preset` plus any section overrides (autoencoder/denoiser/schedule)."""
+        from vpdsr.models import ModelConfig, get_preset
+
+        spec = dict(self.model)
+        preset = spec.pop("preset", "tiny")
+        base = get_preset(preset).to_dict()
+        for section, values in spec.items():
+            if section not in ("autoencoder", "denoiser", "schedule") or not isinstance(values, dict):
+                raise ConfigError(f"unknown key `model.{section}` (expected preset, autoencoder, denoiser, schedule)")
+            base[section].update(values)
+        return ModelConfig.from_dict(base, source="config `model`")
+
+    def degradation_config(self):
+        from vpdsr.data.degrade import DegradationConfig
+
+        return DegradationConfig.from_dict(self.degradation)
+
+    def validate(self) -> "DistillConfig":
+        self.losses.validate()
+        _choice("accelerate.mixed_precision", self.accelerate.mixed_precision, ("no", "fp16", "bf16"))
+        for stage in ("teacher", "student"):
+            s = getattr(self, stage)
+            if s.steps < 0 or s.grad_accum < 1:
+                raise ConfigError(f"`{stage}.steps` must be >= 0 and `{stage}.grad_accum` >= 1")
+            _choice(f"{stage}.optim.schedule", s.optim.schedule, ("cosine", "constant"))
+        _choice("teacher.loss", self.teacher.loss, ("l1", "l2"))
+        mcfg = self.model_config()
+        multiple = mcfg.scale * mcfg.denoiser.size_multiple
+        if self.data.crop_size % multiple or self.data.crop_size <= 0:
+            raise ConfigError(f"`data.crop_size` must be a positive multiple of {multiple}, got {self.data.crop_size}")
+        self.degradation_config()
+        return self
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def save(self, path: Path) -> Path:
+        import yaml
+
+        from vpdsr.utils import atomic_write_text
+
+        return atomic_write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def load_config(source: str | Path | dict | None) -> DistillConfig:
+    """Read a YAML file (or a dict; None = built-in defaults) into a validated DistillConfig.
+
+    Raises:
+        ConfigError: one line naming the unknown key or the bad value.
+    """
+    if source is None:
+        return DistillConfig().validate()
+    if isinstance(source, dict):
+        data, where = source, "config"
+    else:
+        import yaml
+
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+        where = str(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping at the top level")
+    data = {k: v for k, v in data.items() if k not in FOREIGN_SECTIONS}
+    try:
+        return _build(DistillConfig, data, "").validate()
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _build(cls, data: Any, prefix: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"`{prefix.rstrip('.') or 'config'}` must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"unknown key `{prefix}{key}` (known: {', '.join(sorted(known))})")
+        kwargs[key] = _convert(hints[key], value, f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+def _convert(hint, value, where: str):
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value or {}, where + ".")
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"`{where}` must be a list, got {value!r}")
+        return tuple(float(v) for v in value)
+    if origin is list:
+        return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+    if hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"`{where}` must be a mapping, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"`{where}` must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"`{where}` must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 2e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"`{where}` must be a number, got {value!r}")
+        return float(value)
+    if isinstance(value, bool) and where.endswith("mixed_precision"):
+        return "no" if value is False else str(value)  # YAML 1.1 reads a bare `no` as false
+    if value is None or isinstance(value, str):
+        return value
+    raise ConfigError(f"`{where}` must be a string, got {value!r}")
+
+
+def _choice(where: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"`{where}` must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def default_config_path(name: str = "tiny") -> Path:
+    """The packaged copy of configs/<name>.yaml (vpdsr/configs/), so installed packages have it too."""
+    path = Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"no packaged config {name!r} at {path}")
+    return path

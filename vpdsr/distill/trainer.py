@@ -1,0 +1,353 @@
+"""Teacher training and one-step student distillation on Hugging Face accelerate.
+
+The same code runs on one CPU, one GPU or several (DDP through `accelerate launch`), with bf16/fp16
+autocast on GPU (`accelerate.mixed_precision`) and gradient accumulation (`<stage>.grad_accum`).
+Only the denoiser trains (the autoencoder is frozen; `tiny`'s has no parameters).
+
+Exact resume: every random draw of step k (crops, degradation, t, noise, the teacher's sampling
+noise) comes from generators seeded by (seed, stage, k), and the checkpoint holds the modules,
+EMA, optimizers, schedulers, torch RNG states and the step (vpdsr.distill.state, no pickle).
+
+Run directory of a stage (OUT/teacher or OUT/student):
+    config.yaml     the resolved config (with `disabled_terms`)
+    log.csv         one row per `log_every` steps: each loss term, the learning rate, seconds
+    checkpoint/     the latest training state (atomic)
+    model/          the trained model, loadable with vpdsr.models.from_pretrained
+    eval.json/.md   PSNR/SSIM-Y on held-out photos (bicubic, teacher, student)
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from vpdsr.distill.config import DistillConfig, StageConfig
+from vpdsr.distill.data import CropDataset, load_eval_images, step_generator
+from vpdsr.distill.state import load_training_state, save_training_state
+from vpdsr.errors import CheckpointError
+from vpdsr.utils import atomic_write_text
+
+LOG_COLUMNS = ("step", "lr", "loss", "distill", "recon", "ess", "hfp", "adv", "d_loss", "seconds")
+
+
+@dataclass
+class StageResult:
+    run_dir: Path
+    model_dir: Path | None  # None when stopped early (stop_at)
+    step: int
+    seconds: float
+    eval: dict | None = None
+    disabled_terms: dict = field(default_factory=dict)
+
+
+def make_accelerator(cfg: DistillConfig, grad_accum: int):
+    from accelerate import Accelerator
+
+    if cfg.accelerate.num_threads:
+        torch.set_num_threads(cfg.accelerate.num_threads)
+    return Accelerator(cpu=cfg.accelerate.cpu, mixed_precision=cfg.accelerate.mixed_precision,
+                       gradient_accumulation_steps=grad_accum)
+
+
+def lr_lambda(scfg: StageConfig) -> Callable[[int], float]:
+    o, total = scfg.optim, max(1, scfg.steps)
+
+    def f(step: int) -> float:
+        if o.warmup_steps and step < o.warmup_steps:
+            return (step + 1) / o.warmup_steps
+        if o.schedule == "constant":
+            return 1.0
+        p = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
+        return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+
+    return f
+
+
+def make_optimizer(params, scfg_optim, lam: Callable[[int], float]):
+    opt = torch.optim.AdamW(params, lr=scfg_optim.lr, betas=tuple(scfg_optim.betas), weight_decay=scfg_optim.weight_decay)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lam)
+
+
+class EMA:
+    """EMA of a module's floating-point parameters (decay warms up as (1+n)/(10+n), capped at `decay`)."""
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for k, v in module.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)
+            else:
+                self.shadow[k].copy_(v)
+
+
+class CsvLog:
+    """log.csv; on resume, rows after the resumed step (written before a kill) are dropped."""
+
+    def __init__(self, path: Path, resume_step: int):
+        self.path = path
+        rows = []
+        if resume_step and path.is_file():
+            rows = [r for r in csv.DictReader(path.open()) if int(r["step"]) <= resume_step]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, LOG_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write_text(path, buf.getvalue())
+
+    def write(self, row: dict) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, LOG_COLUMNS, extrasaction="ignore").writerow(row)
+
+
+def run_loop(stage: str, cfg: DistillConfig, scfg: StageConfig, out: Path, accelerator, trained: dict,
+             optimizers: dict, schedulers: dict, step_fn: Callable[[int, int], dict[str, float]],
+             ema: EMA | None, resume: bool, progress: bool, stop_at: int | None, disabled: dict) -> int:
+    """The shared loop: resume, then `steps` optimizer steps of `grad_accum` micro-batches each.
+
+    Returns the last completed step.
+    """
+    from tqdm import tqdm
+
+    ckpt = out / "checkpoint"
+    start = 0
+    unwrapped = {n: accelerator.unwrap_model(m) for n, m in trained.items()}
+    if resume and (ckpt / "state.json").is_file():
+        state = load_training_state(ckpt, unwrapped, optimizers, schedulers)
+        start = int(state["step"])
+        if ema is not None:
+            ema.shadow = {k[len("ema."):]: v.to(accelerator.device) for k, v in state["tensors"].items() if k.startswith("ema.")}
+            ema.updates = int(state["extra"].get("ema_updates", 0))
+    log = CsvLog(out / "log.csv", start)
+    for term, reason in disabled.items():
+        print(f"warning: {stage}: loss term `{term}` disabled: {reason}", file=sys.stderr)
+    bar = tqdm(total=scfg.steps, initial=start, desc=stage, unit="step", disable=not progress or None,
+               dynamic_ncols=True, file=sys.stderr)
+    t0 = time.perf_counter()
+    step = start
+    for step in range(start + 1, scfg.steps + 1):
+        terms: dict[str, float] = {}
+        for micro in range(scfg.grad_accum):
+            with accelerator.accumulate(*trained.values()):
+                for k, v in step_fn(step, micro).items():
+                    terms[k] = terms.get(k, 0.0) + v / scfg.grad_accum
+        for s in schedulers.values():
+            s.step()
+        if ema is not None and step > scfg.ema.start_step:
+            ema.update(unwrapped["denoiser"])
+        shown = {k: f"{v:.4f}" for k, v in terms.items()}
+        bar.set_postfix(shown, refresh=False)
+        bar.update(1)
+        if step % scfg.log_every == 0 or step == scfg.steps:
+            row = {"step": step, "lr": f"{optimizers['denoiser'].param_groups[0]['lr']:.3e}",
+                   "seconds": f"{time.perf_counter() - t0:.1f}", **shown}
+            row.update({t: "disabled" for t in disabled})
+            log.write(row)
+        if (scfg.checkpoint_every and step % scfg.checkpoint_every == 0) or step == scfg.steps or step == stop_at:
+            extra_t = {f"ema.{k}": v for k, v in ema.shadow.items()} if ema is not None else None
+            if accelerator.is_main_process:
+                save_training_state(ckpt, step, unwrapped, optimizers, schedulers, extra_t,
+                                    {"ema_updates": ema.updates if ema else 0, "stage": stage})
+        if stop_at is not None and step >= stop_at:
+            break
+    bar.close()
+    return step
+
+
+def train_teacher(cfg: DistillConfig, out: str | Path, resume: bool = False, progress: bool = True,
+                  stop_at: int | None = None) -> StageResult:
+    """Train the multi-step teacher with ResShift's loss; writes OUT (see the module docstring)."""
+    from vpdsr.distill.losses import resshift_loss
+    from vpdsr.models import build
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    scfg = cfg.teacher
+    acc = make_accelerator(cfg, scfg.grad_accum)
+    torch.manual_seed(cfg.seed)
+    model = build(cfg.model_config(), seed=cfg.seed).to(acc.device)
+    model.autoencoder.requires_grad_(False)
+    data = CropDataset(cfg.data.images, cfg.data.crop_size, cfg.degradation_config(), cfg.seed, cfg.data.augment)
+    opt, sched = make_optimizer(model.denoiser.parameters(), scfg.optim, lr_lambda(scfg))
+    denoiser, opt = acc.prepare(model.denoiser, opt)
+    ema = EMA(acc.unwrap_model(denoiser), scfg.ema.decay) if scfg.ema.enabled else None
+    cfg.save(out / "config.yaml")
+
+    def step_fn(step: int, micro: int) -> dict[str, float]:
+        batch = data.batch(step, micro, cfg.data.batch_size, "teacher")
+        hr, lr = batch.hr.to(acc.device), batch.lr.to(acc.device)
+        with torch.no_grad():
+            x0, y = model.autoencoder.encode(hr), model.encode(lr)
+        g = step_generator(cfg.seed, "teacher", step, 1000 + micro)
+        loss = resshift_loss(lambda x, yy, t: denoiser(x, yy, t, model.schedule.input_scale(t, x)),
+                             model.schedule, x0, y, g, scfg.loss)
+        acc.backward(loss)
+        _clip(acc, denoiser, scfg.optim.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return {"loss": float(loss.detach())}
+
+    step = run_loop("teacher", cfg, scfg, out, acc, {"denoiser": denoiser}, {"denoiser": opt}, {"denoiser": sched},
+                    step_fn, ema, resume, progress, stop_at, {})
+    if step < scfg.steps:
+        return StageResult(out, None, step, time.perf_counter() - t_start)
+    final = _final_model(model, acc.unwrap_model(denoiser), ema)
+    model_dir = _save_model(final, out / "model", acc)
+    result = None
+    if cfg.eval.enabled and acc.is_main_process:
+        result = _evaluate(cfg, out, teacher=final, student=None, device=acc.device)
+    return StageResult(out, model_dir, step, time.perf_counter() - t_start, result)
+
+
+def train_student(cfg: DistillConfig, teacher: str | Path, out: str | Path, resume: bool = False,
+                  progress: bool = True, stop_at: int | None = None) -> StageResult:
+    """Distill the teacher (a model directory or a teacher run directory) into the one-step student."""
+    from vpdsr.distill.losses import (PatchDiscriminator, discriminator_step, generator_adv_loss, hfp_loss, load_ess,
+                                      pixel_loss)
+    from vpdsr.models import build
+    from vpdsr.models.checkpoint import load_directory
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    scfg, lc = cfg.student, cfg.losses
+    acc = make_accelerator(cfg, scfg.grad_accum)
+    torch.manual_seed(cfg.seed + 1)
+    teacher_model = load_directory(resolve_model_dir(teacher)).to(acc.device).eval().requires_grad_(False)
+    model = copy.deepcopy(teacher_model) if scfg.init_from_teacher else build(teacher_model.config, seed=cfg.seed)
+    model.requires_grad_(False)
+    model.denoiser.requires_grad_(True)
+    model.train()
+    disabled = dict(cfg.disabled_terms)
+    ess = None
+    if lc.ess > 0:
+        ess, reason = load_ess(lc.clip_weights, lc.on_missing_weights, acc.device)
+        if reason:
+            disabled["ess"] = reason
+    cfg.disabled_terms = disabled
+    cfg.save(out / "config.yaml")
+    data = CropDataset(cfg.data.images, cfg.data.crop_size, cfg.degradation_config(), cfg.seed, cfg.data.augment)
+    opt, sched = make_optimizer(model.denoiser.parameters(), scfg.optim, lr_lambda(scfg))
+    trained, optimizers, schedulers = {}, {}, {}
+    disc = d_opt = None
+    if lc.adv > 0:
+        dc = cfg.discriminator
+        disc_module = PatchDiscriminator(dc.channels, dc.layers, dc.spectral_norm).to(acc.device)
+        d_opt, d_sched = make_optimizer(disc_module.parameters(), dc.optim, lr_lambda(StageConfig(steps=scfg.steps, optim=dc.optim)))
+        denoiser, opt, disc, d_opt = acc.prepare(model.denoiser, opt, disc_module, d_opt)
+        trained["discriminator"], optimizers["discriminator"], schedulers["discriminator"] = disc, d_opt, d_sched
+    else:
+        denoiser, opt = acc.prepare(model.denoiser, opt)
+    trained = {"denoiser": denoiser, **trained}
+    optimizers = {"denoiser": opt, **optimizers}
+    schedulers = {"denoiser": sched, **schedulers}
+    ema = EMA(acc.unwrap_model(denoiser), scfg.ema.decay) if scfg.ema.enabled else None
+    sched_t = model.schedule
+    last_t = sched_t.steps - 1
+
+    def step_fn(step: int, micro: int) -> dict[str, float]:
+        batch = data.batch(step, micro, cfg.data.batch_size, "student")
+        hr, lr = batch.hr.to(acc.device), batch.lr.to(acc.device)
+        g = step_generator(cfg.seed, "student", step, 1000 + micro)
+        tg = step_generator(cfg.seed, "student", step, 2000 + micro, device=str(acc.device))
+        with torch.no_grad():
+            y = model.encode(lr)
+            noise = torch.randn(y.shape, generator=g).to(y)
+            target = teacher_model.teacher_sample_latent(y, noise, generator=tg) if lc.distill > 0 else None
+        x_T = sched_t.prior_sample(y, noise)
+        t = torch.full((y.shape[0],), last_t, dtype=torch.long, device=y.device)
+        x0 = denoiser(x_T, y, t, sched_t.input_scale(t, x_T))
+        sr = model.autoencoder.decode(x0)  # unclamped: clamping would stop gradients
+        terms: dict[str, torch.Tensor] = {}
+        if lc.distill > 0:
+            if lc.distill_space == "latent":
+                terms["distill"] = pixel_loss(x0, target, lc.distill_kind)
+            else:
+                terms["distill"] = pixel_loss(sr, model.autoencoder.decode(target), lc.distill_kind)
+        if lc.recon > 0:
+            terms["recon"] = pixel_loss(sr, hr, lc.recon_kind)
+        if lc.hfp > 0:
+            terms["hfp"] = hfp_loss(sr, hr, lc.hfp_levels)
+        if ess is not None:
+            terms["ess"] = ess(sr.clamp(0, 1), hr)
+        adv_on = disc is not None and step > lc.adv_start_step
+        if adv_on:
+            acc.unwrap_model(disc).requires_grad_(False)
+            terms["adv"] = generator_adv_loss(disc(sr), lc.adv_loss)
+        loss = sum(getattr(lc, k) * v for k, v in terms.items())
+        acc.backward(loss)
+        _clip(acc, denoiser, scfg.optim.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        logged = {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+        if adv_on:
+            logged["d_loss"] = float(discriminator_step(disc, d_opt, hr, sr.detach(), lc.adv_loss, backward=acc.backward))
+        return logged
+
+    step = run_loop("student", cfg, scfg, out, acc, trained, optimizers, schedulers, step_fn, ema, resume, progress,
+                    stop_at, disabled)
+    if step < scfg.steps:
+        return StageResult(out, None, step, time.perf_counter() - t_start, disabled_terms=disabled)
+    final = _final_model(model, acc.unwrap_model(denoiser), ema)
+    model_dir = _save_model(final, out / "model", acc)
+    result = None
+    if cfg.eval.enabled and acc.is_main_process:
+        result = _evaluate(cfg, out, teacher=teacher_model, student=final, device=acc.device)
+    return StageResult(out, model_dir, step, time.perf_counter() - t_start, result, disabled)
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A model directory, or a run directory holding `model/` (e.g. OUT/teacher)."""
+    p = Path(path)
+    if (p / "config.json").is_file():
+        return p
+    if (p / "model" / "config.json").is_file():
+        return p / "model"
+    raise CheckpointError(f"{p}: expected a teacher model directory (config.json + model.safetensors) or a run "
+                          "directory holding model/")
+
+
+def _clip(acc, module, max_norm: float) -> None:
+    if max_norm > 0 and acc.sync_gradients:
+        acc.clip_grad_norm_(module.parameters(), max_norm)
+
+
+def _final_model(model, denoiser, ema: EMA | None):
+    final = copy.deepcopy(model).cpu().eval()
+    final.denoiser.load_state_dict(ema.shadow if ema is not None else denoiser.state_dict())
+    return final.requires_grad_(False)
+
+
+def _save_model(model, directory: Path, acc) -> Path:
+    from vpdsr.models import save_pretrained
+
+    if acc.is_main_process:
+        save_pretrained(model, directory)
+    acc.wait_for_everyone()
+    return directory
+
+
+def _evaluate(cfg: DistillConfig, out: Path, teacher, student, device) -> dict:
+    from vpdsr.distill.evaluate import evaluate, write_eval
+
+    images = load_eval_images(cfg.eval.images, max_side=cfg.eval.max_side)
+    models = [m.to(device).eval() if m is not None else None for m in (teacher, student)]
+    result = evaluate(images, cfg.degradation_config(), cfg.eval.noise_seed, cfg.eval.crop_border,
+                      teacher=models[0], student=models[1], device=device)
+    write_eval(result, out)
+    return result

@@ -14,9 +14,13 @@ def register(sub) -> None:
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--model", default="tiny", help="model directory or preset name (default: tiny)")
     p.add_argument("--out", required=True, help="output folder; each result is <name>_x4.png")
-    p.add_argument("--backend", default="torch", help="torch (default) or an exported artifact's backend")
-    p.add_argument("--artifact", help="exported artifact (folder or manifest entry) to run instead of --model")
-    p.add_argument("--device", default="cpu", help="torch device for --backend torch (cpu, cuda)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "openvino", "tensorrt"),
+                   help="runner: torch without --artifact (default), else the artifact's own backend by default")
+    p.add_argument("--artifact", help="exported artifact folder (or export folder + --target) to run instead of --model")
+    p.add_argument("--target", help="artifact name inside an export folder given as --artifact (e.g. openvino-int8)")
+    p.add_argument("--device", help="cpu (default) or cuda[:N]; openvino: its device name (CPU, GPU)")
+    p.add_argument("--precision", help="torch: fp32 (default), fp16, bf16; openvino: override the artifact's "
+                                       "pinned execution precision (f32, bf16, f16)")
     p.add_argument("--tile", type=int, default=128, help="tile size in LR pixels; 0 = whole image (default 128)")
     p.add_argument("--overlap", type=int, default=16, help="tile overlap in LR pixels (default 16)")
     p.add_argument("--batch", type=int, default=4, help="tiles per inference call (default 4)")
@@ -47,8 +51,8 @@ def make_upscaler(args):
     from vpdsr.runtimes.noise import NoiseField
     from vpdsr.runtimes.tiling import upscale_tiled
 
-    infer, channels = _torch_infer(args.model, args.device) if args.backend == "torch" and not args.artifact \
-        else _artifact_infer(args)
+    infer, channels = _artifact_infer(args) if args.artifact or args.backend not in (None, "torch") \
+        else _torch_infer(args.model, args.device or "cpu", args.precision or "fp32")
 
     def upscale(img: np.ndarray, cfg) -> np.ndarray:
         lr = np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)
@@ -59,28 +63,27 @@ def make_upscaler(args):
     return upscale
 
 
-def _torch_infer(model_spec: str, device: str):
-    import torch
+def _torch_infer(model_spec: str, device: str, precision: str = "fp32"):
+    from vpdsr.runtimes.torch_runner import TorchRunner
 
-    from vpdsr.models import from_pretrained
-
-    model = from_pretrained(model_spec, device=device)
-
-    @torch.inference_mode()
-    def infer(lr: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        sr = model(torch.from_numpy(lr).to(device), torch.from_numpy(noise).to(device))
-        return sr.float().cpu().numpy()
-
-    return infer, model.latent_channels
+    runner = TorchRunner.from_pretrained(model_spec, device=device, precision=precision).activate()
+    return runner.as_tile_fn(), runner.noise_channels
 
 
 def _artifact_infer(args):
     if not args.artifact:
         raise InputError(f"`--backend {args.backend}` needs `--artifact PATH` (an exported artifact)")
-    try:
-        from vpdsr.runtimes import load
-    except ImportError:
-        raise InputError("exported artifacts are not supported by this version (no vpdsr.runtimes.load)") from None
-    runner = load(args.artifact, backend=args.backend)
+    from vpdsr.runtimes import load
+
+    options = {}
+    if args.target:
+        options["target"] = args.target
+    if args.precision:
+        options["precision"] = args.precision
+    if args.device:
+        options["device"] = args.device
+    if args.backend == "torch":
+        raise InputError("`--backend torch` runs `--model`, not an exported `--artifact`; drop one of them")
+    runner = load(args.artifact, backend=args.backend, **options)
     runner.activate()
     return runner.as_tile_fn(), runner.noise_channels

@@ -34,9 +34,10 @@ def load(source, folder: str | Path | None = None, backend: str | None = None, *
         folder: the artifact's folder when `source` is an ArtifactEntry.
         backend: run with this backend (default: the artifact's own; "torch" for a model or preset).
             An ONNX artifact can also be run by "openvino".
-        **options: passed to the runner (e.g. providers=, threads= for onnxruntime; device=, precision=,
-            performance_hint=, streams= for openvino; device=, precision= for torch). `target=` picks an
-            artifact of an export folder.
+        **options: passed to the runner (e.g. providers=, threads= for onnxruntime; precision=,
+            performance_hint=, streams= for openvino; precision= for torch). `device=` is mapped per
+            backend ("cuda:N": onnxruntime's CUDA provider on GPU N, the TensorRT GPU; OpenVINO device
+            names as they are). `target=` picks an artifact of an export folder.
 
     Raises:
         ArtifactError: not an artifact, a file missing or changed after export (sha256 mismatch), a
@@ -113,16 +114,29 @@ def _from_entry(entry: ArtifactEntry, folder: Path, backend: str | None, options
 def _runner(backend: str, entry: ArtifactEntry, path: Path, options: dict, stage_precision: str | None,
             name: str) -> Runner:
     options.setdefault("name", name)
+    device = options.pop("device", None)
+    if backend in ("onnxruntime", "tensorrt") and options.get("precision") not in (None, entry.precision):
+        raise ConfigError(f"{name}: a {backend} artifact's precision is fixed at export ({entry.precision}); "
+                          "`precision` can be chosen for openvino and torch only")
     if backend == "onnxruntime":
         from vpdsr.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 
+        if device and device.startswith("cuda"):  # cuda[:N] -> the CUDA provider on GPU N
+            options.setdefault("providers", "cuda")
+            options.setdefault("provider_options", {"cuda": {"device_id": int(device.partition(":")[2] or 0)}})
         options.setdefault("precision", entry.precision)
         return OnnxRuntimeRunner(path, **options)
     if backend == "openvino":
         from vpdsr.runtimes.openvino_runner import OpenVINORunner
 
+        if device:
+            options["device"] = device.upper()
         options.setdefault("precision", stage_precision or execution_precision(entry))
         return OpenVINORunner(path, **options)
+    if device and not device.startswith("cuda"):
+        raise ArtifactError(f"{path}: TensorRT engines run on CUDA devices only, not {device!r}")
+    if device:
+        options["device"] = device
     from vpdsr.runtimes.tensorrt_runner import TensorRTRunner, read_engine_metadata
 
     meta = {**read_engine_metadata(path), **entry.options.get("engine", {})}

@@ -38,11 +38,11 @@ class StagedRunner(Runner):
         try:
             for runner in self.stages.values():
                 activated.append(runner.activate())
+            self._check_wiring()
         except BaseException:
             for runner in activated:
                 runner.deactivate()
             raise
-        self._check_wiring()
 
     def deactivate_impl(self) -> None:
         for runner in self.stages.values():

@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from tests.runtimes.tiny_artifacts import export_dir, inputs, onnx_artifact, torch_reference
+from tests.runtimes.tiny_artifacts import export_dir, inputs, onnx_artifact, tiny_model, torch_reference
 from vpdsr.errors import ArtifactError, ConfigError, MissingDependencyError
 from vpdsr.export.manifest import ArtifactEntry, file_entries, read_entry, write_entry
 from vpdsr.runtimes import execution_precision, load
@@ -121,3 +121,38 @@ def test_engine_artifact_without_tensorrt_is_one_line_error(tmp_path):
     runner = load(folder)
     assert runner.backend == "tensorrt" and runner.metadata["tensorrt_version"] == "10.3.0"
     assert "tensorrt" in one_line_error(MissingDependencyError, runner.activate)
+
+
+def test_importing_runtimes_loads_no_optional_backend():
+    import subprocess
+    import sys
+
+    code = ("import sys, vpdsr.runtimes, vpdsr.runtimes.loader; "
+            "print(sorted(m for m in ('onnxruntime', 'openvino', 'tensorrt', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_graphs_are_found_from_file_names_when_the_entry_does_not_list_them(tmp_path):
+    for stages in ("fused", "split"):
+        folder = onnx_artifact(tmp_path / stages, stages=stages)
+        entry = read_entry(folder)
+        entry.options.pop("graphs")
+        write_entry(folder, entry)
+        feed = inputs(seed=43)
+        with load(folder) as r:
+            np.testing.assert_allclose(r.infer(feed)["sr"], torch_reference(feed), atol=1e-4)
+
+
+def test_graph_of_another_format_is_refused(exported):
+    msg = one_line_error(ArtifactError, load, exported / "openvino-fp32", backend="onnxruntime")
+    assert "model.xml, which backend onnxruntime cannot read" in msg
+
+
+def test_artifact_from_the_export_stage_loads_and_matches_torch(tmp_path):
+    api = pytest.importorskip("vpdsr.export.api", reason="the export stage is not part of this version")
+    api.export(tiny_model(), tmp_path / "artifacts", "onnx", tile=16, dynamic=True, log=lambda _msg: None)
+    feed = inputs(batch=2, h=8, w=12, seed=44)
+    with load(tmp_path / "artifacts", target="onnx") as r:
+        assert r.entry.validation  # the export recorded its own figures
+        np.testing.assert_allclose(r.infer(feed)["sr"], torch_reference(feed), atol=1e-4)

@@ -103,10 +103,10 @@ def onnx_artifact(folder: Path, stages: str = "fused") -> Path:
     """An `onnx` artifact folder (model.onnx, or encoder/denoiser/decoder.onnx) with its artifact.json."""
     folder.mkdir(parents=True, exist_ok=True)
     if stages == "split":
-        export_split_onnx(folder)
+        graphs = {stage: path.name for stage, path in export_split_onnx(folder).items()}
     else:
-        export_fused_onnx(folder / "model.onnx")
-    _entry(folder, "onnx", "onnxruntime", "fp32", stages)
+        graphs = {"model": export_fused_onnx(folder / "model.onnx").name}
+    _entry(folder, "onnx", "onnxruntime", "fp32", stages, graphs=graphs)
     return folder
 
 
@@ -119,7 +119,8 @@ def openvino_artifact(folder: Path, precision: str = "fp32") -> Path:
     # read_model is OpenVINO's ONNX frontend without convert_model's Python-side passes: ~3x faster here
     ov.save_model(ov.Core().read_model(str(onnx_path)), str(folder / "model.xml"), compress_to_fp16=False)
     onnx_path.unlink()
-    _entry(folder, f"openvino-{precision}", "openvino", precision, inference_precision=precision)
+    _entry(folder, f"openvino-{precision}", "openvino", precision, graphs={"model": "model.xml"},
+           inference_precision=precision)
     return folder
 
 

@@ -97,16 +97,18 @@ def _from_entry(entry: ArtifactEntry, folder: Path, backend: str | None, options
                             f"(this vpdsr runs {', '.join(MODEL_SUFFIXES)})")
     if backend not in MODEL_SUFFIXES:
         raise ArtifactError(f"{folder}: a {entry.backend} artifact cannot run with backend {backend!r}")
+    # The runner's name says which backend runs the artifact when it is not the artifact's own.
+    label = entry.name if backend == entry.backend else f"{entry.name}@{backend}"
+    files = _graph_files(entry, folder, backend)
     if entry.stages == "split":
         from vpdsr.runtimes.staged import StagedRunner
 
-        files = _stage_files(entry, folder, backend)
         stage_precisions = entry.options.get("stage_precisions", {})
-        runners = [_runner(backend, entry, files[s], dict(options), stage_precisions.get(s), f"{entry.name}/{s}")
+        runners = [_runner(backend, entry, files[s], dict(options), stage_precisions.get(s), f"{label}/{s}")
                    for s in STAGE_NAMES]
-        runner = StagedRunner(*runners, name=entry.name)
+        runner = StagedRunner(*runners, name=label)
     else:
-        runner = _runner(backend, entry, _model_file(entry, folder, backend), dict(options), None, entry.name)
+        runner = _runner(backend, entry, files["model"], dict(options), None, label)
     runner.entry, runner.artifact_dir = entry, folder
     return runner
 
@@ -159,42 +161,37 @@ def execution_precision(entry: ArtifactEntry) -> str:
     return entry.precision if entry.precision in ("fp32", "bf16", "fp16") else "fp32"
 
 
-def _model_file(entry: ArtifactEntry, folder: Path, backend: str) -> Path:
-    if entry.options.get("model_file"):
-        return folder / entry.options["model_file"]
+def _graph_files(entry: ArtifactEntry, folder: Path, backend: str) -> dict[str, Path]:
+    """{"model": path} for a fused artifact, {"encoder"|"denoiser"|"decoder": path} for a split one.
+
+    The export names them in `options["graphs"]` (vpdsr/export/onnx_graph.py); older or hand-made
+    entries without it are resolved from the file list (`model.*` / files named after the stages).
+    """
+    keys = STAGE_NAMES if entry.stages == "split" else ("model",)
     suffixes = MODEL_SUFFIXES[backend]
+    graphs = entry.options.get("graphs") or {}
+    out = {}
+    for key in keys:
+        name = graphs.get(key) or _find_graph(entry, folder, key, suffixes)
+        if not name.endswith(suffixes):
+            raise ArtifactError(f"{folder}: graph `{key}` is {name}, which backend {backend} cannot read "
+                                f"(it reads {'/'.join(suffixes)})")
+        out[key] = folder / name
+    return out
+
+
+def _find_graph(entry: ArtifactEntry, folder: Path, key: str, suffixes: tuple[str, ...]) -> str:
     for suffix in suffixes:  # in order of preference: an IR before an ONNX for OpenVINO
         found = [f.path for f in entry.files if f.path.endswith(suffix)]
+        if key != "model" or len(found) > 1:
+            found = [p for p in found if Path(p).stem == key] or [p for p in found if key in Path(p).stem]
         if len(found) == 1:
-            return folder / found[0]
+            return found[0]
         if len(found) > 1:
-            named = [p for p in found if Path(p).stem == "model"]
-            if len(named) == 1:
-                return folder / named[0]
-            raise ArtifactError(f"{folder}: several {suffix} files ({', '.join(found)}); the entry's "
-                                "`options.model_file` must say which one is the model")
-    raise ArtifactError(f"{folder}: no {'/'.join(suffixes)} file for backend {backend} "
+            raise ArtifactError(f"{folder}: several {suffix} files for `{key}` ({', '.join(found)}); the entry's "
+                                "`options.graphs` must say which one it is")
+    raise ArtifactError(f"{folder}: no {'/'.join(suffixes)} file for `{key}` "
                         f"(files: {', '.join(f.path for f in entry.files)})")
-
-
-def _stage_files(entry: ArtifactEntry, folder: Path, backend: str) -> dict[str, Path]:
-    given = entry.options.get("stage_files")
-    if given:
-        missing = [s for s in STAGE_NAMES if s not in given]
-        if missing:
-            raise ArtifactError(f"{folder / ENTRY_NAME}: `options.stage_files` lacks {missing}")
-        return {s: folder / given[s] for s in STAGE_NAMES}
-    out = {}
-    for stage in STAGE_NAMES:
-        for suffix in MODEL_SUFFIXES[backend]:
-            found = [f.path for f in entry.files if f.path.endswith(suffix) and stage in Path(f.path).stem]
-            if len(found) == 1:
-                out[stage] = folder / found[0]
-                break
-        else:
-            raise ArtifactError(f"{folder}: split artifact without one {'/'.join(MODEL_SUFFIXES[backend])} file "
-                                f"named after stage `{stage}` (files: {', '.join(f.path for f in entry.files)})")
-    return out
 
 
 def _check_engine_early(meta: dict, path: Path) -> None:

@@ -41,9 +41,13 @@ class TestOnnxRuntimeCuda(RunnerContract):
 
 
 def test_provider_list_maps_short_names_and_keeps_cpu_fallback():
-    got = provider_list(["tensorrt", "cuda"], {"tensorrt": {"trt_fp16_enable": True}, "cuda": {"device_id": 0}})
-    assert got == [("TensorrtExecutionProvider", {"trt_fp16_enable": True}),
-                   ("CUDAExecutionProvider", {"device_id": 0}), ("CPUExecutionProvider", {})]
+    got = provider_list(["tensorrt", "cuda"], {"tensorrt": {"trt_fp16_enable": True}, "cuda": {"device_id": 1}})
+    assert [name for name, _ in got] == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    trt_options = got[0][1]
+    assert trt_options["trt_fp16_enable"] is True  # given options win ...
+    assert trt_options["trt_engine_cache_enable"] is True  # ... over the defaults, which stay otherwise
+    assert "ort-tensorrt" in trt_options["trt_engine_cache_path"]
+    assert got[1][1] == {"device_id": 1} and got[2][1] == {}
     with pytest.raises(ConfigError, match="provider 'rocm'"):
         provider_list("rocm")
 

@@ -6,7 +6,7 @@ without onnxruntime, openvino or tensorrt installed.
 from vpdsr.runtimes.base import Runner
 from vpdsr.runtimes.loader import execution_precision, load
 
-__all__ = ["Runner", "load", "execution_precision", "runner_class"]
+__all__ = ["Runner", "execution_precision", "load", "runner_class"]
 
 
 def runner_class(backend: str):

@@ -1,6 +1,7 @@
 """ONNX Runtime runner: CPU, CUDA and TensorRT execution providers; IO binding on CUDA."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +19,33 @@ _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor
                "tensor(int64)": "int64", "tensor(int32)": "int32"}
 
 
+def default_provider_options(provider: str) -> dict:
+    """Options a provider gets unless the caller overrides them.
+
+    TensorRT EP: engines and tactic timings are cached (building an engine takes minutes, and an
+    uncached session would rebuild it on every start) in ~/.cache/vpdsr/ort-tensorrt, never inside
+    the artifact folder, whose files are hashed. fp16/int8 stay off: the graph's own Q/DQ nodes and
+    types decide the precision, as the manifest records it.
+    """
+    if provider == PROVIDERS["tensorrt"]:
+        cache = Path(os.environ.get("VPDSR_CACHE", Path.home() / ".cache" / "vpdsr")) / "ort-tensorrt"
+        return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
+                "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache)}
+    if provider == PROVIDERS["cuda"]:
+        return {"device_id": 0}
+    return {}
+
+
 def provider_list(providers, provider_options: dict | None = None) -> list:
     """`["tensorrt", "cuda"]` -> ORT's `[(name, options), ...]`; the CPU provider is always last as a fallback."""
     names = [providers] if isinstance(providers, str) else list(providers)
+    given = provider_options or {}
     out = []
     for p in names:
         full = PROVIDERS.get(p.lower(), p) if isinstance(p, str) else p
         if full not in PROVIDERS.values():
             raise ConfigError(f"unknown onnxruntime provider {p!r}; expected one of {sorted(PROVIDERS)}")
-        out.append((full, dict((provider_options or {}).get(p, (provider_options or {}).get(full, {})))))
+        out.append((full, {**default_provider_options(full), **given.get(p, given.get(full, {}))}))
     if all(name != PROVIDERS["cpu"] for name, _ in out):
         out.append((PROVIDERS["cpu"], {}))
     return out
@@ -89,7 +108,7 @@ class OnnxRuntimeRunner(Runner):
             self.session = ort.InferenceSession(
                 str(self.path), sess_options=so,
                 providers=[p for p, _ in self.providers], provider_options=[o for _, o in self.providers])
-        except Exception as e:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
+        except _load_errors(ort) as e:
             raise ArtifactError(f"{self.path}: onnxruntime cannot load it ({str(e).splitlines()[0][:300]})") from None
         got = self.session.get_providers()[0]
         if got != wanted and not self.allow_fallback:
@@ -124,6 +143,13 @@ class OnnxRuntimeRunner(Runner):
             self.session.run_with_iobinding(b)
             outs = b.copy_outputs_to_cpu()
         return {name: as_float32(o) for name, o in zip(self._outputs, outs)}
+
+
+def _load_errors(ort) -> tuple[type[BaseException], ...]:
+    """ORT's own exception types for a graph it cannot load (they derive from Exception directly)."""
+    state = ort.capi.onnxruntime_pybind11_state
+    names = ("Fail", "InvalidGraph", "InvalidProtobuf", "InvalidArgument", "NoSuchFile", "NotImplemented")
+    return (RuntimeError, *(getattr(state, n) for n in names if hasattr(state, n)))
 
 
 def _public_dtype(ort_type: str) -> str:

@@ -40,7 +40,7 @@ class TorchRunner(Runner):
         self._torch_device: torch.device | None = None
 
     @classmethod
-    def from_pretrained(cls, model_spec: str, device: str = "cpu", precision: str = "fp32", **kw) -> "TorchRunner":
+    def from_pretrained(cls, model_spec: str, device: str = "cpu", precision: str = "fp32", **kw) -> TorchRunner:
         """A runner over a model directory or preset name (see `vpdsr.models.from_pretrained`)."""
         from vpdsr.models import from_pretrained
 

@@ -12,7 +12,7 @@ h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1
 table { border-collapse: collapse; font-size: 13px; } th, td { border: 1px solid #ddd; padding: 4px 8px; }
 th { background: #f4f4f4; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 .ok { color: #1a7f37; } .skipped { color: #9a6700; } .failed, .fail { color: #cf222e; font-weight: bold; }
-.pass { color: #1a7f37; } .note { color: #666; font-size: 13px; } .fig svg { max-width: 100%; height: auto; }
+.pass { color: #1a7f37; } td.why { max-width: 280px; font-size: 11px; color: #555; } .note { color: #666; font-size: 13px; } .fig svg { max-width: 100%; height: auto; }
 .verdict { font-size: 16px; padding: 8px 12px; display: inline-block; border-radius: 4px; }
 .verdict.pass { background: #dafbe1; } .verdict.fail { background: #ffebe9; }
 """
@@ -42,9 +42,14 @@ def _table(report: dict) -> str:
         if b.get("latency_change_pct") is not None:
             note = f"p50 {b['latency_change_pct']:+.1f}% vs baseline " + note
         out.append("<tr><td>" + "</td><td>".join(cells) + "</td>" + "".join(f'<td class="n">{_e(n)}</td>' for n in nums)
-                   + f"<td>{_e(note)}</td></tr>")
+                   + f"<td class='why' title='{_e(note)}'>{_e(_short(note))}</td></tr>")
     out.append("</table>")
     return "\n".join(out)
+
+
+def _short(text: str, limit: int = 110) -> str:
+    """Long reasons are cut in the table (the full text is the cell's tooltip and in report.json)."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def _gates(report: dict) -> str:

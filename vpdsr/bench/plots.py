@@ -117,6 +117,8 @@ def crops_figure(crops: dict[str, np.ndarray], box: tuple[int, int, int], refere
     """Side-by-side crops (bicubic, HR, reference, each backend) over |backend - reference| maps; PNG."""
     if reference not in crops or box is None:
         return None
+    from matplotlib.colors import PowerNorm
+
     y, x, size = box
 
     def cut(img: np.ndarray) -> np.ndarray:
@@ -140,7 +142,8 @@ def crops_figure(crops: dict[str, np.ndarray], box: tuple[int, int, int], refere
         ax.set_axis_off()
         if name in diffs:
             ax2 = fig.add_subplot(grid[1, c])
-            im = ax2.imshow(diffs[name], cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
+            # one scale for all maps (comparable), square-root norm so small errors still show
+            im = ax2.imshow(diffs[name], cmap="magma", norm=PowerNorm(0.5, vmin=0, vmax=vmax), interpolation="nearest")
             ax2.set_title(f"|{name} - ref|, max {diffs[name].max():.3g}", fontsize=7)
             ax2.set_axis_off()
     if im is not None:

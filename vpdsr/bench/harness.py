@@ -1,0 +1,310 @@
+"""The benchmark: every backend over the same images and noise, quality then latency, one report.
+
+Order of work (so that bad input costs nothing): read and check every image, resolve the
+backends and the metrics, then per backend: load it (memory sampling starts), upscale every
+image tiled with the same :class:`NoiseField` seed, score the outputs against the reference's,
+then time repeated upscales of the first image. The reference runs first; its outputs are kept
+for the comparisons, the others' are scored as they come and dropped (only crops are kept).
+
+Example:
+    >>> result = run_bench(BenchConfig(model="tiny", artifacts="artifacts", images="samples:holdout"))
+    >>> result.report["backends"][0]["latency_ms"]["p50"]
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vpdsr.bench.backends import BackendSpec, one_line, open_runner, resolve_backends, set_torch_threads
+from vpdsr.bench.gates import GateConfig, evaluate, latency_change_pct
+from vpdsr.bench.inputs import BenchImage, bicubic_upscale, load_bench_images
+from vpdsr.bench.latency import LatencyConfig, PeakMemory, cuda_peak_mb, cuda_peak_reset, measure, summarize
+from vpdsr.bench.quality import MetricSuite, aggregate, image_scores
+from vpdsr.errors import MissingWeightsError, VpdsrError
+from vpdsr.runtimes.noise import NoiseField
+from vpdsr.runtimes.tiling import TileConfig, upscale_tiled
+
+SCHEMA = 1
+CROP_SIZE = 96  # SR pixels of the side-by-side crops
+
+
+@dataclass
+class BenchConfig:
+    """Everything `vpdsr bench` takes (see its --help)."""
+
+    model: str
+    images: str
+    artifacts: str | None = None
+    hr: str | None = None
+    backends: list[str] | None = None
+    reference: str = "torch-fp32"
+    device: str = "cpu"
+    seed: int = 0
+    tile: int = 64
+    overlap: int = 8
+    batch: int = 4
+    max_images: int | None = None
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    gates: GateConfig = field(default_factory=GateConfig)
+    clip_weights: str | None = None
+    lpips_weights: str | None = None
+    baseline_path: str | None = None
+    log: Callable[[str], None] | None = None
+
+
+@dataclass
+class BenchResult:
+    """The report (JSON-ready apart from inf values) and the crops for the HTML page."""
+
+    report: dict
+    crops: dict[str, np.ndarray]
+    crop_box: tuple[int, int, int] | None = None  # (y, x, size) in SR pixels of the first image
+
+    @property
+    def failed_gates(self) -> list[dict]:
+        return [g for g in self.report["gates"] if not g["passed"]]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_bench(cfg: BenchConfig) -> BenchResult:
+    """Run the benchmark and build the report (nothing is written here).
+
+    Raises:
+        InputError: a corrupt image, an unknown backend, a gate that cannot be evaluated.
+        VpdsrError: the reference backend could not run.
+    """
+    log = cfg.log or _stderr
+    set_torch_threads(cfg.latency.threads)
+    images = load_bench_images(cfg.images, cfg.hr, max_images=cfg.max_images)
+    specs = resolve_backends(cfg.model, cfg.artifacts, cfg.backends, cfg.reference, cfg.device)
+    suite = MetricSuite.build(cfg.clip_weights, cfg.lpips_weights)
+    if cfg.gates.max_clipiqa_drift is not None and suite.clip is None:
+        raise MissingWeightsError(f"`--max-clipiqa-drift` needs CLIPIQA, which is {suite.clip_reason}")
+    log(f"bench: {len(images)} image(s), backends: {', '.join(s.name for s in specs)}; "
+        f"CLIPIQA {'on' if suite.clip else 'off'}, LPIPS {'on' if suite.lpips else 'off'}")
+
+    bicubic = [bicubic_upscale(im.lr) for im in images]
+    bicubic_rows = [{"name": im.name, **image_scores(b, None, im.hr, suite)} for im, b in zip(images, bicubic)]
+    state = _RunState(images=images, suite=suite, cfg=cfg, log=log)
+    state.crops["bicubic"] = bicubic[0]
+    if images[0].hr is not None:
+        state.crops["hr"] = images[0].hr
+    rows = []
+    for spec in specs:
+        rows.append(_run_backend(spec, state))
+        if spec.name == specs[0].name and rows[-1]["status"] != "ok":
+            raise VpdsrError(f"the reference backend {spec.name} failed: {rows[-1]['reason']}")
+
+    baseline = cfg.gates.baseline
+    if baseline is not None:
+        base_rows = {b.get("name"): b for b in baseline.get("backends", [])}
+        for row in rows:
+            if row["name"] in base_rows:
+                row["latency_change_pct"] = latency_change_pct(row, base_rows[row["name"]])
+    gates = evaluate(rows, cfg.reference, cfg.gates)
+    report = {
+        "schema": SCHEMA,
+        "model": _model_info(cfg.model),
+        "artifacts": str(cfg.artifacts) if cfg.artifacts else None,
+        "images": len(images),
+        "image_names": [im.name for im in images],
+        "hr": cfg.hr is not None,
+        "reference": cfg.reference,
+        "seed": cfg.seed,
+        "tiling": {"tile": cfg.tile, "overlap": cfg.overlap, "batch": cfg.batch},
+        "latency_config": asdict(cfg.latency),
+        "metrics": suite.availability(),
+        "bicubic": aggregate(bicubic_rows, None, suite),
+        "backends": rows,
+        "gates": [g.to_dict() for g in gates],
+        "passed": all(g.passed for g in gates),
+        "baseline": cfg.baseline_path,
+        "environment": environment(cfg.latency.threads),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return BenchResult(report=report, crops=state.crops, crop_box=state.crop_box)
+
+
+@dataclass
+class _RunState:
+    images: list[BenchImage]
+    suite: MetricSuite
+    cfg: BenchConfig
+    log: Callable[[str], None]
+    ref_outputs: list[np.ndarray] | None = None
+    ref_rows: list[dict] | None = None
+    crops: dict = field(default_factory=dict)
+    crop_box: tuple[int, int, int] | None = None
+
+
+def _empty_row(spec: BackendSpec) -> dict:
+    return {
+        "name": spec.name, "target": spec.target, "backend": spec.backend, "precision": spec.precision,
+        "device": spec.device, "stages": spec.stages, "status": spec.status, "reason": spec.reason,
+        "latency_ms": None, "throughput_ips": None, "peak_mem_mb": None, "peak_gpu_mem_mb": None,
+        "call_latency_ms": None, "stage_latency_ms": None, "load_s": None, "tiling": None, "quality": None,
+    }
+
+
+def _run_backend(spec: BackendSpec, st: _RunState) -> dict:
+    row = _empty_row(spec)
+    if spec.status != "ok":
+        st.log(f"bench: {spec.name}: skipped ({spec.reason})")
+        return row
+    cuda_peak_reset(spec.device)
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        try:
+            runner = open_runner(spec, st.cfg.latency.threads)
+            runner.activate()
+        except VpdsrError as e:
+            row.update(status="skipped", reason=one_line(e))
+            st.log(f"bench: {spec.name}: skipped ({row['reason']})")
+            return row
+        row["load_s"] = time.perf_counter() - t0
+        row["device"] = getattr(runner, "device", spec.device)
+        try:
+            _measure_backend(runner, spec, st, row, mem)
+        except (VpdsrError, RuntimeError, ValueError, OSError) as e:  # a backend that breaks mid-run
+            row.update(status="failed", reason=one_line(e), latency_ms=None, quality=None)
+            st.log(f"bench: {spec.name}: FAILED ({row['reason']})")
+        finally:
+            runner.deactivate()
+    if row["status"] == "ok":
+        row["peak_mem_mb"] = mem.peak_mb
+        row["peak_gpu_mem_mb"] = cuda_peak_mb(spec.device)
+    return row
+
+
+def tile_config_for(runner, cfg: BenchConfig) -> TileConfig:
+    """The common tiling, unless the engine has a static tile/batch, which then wins."""
+    tile, batch, pad = cfg.tile, cfg.batch, False
+    shape = runner.get_input_metadata()["lr"][1]
+    if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):
+        tile = int(shape[2])
+    if len(shape) == 4 and isinstance(shape[0], int):
+        batch, pad = int(shape[0]), True
+    return TileConfig(tile=tile, overlap=min(cfg.overlap, tile - 1), batch=batch, pad_batch=pad)
+
+
+def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: PeakMemory) -> None:
+    cfg = st.cfg
+    tiles = tile_config_for(runner, cfg)
+    row["tiling"] = asdict(tiles)
+    noise = NoiseField(cfg.seed, runner.noise_channels)
+    call_times: list[float] = []
+    stage_times: dict[str, list[float]] = {}
+
+    def infer(lr: np.ndarray, nz: np.ndarray) -> np.ndarray:
+        out = runner.infer({"lr": lr, "noise": nz})["sr"]
+        call_times.append(runner.last_inference_time())
+        # split artifacts (StagedRunner) keep each stage's time of the last call in `stage_times`
+        for k, v in (getattr(runner, "stage_times", None) or {}).items():
+            stage_times.setdefault(k, []).append(v)
+        return out
+
+    def upscale(im: BenchImage) -> np.ndarray:
+        return upscale_tiled(infer, im.lr_chw, noise, tiles).transpose(1, 2, 0)
+
+    is_ref = st.ref_outputs is None
+    per_image, outputs = [], []
+    for i, im in enumerate(st.images):
+        sr = np.clip(upscale(im), 0.0, 1.0)
+        mem.sample_now()
+        ref = None if is_ref else st.ref_outputs[i]
+        per_image.append({"name": im.name, **image_scores(sr, ref, im.hr, st.suite)})
+        if is_ref:
+            outputs.append(sr)
+        if i == 0:
+            if is_ref:
+                st.crop_box = choose_crop(sr, CROP_SIZE)
+            st.crops[spec.name] = sr
+        st.log(f"bench: {spec.name}: quality {i + 1}/{len(st.images)} ({im.name})")
+    if is_ref:
+        st.ref_outputs, st.ref_rows = outputs, per_image
+    row["quality"] = aggregate(per_image, None if is_ref else st.ref_rows, st.suite)
+
+    first = st.images[0]
+    call_times.clear()
+    stage_times.clear()
+
+    def after_call(done: int, planned: int) -> None:
+        mem.sample_now()
+        if done == cfg.latency.warmup:  # engine timings of the timed calls only
+            call_times.clear()
+            stage_times.clear()
+
+    samples = measure(lambda: upscale(first), cfg.latency, after_call)
+    stats = summarize(samples, images_per_call=1)
+    row["latency_ms"] = stats.latency_dict()
+    row["throughput_ips"] = stats.throughput_ips
+    calls = [t for t in call_times if t is not None]
+    if calls:
+        row["call_latency_ms"] = {**summarize(calls, tiles.batch).latency_dict(),
+                                  "tiles_per_call": tiles.batch, "tile": tiles.tile}
+    if stage_times:
+        row["stage_latency_ms"] = {k: summarize(v).latency_dict() for k, v in stage_times.items()}
+    st.log(f"bench: {spec.name}: p50 {stats.p50_ms:.1f} ms/image over {stats.n} runs, "
+           f"{stats.throughput_ips:.2f} images/s")
+
+
+def choose_crop(image: np.ndarray, size: int) -> tuple[int, int, int]:
+    """(y, x, size) of the most detailed square of ``image`` (highest gradient energy on a grid)."""
+    h, w = image.shape[:2]
+    size = min(size, h, w)
+    gray = image.mean(axis=2)
+    energy = np.abs(np.diff(gray, axis=0))[:, :-1] + np.abs(np.diff(gray, axis=1))[:-1, :]
+    best, box = -1.0, (0, 0)
+    step = max(1, size // 2)
+    for y in range(0, max(1, h - size + 1), step):
+        for x in range(0, max(1, w - size + 1), step):
+            e = float(energy[y : y + size - 1, x : x + size - 1].sum())
+            if e > best:
+                best, box = e, (y, x)
+    return box[0], box[1], size
+
+
+def _model_info(model: str) -> dict:
+    info: dict = {"source": str(model)}
+    try:
+        from vpdsr.models.config import ModelConfig
+
+        p = Path(model)
+        if p.is_dir():
+            info["preset"] = ModelConfig.load(p).preset
+        else:
+            info["preset"] = str(model)
+    except (VpdsrError, OSError):
+        pass
+    return info
+
+
+def environment(threads: int | None) -> dict:
+    """Where the numbers were measured: versions, CPU, GPUs, threads."""
+    import importlib.metadata as md
+    import platform
+
+    import torch
+
+    from vpdsr import __version__
+    from vpdsr.commands.info import cpu_info, gpu_info
+
+    versions = {}
+    for dist in ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt", "pyiqa", "numpy"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            continue
+    return {
+        "vpdsr": __version__, "python": platform.python_version(), "platform": platform.platform(),
+        "cpu": cpu_info(), "gpus": gpu_info(), "threads": threads, "torch_threads": torch.get_num_threads(),
+        "versions": versions,
+    }

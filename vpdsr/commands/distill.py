@@ -3,6 +3,8 @@
 - `teacher`: train the multi-step teacher into OUT (OUT/model is the teacher).
 - `student`: distill `--teacher DIR` into the one-step student in OUT (OUT/model is the student).
 - `all` (the default): OUT/teacher then OUT/student; used by `vpdsr pipeline`.
+- `autoencoder`: train the config's learned vq/kl f=4 autoencoder into OUT/autoencoder (set it as
+  `model.autoencoder.pretrained`).
 Each stage writes config.yaml, log.csv, checkpoint/, model/ and eval.json/eval.md.
 """
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 
 def register(sub) -> None:
     p = sub.add_parser("distill", help="train the teacher and distill the one-step student")
-    p.add_argument("stage", nargs="?", default="all", choices=("teacher", "student", "all"),
-                   help="teacher, student, or all (default: teacher then student)")
+    p.add_argument("stage", nargs="?", default="all", choices=("teacher", "student", "all", "autoencoder"),
+                   help="teacher, student, all (default: teacher then student), or autoencoder (base: train a vq/kl f4)")
     p.add_argument("--config", help="run config YAML (default: the packaged configs/tiny.yaml)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--teacher", help="`student`: the trained teacher (model directory or teacher run directory)")

@@ -8,7 +8,7 @@ from vpdsr.distill.config import DistillConfig, load_config
 from vpdsr.distill.trainer import StageResult, train_student, train_teacher
 from vpdsr.errors import ConfigError
 
-STAGES = ("teacher", "student", "all")
+STAGES = ("teacher", "student", "all", "autoencoder")
 
 
 @dataclass
@@ -30,7 +30,7 @@ def run_distill(config: str | Path | dict | DistillConfig | None, out: str | Pat
     Args:
         config: a YAML path, a dict, a DistillConfig, or None for the built-in defaults.
         out: output folder; `all` writes OUT/teacher and OUT/student, a single stage writes OUT itself.
-        stage: teacher | student | all.
+        stage: teacher | student | all | autoencoder (trains a learned vq/kl f=4 autoencoder into OUT/autoencoder).
         teacher: for `student`: the teacher model directory (or teacher run directory).
         resume: continue each stage from its checkpoint (a finished stage is not retrained).
 
@@ -42,6 +42,11 @@ def run_distill(config: str | Path | dict | DistillConfig | None, out: str | Pat
         raise ConfigError(f"distill stage must be one of {', '.join(STAGES)}, got {stage!r}")
     cfg = config if isinstance(config, DistillConfig) else load_config(config)
     out = Path(out)
+    if stage == "autoencoder":
+        from vpdsr.distill.autoencoder import train_autoencoder
+
+        train_autoencoder(cfg, out, progress=progress)
+        return DistillResult(None, None)
     if stage == "teacher":
         return DistillResult(train_teacher(cfg, out, resume=resume, progress=progress), None)
     if stage == "student":

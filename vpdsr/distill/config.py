@@ -137,6 +137,19 @@ class DiscriminatorConfig:
 
 
 @dataclass
+class AutoencoderTrainConfig:
+    """`vpdsr distill autoencoder`: reconstruction training of a learned vq/kl f=4 autoencoder (ours)."""
+
+    steps: int = 1000
+    l1: float = 1.0
+    hfp: float = 0.5
+    commit: float = 0.25  # vq: weight of diffusers' commitment loss
+    kl: float = 1e-6  # kl: weight of the KL term
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, warmup_steps=100))
+    log_every: int = 50
+
+
+@dataclass
 class DataConfig:
     """Training images and crops. `images`: folders/files or samples[:subset]; holdout photos are refused."""
 
@@ -176,6 +189,7 @@ class DistillConfig:
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     accelerate: AccelerateConfig = field(default_factory=AccelerateConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    autoencoder_training: AutoencoderTrainConfig = field(default_factory=AutoencoderTrainConfig)
     disabled_terms: dict = field(default_factory=dict)  # filled at run time: {term: reason}
 
     # -- derived ---------------------------------------------------------------------------

@@ -142,8 +142,10 @@ def run_loop(stage: str, cfg: DistillConfig, scfg: StageConfig, out: Path, accel
     for step in range(start + 1, scfg.steps + 1):
         terms: dict[str, float] = {}
         for micro in range(scfg.grad_accum):
-            with accelerator.accumulate(*trained.values()):
-                for k, v in step_fn(step, micro).items():
+            # each DDP rank draws its own batch: the draw index folds in the process index
+            draw = micro * accelerator.num_processes + accelerator.process_index
+            with accelerator.accumulate(*trained.values()), accelerator.autocast():
+                for k, v in step_fn(step, draw).items():
                     terms[k] = terms.get(k, 0.0) + v / scfg.grad_accum
         for s in schedulers.values():
             s.step()

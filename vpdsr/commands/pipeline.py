@@ -1,0 +1,147 @@
+"""`vpdsr pipeline [--config configs/tiny.yaml] --out RUN`: the main job, distill -> export -> bench.
+
+1. distill: skipped when the config's preset ships trained weights (``vpdsr/checkpoints/<preset>``)
+   unless ``--retrain``; otherwise ``run_distill(config, RUN/distill)``.
+2. export: every target (``all``) into RUN/artifacts; a target this machine cannot build
+   (TensorRT without a GPU, ...) is recorded as skipped with its reason.
+3. bench: the bundled held-out photos (astronaut, chelsea, coffee), bicubic-downscaled x4 to
+   LR (the HR photos give PSNR/SSIM vs HR), every backend, report in RUN/report/.
+
+RUN/pipeline.json records each stage's wall time and outputs.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from vpdsr.utils import atomic_write_text
+
+BENCH_SAMPLES = "samples:holdout"
+SCALE = 4
+
+
+def register(sub) -> None:
+    p = sub.add_parser("pipeline", help="the main job: distill -> export -> bench on the bundled sample photos")
+    p.add_argument("--config", help="distill config (default: configs/tiny.yaml)")
+    p.add_argument("--out", required=True, help="run folder: distill/, artifacts/, bench-inputs/, report/")
+    p.add_argument("--retrain", action="store_true", help="train even when shipped checkpoints exist")
+    p.add_argument("--targets", default="all", help="export targets (default all: unsupported ones are skipped)")
+    p.add_argument("--threads", type=int, help="CPU threads for the benchmark")
+    p.add_argument("--iters", type=int, default=5, help="timed runs per backend (default 5)")
+    p.add_argument("--warmup", type=int, default=1, help="warm-up runs per backend (default 1)")
+    p.add_argument("--budget-s", type=float, default=10.0,
+                   help="stop timing a backend after this many seconds (default 10; keeps the job within minutes)")
+    p.add_argument("--clip-weights", help="OpenAI CLIP RN50.pt for CLIPIQA (else searched; null if absent)")
+    p.add_argument("--tile", type=int, default=64, help="export/bench LR tile size (default 64)")
+    p.set_defaults(func=run)
+
+
+def default_config() -> Path | None:
+    """configs/tiny.yaml inside the package (installed) or at the repository root (a checkout)."""
+    import vpdsr
+
+    pkg = Path(vpdsr.__file__).resolve().parent
+    for candidate in (pkg / "configs" / "tiny.yaml", pkg.parent / "configs" / "tiny.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def stage_distill(config, out: Path, retrain: bool) -> tuple[str, dict]:
+    """The model to export: shipped weights of the config's preset, or a freshly distilled student."""
+    from vpdsr.distill.config import load_config
+    from vpdsr.models.checkpoint import SHIPPED
+    from vpdsr.models.config import WEIGHTS_NAME
+
+    cfg = load_config(config)
+    preset = _preset_of(cfg)
+    shipped = SHIPPED / preset if preset else None
+    if not retrain and shipped is not None and (shipped / WEIGHTS_NAME).is_file():
+        _say(f"[1/3] distill: skipped, shipped {preset} checkpoint {shipped} (use --retrain to train)")
+        return str(shipped), {"skipped": True, "model": str(shipped)}
+    from vpdsr.distill.api import run_distill
+
+    _say(f"[1/3] distill: training {preset or 'the configured model'} into {out / 'distill'}")
+    result = run_distill(cfg, out / "distill", stage="all", progress=True)
+    return str(result.model_dir), {"skipped": False, "model": str(result.model_dir)}
+
+
+def _preset_of(cfg) -> str | None:
+    model = getattr(cfg, "model", None)
+    preset = getattr(model, "preset", None) if model is not None else None
+    if preset is None and isinstance(model, dict):
+        preset = model.get("preset")
+    return preset
+
+
+def make_bench_inputs(folder: Path, spec: str = BENCH_SAMPLES) -> tuple[Path, Path]:
+    """HR photos cropped to a multiple of 4 and their bicubic x4 LR (8-bit levels), as PNGs."""
+    import torch
+
+    from vpdsr.data.degrade import bicubic_downscale
+    from vpdsr.data.io import to_numpy, to_tensor, write_image
+    from vpdsr.data.samples import resolve_images
+
+    lr_dir, hr_dir = folder / "lr", folder / "hr"
+    for src in resolve_images(spec):
+        hr = src.load()
+        h, w = (hr.shape[0] // SCALE) * SCALE, (hr.shape[1] // SCALE) * SCALE
+        hr = hr[:h, :w]
+        with torch.no_grad():
+            lr = to_numpy(bicubic_downscale(to_tensor(hr), SCALE))
+        write_image(hr_dir / f"{src.name}.png", hr)
+        write_image(lr_dir / f"{src.name}.png", lr)
+    return lr_dir, hr_dir
+
+
+def run(args) -> int:
+    from vpdsr.bench.gates import GateConfig
+    from vpdsr.bench.harness import BenchConfig
+    from vpdsr.bench.latency import LatencyConfig
+    from vpdsr.commands.bench import bench_and_report
+    from vpdsr.export.api import export
+
+    out = Path(args.out)
+    config = args.config or default_config()
+    t_start = time.perf_counter()
+    summary: dict = {"config": str(config) if config else None, "stages": {}}
+
+    t0 = time.perf_counter()
+    import torch
+
+    threads = torch.get_num_threads()
+    model, info = stage_distill(config, out, args.retrain)
+    torch.set_num_threads(threads)  # training may pin its own thread count; the benchmark gets the default back
+    summary["stages"]["distill"] = {**info, "seconds": time.perf_counter() - t0}
+
+    t0 = time.perf_counter()
+    _say(f"[2/3] export: targets {args.targets} -> {out / 'artifacts'}")
+    manifest = export(model, out / "artifacts", args.targets, tile=args.tile, log=lambda m: _say(f"  export: {m}"))
+    summary["stages"]["export"] = {
+        "seconds": time.perf_counter() - t0,
+        "artifacts": {a.name: a.status if a.status == "ok" else f"{a.status}: {a.reason}" for a in manifest.artifacts},
+    }
+
+    t0 = time.perf_counter()
+    _say(f"[3/3] bench: {BENCH_SAMPLES} (x4 bicubic LR, HR for fidelity) -> {out / 'report'}")
+    lr_dir, hr_dir = make_bench_inputs(out / "bench-inputs")
+    cfg = BenchConfig(
+        model=model, images=str(lr_dir), hr=str(hr_dir), artifacts=str(out / "artifacts"), tile=args.tile,
+        latency=LatencyConfig(warmup=args.warmup, iters=args.iters, budget_s=args.budget_s, threads=args.threads),
+        gates=GateConfig(), clip_weights=args.clip_weights, log=lambda m: _say(f"  {m}"),
+    )
+    try:
+        return bench_and_report(cfg, out / "report")
+    finally:
+        summary["stages"]["bench"] = {"seconds": time.perf_counter() - t0, "report": str(out / "report")}
+        summary["seconds"] = time.perf_counter() - t_start
+        atomic_write_text(out / "pipeline.json", json.dumps(summary, indent=2) + "\n")
+        _say(f"pipeline: {summary['seconds']:.0f} s in all (distill {summary['stages']['distill']['seconds']:.0f} s, "
+             f"export {summary['stages']['export']['seconds']:.0f} s, bench {summary['stages']['bench']['seconds']:.0f} s)"
+             f"; report: {out / 'report' / 'report.html'}")

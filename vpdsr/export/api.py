@@ -114,6 +114,8 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
     work = out_dir / f".work-{model_hash[:12]}"
     ctx = BuildContext(model, work, opts.stages, opts.tile, opts.dynamic, calib_set, log)
     held_out = CalibrationSet(HOLDOUT, VALIDATION_COUNT, opts.tile, model.latent_channels, VALIDATION_SEED)
+    if any(s.calibrated for s in specs):
+        calib_set.feeds()  # a bad --calib is a user error before anything is built
     refs = None
     try:
         for spec in specs:
@@ -166,7 +168,7 @@ def _build_one(ctx: BuildContext, spec: TargetSpec, opts: ExportOptions, key: st
         entry.status, entry.reason = "skipped", " ".join(str(e).split())
         ctx.log(f"{spec.name}: skipped: {entry.reason}")
         return entry
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit, VpdsrError):  # interrupts and user errors stop the export
         raise
     except Exception as e:  # a failing target must not stop the others; the manifest records it
         entry.status, entry.reason = "failed", f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"

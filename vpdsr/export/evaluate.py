@@ -87,14 +87,22 @@ def ov_fn(path: Path, precision: str) -> Callable[[Feed], Feed]:
 
     core = ov.Core()
     compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": precision})
-    names = [i.get_any_name() for i in compiled.inputs]
-    outs = [o.get_any_name() for o in compiled.outputs]
+    names = [_io_name(i) for i in compiled.inputs]
+    outs = [_io_name(o) for o in compiled.outputs]
 
     def fn(env: Feed) -> Feed:
         res = compiled({n: env[n] for n in names})
-        return {n: np.asarray(res[compiled.output(n)]) for n in outs}
+        return {n: np.asarray(res[i]) for i, n in enumerate(outs)}
 
     return fn
+
+
+def _io_name(port) -> str:
+    """The graph-level name of an OpenVINO port: a tensor can carry several names (ONNX output + the
+    producing node's); ours are plain identifiers (`lr`, `sr`, `x0`), the node names are paths."""
+    names = sorted(port.get_names())
+    plain = [n for n in names if "/" not in n and ":" not in n]
+    return (plain or names or [port.get_any_name()])[0]
 
 
 def folder_outputs(fns: list[Callable[[Feed], Feed]], feeds: Iterable[Feed], output: str = "sr") -> list[np.ndarray]:

@@ -1,15 +1,22 @@
 """ONNX targets: `onnx` (fp32), `ort-int8` (onnxruntime static QDQ) and `modelopt-int8/fp8` (Q/DQ for TensorRT).
 
-INT8 calibration memory. onnxruntime's MinMax calibrator adds a ReduceMin/ReduceMax pair after
-every tensor and runs the augmented graph with graph optimisations off, so one calibration run
-keeps far more activations alive than inference does, and their size scales with the input:
-at a whole photo's size the base preset's decoder alone has 128-channel activations at 4x the
-LR size (e.g. 512 px LR -> 2048x2048x128 fp32 = 2 GB each). We calibrate on static tile-sized
-crops (the exported tile), one sample per run (a streaming CalibrationDataReader), MinMax with
-per-tensor reductions, `skip_symbolic_shape` in pre-processing (dynamic H/W breaks symbolic shape
-inference), and external data for graphs too big for one protobuf. `CalibMaxIntermediateOutputs`
-is not used: onnxruntime 1.32 drops the collected data when the count is reached
-(`clear_collected_data` before `compute_data`) and then fails with "No data is collected.".
+INT8 calibration memory (measured on the base preset, 64x64 tiles, FACTS.md's 16 GB peak).
+onnxruntime's MinMax calibrator adds a ReduceMin/ReduceMax pair after every tensor (2729 extra
+outputs on base) and runs that augmented graph in a session it makes itself: graph optimisation
+off, the default execution order, the CPU arena and memory patterns on. Measured: plain inference
+of the graph peaks at 1.4 GB; one augmented run at 8.7 GB, the second at 15.5 GB, then flat. Two
+causes: (1) in the default order the reductions run late, so nearly every activation of the whole
+graph is alive at once (8.1 GB even without the arena); (2) the arena plus the memory pattern
+recorded on the first run allocates a second full block on the next run (x2). The number of
+samples only matters through (2); the input size scales (1). We therefore run the calibrator's
+augmented graph in our own session, PRIORITY_BASED execution order (reductions run as soon as
+their tensor exists), no arena, no memory pattern: 2.5 GB flat, one sample at a time from a
+streaming reader, then hand the ranges to `quantize_static` through its calibration cache file.
+Calibration is on static tile-sized crops; `skip_symbolic_shape` in pre-processing (dynamic H/W
+breaks symbolic shape inference); external data for graphs too big for one protobuf.
+`CalibMaxIntermediateOutputs` is not used: onnxruntime 1.32 drops the collected data when the
+count is reached (`clear_collected_data` before `compute_data`), then fails with "No data is
+collected.".
 """
 from __future__ import annotations
 
@@ -22,10 +29,11 @@ from vpdsr.export.evaluate import ort_fn
 from vpdsr.export.onnx_graph import EXTERNAL_DATA_BYTES, OPSET
 from vpdsr.export.targets import BuildContext, BuildResult, TargetSkipped, TargetSpec
 
-# Kept in float for INT8 (regexes over ONNX node names; the module path is in the name):
-# the autoencoder decoder's last convolution maps straight to pixels, and the VQ codebook lookup
-# (distances + ArgMin) must pick the same code as fp32.
-INT8_EXCLUDE = (r"autoencoder/model/decoder/conv_out/", r"autoencoder/model/quantize/")
+# Kept in float for INT8 (regexes over ONNX node names, which the exporter scopes by the innermost
+# named modules: "/decoder/conv_out/Conv" is the VQ/KL decoder's, "/denoiser/unet/conv_out/Conv" the
+# UNet's): the autoencoder decoder's last convolution maps straight to pixels, and the VQ codebook
+# lookup (distances + ArgMin) must pick the same code as fp32.
+INT8_EXCLUDE = (r"^/decoder/conv_out/", r"^/quantize/")
 
 
 def build_onnx(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildResult:
@@ -56,17 +64,19 @@ def build_ort_int8(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
     for name in ctx.names():
         src = ctx.fp32_graph(name)
         large = _is_large(src)
-        pre = ctx.work / "ort-int8" / f"{name}.pre.onnx"
-        pre.parent.mkdir(parents=True, exist_ok=True)
+        work = ctx.work / "ort-int8" / name
+        work.mkdir(parents=True, exist_ok=True)
+        pre = work / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True, save_as_external_data=large)
         excluded[name] = matching_nodes(pre)
-        out = folder / f"{name}.onnx"
         ctx.log(f"  calibrating {name!r} on {len(feeds[name])} samples (onnxruntime MinMax, symmetric)")
+        cache = calibrate_ranges(pre, feeds[name], work, large)
+        out = folder / f"{name}.onnx"
         quantize_static(
-            str(pre), str(out), make_reader(feeds[name]),
+            str(pre), str(out), None, calibration_cache_path=str(cache),
             quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            per_channel=True, calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=excluded[name],
-            use_external_data_format=large,
+            op_types_to_quantize=quantizable_ops(), per_channel=True, calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=excluded[name], use_external_data_format=large,
             # symmetric activations and weights: what TensorRT's explicit quantization accepts
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
         )
@@ -74,6 +84,36 @@ def build_ort_int8(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
     options = {"graphs": graphs, "opset": OPSET, "quant_format": "QDQ", "calibration_method": "MinMax",
                "symmetric": True, "per_channel": True, "excluded_nodes": excluded}
     return BuildResult(options=options, fns=_fns(folder, graphs))
+
+
+def quantizable_ops() -> list[str]:
+    """The op types quantize_static quantizes by default (calibration must cover the same tensors)."""
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return sorted(set(QDQRegistry) | set(QLinearOpsRegistry))
+
+
+def calibrate_ranges(pre: Path, feeds: list[dict], work: Path, large: bool) -> Path:
+    """MinMax (symmetric) ranges of every quantizable tensor, with bounded memory; returns the cache file."""
+    import onnxruntime as ort
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
+
+    calibrator = create_calibrator(pre, quantizable_ops(), augmented_model_path=str(work / "augmented.onnx"),
+                                   calibrate_method=CalibrationMethod.MinMax, use_external_data_format=large,
+                                   providers=["CPUExecutionProvider"], extra_options={"symmetric": True})
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # as the calibrator: exact tensors
+    opts.execution_order = ort.ExecutionOrder.PRIORITY_BASED  # reductions run as soon as their tensor exists
+    opts.enable_cpu_mem_arena = False
+    opts.enable_mem_pattern = False
+    opts.log_severity_level = 3
+    calibrator.infer_session = ort.InferenceSession(calibrator.augmented_model_path, opts,
+                                                    providers=["CPUExecutionProvider"])
+    calibrator.collect_data(make_reader(feeds))
+    cache = work / "ranges.json"
+    save_tensors_data(calibrator.compute_data(), cache)
+    del calibrator
+    return cache
 
 
 def build_modelopt(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildResult:

@@ -1,0 +1,33 @@
+"""fp32 ONNX graphs: dynamic H/W at any size (the denoiser's padding stays in the graph); split == fused."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tests.export.conftest import tiny_model
+from vpdsr.export.evaluate import ort_fn, run_chain
+from vpdsr.export.onnx_graph import STAGE_ORDER, export_graph
+
+
+def test_dynamic_graph_runs_sizes_that_are_not_multiples(tmp_path):
+    model = tiny_model()
+    fn = ort_fn(export_graph(model, "model", tmp_path / "m.onnx", 16, dynamic=True))
+    for b, h, w in [(1, 16, 16), (2, 15, 9), (1, 7, 20)]:
+        lr = np.random.default_rng(0).random((b, 3, h, w), dtype=np.float32)
+        noise = np.random.default_rng(1).standard_normal((b, 3, h, w), dtype=np.float32)
+        with torch.inference_mode():
+            ref = model(torch.from_numpy(lr), torch.from_numpy(noise)).numpy()
+        got = fn({"lr": lr, "noise": noise})["sr"]
+        assert got.shape == (b, 3, 4 * h, 4 * w)
+        np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+def test_split_stages_chain_to_the_fused_output(tmp_path):
+    model = tiny_model()
+    fused = ort_fn(export_graph(model, "model", tmp_path / "model.onnx", 16, dynamic=False))
+    chain = [ort_fn(export_graph(model, s, tmp_path / f"{s}.onnx", 16, dynamic=False)) for s in STAGE_ORDER]
+    feed = {"lr": np.random.default_rng(0).random((2, 3, 16, 16), dtype=np.float32),
+            "noise": np.random.default_rng(1).standard_normal((2, 3, 16, 16), dtype=np.float32)}
+    env = run_chain(chain, feed)
+    assert set(env) >= {"y", "x0", "sr"}
+    np.testing.assert_allclose(env["sr"], fused(feed)["sr"], atol=1e-5)

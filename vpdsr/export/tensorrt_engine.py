@@ -1,0 +1,134 @@
+"""TensorRT targets: `tensorrt-fp16` (from the fp32 graph) and `tensorrt-int8` (from the Q/DQ graph).
+
+Written against the TensorRT 10 Python API (explicit batch is the default network mode in 10).
+The engine is built with one optimisation profile per graph (min/opt/max from the tile, or from
+the dynamic range), a timing cache stored beside it, and a builder optimisation level; an
+`engine.json` records the TensorRT version, the GPU name and compute capability and the profiles,
+so a loader can refuse an engine built for another TensorRT or GPU in one line.
+
+INT8 uses explicit quantization: the modelopt Q/DQ graph (`modelopt-int8`'s form), built with
+the same calibration set, so TensorRT needs no calibrator. Where TensorRT or a CUDA device is
+missing (every machine this project is developed on, FACTS.md), the target is skipped.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from vpdsr.export.targets import BuildContext, BuildResult, TargetSkipped, TargetSpec
+
+OPT_LEVEL = 3
+MAX_BATCH = 8
+DYNAMIC_RANGE = (32, 128, 256)  # LR min/opt/max side for --dynamic engines
+
+
+def require_tensorrt():
+    """Import tensorrt and check for a CUDA device, or raise TargetSkipped with the reason."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise TargetSkipped("TensorRT is not installed (the tensorrt wheels need NVIDIA's index and a CUDA "
+                            "machine: pip install 'vpdsr[gpu]' there)") from None
+    import torch
+
+    if not torch.cuda.is_available():
+        raise TargetSkipped("no CUDA device: TensorRT engines are built on the GPU they run on")
+    return trt
+
+
+def profiles(ctx: BuildContext, inputs: dict) -> dict:
+    """{input: {"min","opt","max"}} shapes; the batch dimension spans 1..MAX_BATCH (opt 4)."""
+    lo, opt, hi = DYNAMIC_RANGE if ctx.dynamic else (ctx.tile,) * 3
+    out = {}
+    for name, spec in inputs.items():
+        c = spec["shape"][1]
+        out[name] = {"min": [1, c, lo, lo], "opt": [4, c, opt, opt], "max": [MAX_BATCH, c, hi, hi]}
+    return out
+
+
+def build_tensorrt(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildResult:
+    trt = require_tensorrt()
+    import torch
+
+    int8 = spec.precision == "int8"
+    if int8:
+        from vpdsr.export.onnx_targets import build_modelopt
+
+        qdq = ctx.work / "tensorrt-qdq"
+        qdq.mkdir(parents=True, exist_ok=True)
+        sources = {n: qdq / f for n, f in build_modelopt(ctx, _qdq_spec(), qdq).options["graphs"].items()}
+    else:
+        sources = {n: ctx.fp32_graph(n) for n in ctx.names()}
+    logger = trt.Logger(trt.Logger.WARNING)
+    cache_path = folder / "timing.cache"
+    graphs, all_profiles = {}, {}
+    for name, src in sources.items():
+        builder = trt.Builder(logger)
+        network = builder.create_network(0)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(src)):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise RuntimeError(f"TensorRT could not parse {src.name}: {errors}")
+        config = builder.create_builder_config()
+        config.builder_optimization_level = OPT_LEVEL
+        config.set_flag(trt.BuilderFlag.FP16)
+        if int8:
+            config.set_flag(trt.BuilderFlag.INT8)  # with Q/DQ nodes: explicit quantization, no calibrator
+        cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.exists() else b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
+        shapes = profiles(ctx, ctx.io(name)[0])
+        profile = builder.create_optimization_profile()
+        for inp, s in shapes.items():
+            profile.set_shape(inp, s["min"], s["opt"], s["max"])
+        config.add_optimization_profile(profile)
+        engine = builder.build_serialized_network(network, config)
+        if engine is None:
+            raise RuntimeError(f"TensorRT failed to build an engine for {name!r}")
+        (folder / f"{name}.plan").write_bytes(bytes(engine))
+        cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+        graphs[name], all_profiles[name] = f"{name}.plan", shapes
+    major, minor = torch.cuda.get_device_capability()
+    meta = {"tensorrt": trt.__version__, "gpu": torch.cuda.get_device_name(), "compute_capability": f"{major}.{minor}",
+            "builder_optimization_level": OPT_LEVEL, "profiles": all_profiles, "precision": spec.precision}
+    (folder / "engine.json").write_text(json.dumps(meta, indent=2) + "\n")
+    fns = [engine_fn(trt, folder / g) for g in graphs.values()]
+    return BuildResult(options={"graphs": graphs, **{k: v for k, v in meta.items() if k != "profiles"}},
+                       fns=fns, extra={"profiles": [all_profiles]})
+
+
+def _qdq_spec() -> TargetSpec:
+    from vpdsr.export.targets import TARGETS
+
+    return TARGETS["modelopt-int8"]
+
+
+def engine_fn(trt, path: Path):
+    """`fn(env) -> outputs` running one engine with execute_async_v3 on torch CUDA tensors."""
+    import torch
+
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    engine = runtime.deserialize_cuda_engine(path.read_bytes())
+    context = engine.create_execution_context()
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+    outputs = [n for n in names if n not in inputs]
+
+    def fn(env):
+        stream = torch.cuda.Stream()
+        keep = {}
+        for n in inputs:
+            t = torch.from_numpy(np.ascontiguousarray(env[n])).cuda()
+            keep[n] = t
+            context.set_input_shape(n, tuple(t.shape))
+            context.set_tensor_address(n, t.data_ptr())
+        for n in outputs:
+            t = torch.empty(tuple(context.get_tensor_shape(n)), dtype=torch.float32, device="cuda")
+            keep[n] = t
+            context.set_tensor_address(n, t.data_ptr())
+        context.execute_async_v3(stream.cuda_stream)
+        stream.synchronize()
+        return {n: keep[n].cpu().numpy() for n in outputs}
+
+    return fn

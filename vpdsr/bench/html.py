@@ -9,10 +9,10 @@ from vpdsr.bench.report import _num
 _STYLE = """
 body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 24px; color: #222; max-width: 1350px; }
 h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; font-size: 13px; } th, td { border: 1px solid #ddd; padding: 4px 8px; }
+table { border-collapse: collapse; font-size: 12px; } th, td { border: 1px solid #ddd; padding: 4px 8px; }
 th { background: #f4f4f4; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 .ok { color: #1a7f37; } .skipped { color: #9a6700; } .failed, .fail { color: #cf222e; font-weight: bold; }
-.pass { color: #1a7f37; } td.why { max-width: 280px; font-size: 11px; color: #555; } .note { color: #666; font-size: 13px; } .fig svg { max-width: 100%; height: auto; }
+.pass { color: #1a7f37; } td.why { min-width: 180px; max-width: 280px; font-size: 11px; color: #555; } .note { color: #666; font-size: 13px; } .fig svg { max-width: 100%; height: auto; }
 .verdict { font-size: 16px; padding: 8px 12px; display: inline-block; border-radius: 4px; }
 .verdict.pass { background: #dafbe1; } .verdict.fail { background: #ffebe9; }
 """
@@ -23,14 +23,15 @@ def _e(v) -> str:
 
 
 def _table(report: dict) -> str:
-    head = ("backend", "target", "precision", "device", "status", "p50 ms", "p90 ms", "p99 ms", "mean ms",
+    head = ("backend", "precision", "device", "status", "p50 ms", "p90 ms", "p99 ms", "mean ms",
             "images/s", "peak MiB", "CLIPIQA", "CLIPIQA drift mean", "CLIPIQA drift worst", "PSNR vs ref",
             "SSIM vs ref", "LPIPS vs ref", "PSNR vs HR", "notes")
     out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for b in report["backends"]:
         lat, q = b.get("latency_ms") or {}, b.get("quality") or {}
         cells = [
-            _e(b["name"]), _e(b["target"]), _e(b["precision"]), _e(b["device"]),
+            _e(b["name"]) if b["target"] == b["name"] else f"{_e(b['name'])} ({_e(b['target'])})",
+            _e(b["precision"]), _e(b["device"]),
             f'<span class="{_e(b["status"])}">{_e(b["status"])}</span>',
         ]
         nums = [_num(lat.get("p50"), "{:.1f}"), _num(lat.get("p90"), "{:.1f}"), _num(lat.get("p99"), "{:.1f}"),
@@ -47,9 +48,15 @@ def _table(report: dict) -> str:
     return "\n".join(out)
 
 
-def _short(text: str, limit: int = 110) -> str:
+def _short(text: str, limit: int = 60) -> str:
     """Long reasons are cut in the table (the full text is the cell's tooltip and in report.json)."""
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _not_run(report: dict) -> str:
+    rows = [f"<li><b>{_e(b['name'])}</b> {_e(b['status'])}: {_e(b['reason'])}</li>"
+            for b in report["backends"] if b["status"] != "ok"]
+    return f"<h2>Not run</h2><ul class='note'>{''.join(rows)}</ul>" if rows else ""
 
 
 def _gates(report: dict) -> str:
@@ -118,6 +125,7 @@ def render_html(result) -> str:
         f"({env['cpu']['cores']} cores, torch threads {env['torch_threads']}), "
         f"{_e(', '.join(g['name'] for g in env['gpus']) or 'no GPU')}, {_e(report['created'])}.</p>",
         "<h2>Backends</h2>", _table(report),
+        _not_run(report),
         "<h2>Gates</h2>", _gates(report),
         "<h2>Latency</h2>", f"<div class='fig'>{bars or '<p class=note>no backend ran</p>'}</div>",
         "<h2>Latency vs quality drift</h2>", f"<div class='fig'>{scatter or '<p class=note>no backend ran</p>'}</div>",

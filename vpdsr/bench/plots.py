@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+CROPS_PER_ROW = 6
+
 
 def _figure(width: float, height: float):
     from matplotlib.figure import Figure
@@ -95,10 +97,12 @@ def drift_scatter(backends: list[dict], reference: str) -> str | None:
     points = [(b, y, n) if math.isfinite(y) else (b, top, " (identical)") for b, y, n in points]
     fig = _figure(8, 4.2)
     ax = fig.add_subplot()
-    for b, y, note in points:
+    for k, (b, y, note) in enumerate(points):
         x = b["latency_ms"]["p50"]
         ax.scatter([x], [y], s=50, color="#444444" if b["name"] == reference else "#3b7dd8", zorder=3)
-        ax.annotate(b["name"] + note, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        # alternate label sides so that backends with close figures stay readable
+        ax.annotate(b["name"] + note, (x, y), textcoords="offset points", xytext=(5, 5 if k % 2 == 0 else -12),
+                    fontsize=8)
     if key != "psnr_vs_ref":
         ax.axhline(0.0, color="#999999", lw=0.8)
     if key != "clipiqa_drift":
@@ -131,21 +135,23 @@ def crops_figure(crops: dict[str, np.ndarray], box: tuple[int, int, int], refere
     diffs = {name: np.abs(cut(crops[name]) - ref).mean(axis=2) for name, _ in top if name not in ("bicubic", "hr")
              and name != reference}
     vmax = max([float(d.max()) for d in diffs.values()] + [1e-6])
-    cols = len(top)
-    fig = _figure(1.9 * cols + 0.8, 4.3)
-    grid = fig.add_gridspec(2, cols)
+    cols = min(len(top), CROPS_PER_ROW)
+    bands = -(-len(top) // cols)  # each band: a row of crops over a row of difference maps
+    fig = _figure(2.1 * cols + 0.9, 4.4 * bands)
+    grid = fig.add_gridspec(2 * bands, cols)
     im = None
-    for c, (name, label) in enumerate(top):
-        ax = fig.add_subplot(grid[0, c])
+    for k, (name, label) in enumerate(top):
+        band, c = divmod(k, cols)
+        ax = fig.add_subplot(grid[2 * band, c])
         ax.imshow(cut(crops[name]), interpolation="nearest")
-        ax.set_title(label, fontsize=8)
+        ax.set_title(label, fontsize=9)
         ax.set_axis_off()
         if name in diffs:
-            ax2 = fig.add_subplot(grid[1, c])
+            ax2 = fig.add_subplot(grid[2 * band + 1, c])
             # one scale for all maps (comparable), square-root norm so small errors still show
             im = ax2.imshow(diffs[name], cmap="magma", norm=PowerNorm(0.5, vmin=0, vmax=vmax), interpolation="nearest")
-            ax2.set_title(f"|{name} - ref|, max {diffs[name].max():.3g}", fontsize=7)
+            ax2.set_title(f"|{name} - ref|, max {diffs[name].max():.3g}", fontsize=8)
             ax2.set_axis_off()
     if im is not None:
-        fig.colorbar(im, ax=fig.axes, shrink=0.45, location="right", label="mean abs difference")
+        fig.colorbar(im, ax=fig.axes, shrink=0.6 / bands, location="right", label="mean abs difference")
     return _png_b64(fig, dpi=90)

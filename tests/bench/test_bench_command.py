@@ -178,3 +178,17 @@ def test_latency_regression_gate_against_baseline(bench_model_dir, bench_images,
 def test_unknown_backend_is_bad_input(bench_model_dir, bench_images, tmp_path, capsys, no_clip):
     rc = bench(bench_model_dir, bench_images, tmp_path / "r", "--backends", "nonsense")
     assert rc == 2 and "nonsense" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_split_artifact_reports_per_stage_latency(bench_model_dir, bench_images, tmp_path, no_clip):
+    export = pytest.importorskip("vpdsr.export.api", reason="needs the export stage").export
+    pytest.importorskip("onnxruntime")
+    export(str(bench_model_dir), tmp_path / "art", "onnx", stages="split", tile=16, log=lambda m: None)
+    assert bench(bench_model_dir, bench_images, tmp_path / "r", "--artifacts", tmp_path / "art") == 0
+    onnx = json.loads((tmp_path / "r" / "report.json").read_text())["backends"][1]
+    assert onnx["status"] == "ok" and onnx["stages"] == "split"
+    stages = onnx["stage_latency_ms"]
+    assert set(stages) == {"encoder", "denoiser", "decoder"}
+    assert all(s["p50"] > 0 and s["n"] == onnx["call_latency_ms"]["n"] for s in stages.values())
+    assert sum(s["mean"] for s in stages.values()) <= onnx["call_latency_ms"]["mean"] * 1.01
+    assert onnx["quality"]["psnr_vs_ref"] > 60

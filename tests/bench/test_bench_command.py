@@ -192,3 +192,27 @@ def test_split_artifact_reports_per_stage_latency(bench_model_dir, bench_images,
     assert all(s["p50"] > 0 and s["n"] == onnx["call_latency_ms"]["n"] for s in stages.values())
     assert sum(s["mean"] for s in stages.values()) <= onnx["call_latency_ms"]["mean"] * 1.01
     assert onnx["quality"]["psnr_vs_ref"] > 60
+
+
+def test_reference_that_cannot_run_is_bad_input(bench_model_dir, bench_images, tmp_path, capsys, no_clip):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU-only refusal")
+    rc = bench(bench_model_dir, bench_images, tmp_path / "r", "--device", "cuda")
+    assert rc == 2 and "no CUDA device" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+@pytest.mark.gpu
+def test_torch_on_cuda_half_precisions(bench_model_dir, bench_images, tmp_path, no_clip):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    assert bench(bench_model_dir, bench_images, tmp_path / "r", "--device", "cuda",
+                 "--backends", "torch-fp16,torch-bf16") == 0
+    rows = json.loads((tmp_path / "r" / "report.json").read_text())["backends"]
+    assert [r["status"] for r in rows] == ["ok"] * 3
+    for r in rows:
+        assert r["device"].startswith("cuda") and r["peak_gpu_mem_mb"] > 0 and r["call_latency_ms"]["p50"] > 0
+    assert all(25 < r["quality"]["psnr_vs_ref"] < 200 for r in rows[1:])

@@ -184,7 +184,8 @@ def cuda_peak_reset(device: str) -> None:
     if device.startswith("cuda"):
         import torch
 
-        torch.cuda.reset_peak_memory_stats(device)
+        if torch.cuda.is_available():  # else the runner itself refuses the device, in one line
+            torch.cuda.reset_peak_memory_stats(device)
 
 
 def cuda_peak_mb(device: str) -> float | None:
@@ -193,4 +194,4 @@ def cuda_peak_mb(device: str) -> float | None:
         return None
     import torch
 
-    return torch.cuda.max_memory_allocated(device) / MIB
+    return torch.cuda.max_memory_allocated(device) / MIB if torch.cuda.is_available() else None

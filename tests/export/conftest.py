@@ -1,4 +1,10 @@
-"""A tiny VQ model (attention in the denoiser, a learned f4 autoencoder), saved in the real format."""
+"""A tiny model of the `tiny` preset's kind (lossless space-to-depth latent, 48 channels) with
+attention in the denoiser, saved in the real format.
+
+Not a VQ autoencoder: with a random codebook, the decoder's nearest-code snap turns any tiny
+latent change (bf16, INT8) into a different random code, so the figures would measure the random
+codebook, not the export (measured: 22-23 dB INT8, 36 dB bf16 on such a model).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +20,7 @@ TILE = 16
 def tiny_config() -> ModelConfig:
     return ModelConfig(
         preset="test-export",
-        autoencoder=AutoencoderConfig(kind="vq", latent_channels=3, block_out_channels=(8, 16, 16), layers_per_block=1,
-                                      num_vq_embeddings=32),
+        autoencoder=AutoencoderConfig(kind="space_to_depth"),
         denoiser=DenoiserConfig(block_out_channels=(16, 32), layers_per_block=1, attention_levels=(False, True),
                                 attention_head_dim=16, norm_num_groups=8),
         schedule=ScheduleConfig(steps=3),

@@ -14,7 +14,7 @@ def test_dynamic_graph_runs_sizes_that_are_not_multiples(tmp_path):
     fn = ort_fn(export_graph(model, "model", tmp_path / "m.onnx", 16, dynamic=True))
     for b, h, w in [(1, 16, 16), (2, 15, 9), (1, 7, 20)]:
         lr = np.random.default_rng(0).random((b, 3, h, w), dtype=np.float32)
-        noise = np.random.default_rng(1).standard_normal((b, 3, h, w), dtype=np.float32)
+        noise = np.random.default_rng(1).standard_normal((b, 48, h, w), dtype=np.float32)
         with torch.inference_mode():
             ref = model(torch.from_numpy(lr), torch.from_numpy(noise)).numpy()
         got = fn({"lr": lr, "noise": noise})["sr"]
@@ -27,7 +27,7 @@ def test_split_stages_chain_to_the_fused_output(tmp_path):
     fused = ort_fn(export_graph(model, "model", tmp_path / "model.onnx", 16, dynamic=False))
     chain = [ort_fn(export_graph(model, s, tmp_path / f"{s}.onnx", 16, dynamic=False)) for s in STAGE_ORDER]
     feed = {"lr": np.random.default_rng(0).random((2, 3, 16, 16), dtype=np.float32),
-            "noise": np.random.default_rng(1).standard_normal((2, 3, 16, 16), dtype=np.float32)}
+            "noise": np.random.default_rng(1).standard_normal((2, 48, 16, 16), dtype=np.float32)}
     env = run_chain(chain, feed)
     assert set(env) >= {"y", "x0", "sr"}
     np.testing.assert_allclose(env["sr"], fused(feed)["sr"], atol=1e-5)

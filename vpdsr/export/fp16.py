@@ -66,6 +66,9 @@ def merge_stages(paths: list[Path], dst: Path) -> Path:
     models = []
     for i, p in enumerate(paths):
         m = onnx.load(str(p))
+        # Each stage's inferred shapes name unknown dims "unk__N" independently: merged, equal names
+        # would claim equal sizes. The types are settled by now; onnxruntime re-infers the shapes.
+        del m.graph.value_info[:]
         models.append(compose.add_prefix(m, f"s{i}_", rename_inputs=False, rename_outputs=False))
     merged = models[0]
     for nxt in models[1:]:

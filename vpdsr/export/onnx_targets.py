@@ -117,11 +117,11 @@ def calibrate_ranges(pre: Path, feeds: list[dict], work: Path, large: bool) -> P
 
 
 def build_modelopt(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildResult:
-    try:
-        from modelopt.onnx.quantization import quantize
-    except ImportError as e:
-        raise TargetSkipped(f"nvidia-modelopt is not importable ({str(e).splitlines()[0]}); "
-                            "pip install 'vpdsr[modelopt]'") from None
+    import importlib.util
+
+    if importlib.util.find_spec("modelopt") is None:
+        raise TargetSkipped("nvidia-modelopt is not installed; pip install 'vpdsr[modelopt]' "
+                            "(without its [onnx] extra on CPU machines)")
     mode = spec.options["quantize_mode"]
     graphs = {}
     feeds = ctx.calib_feeds()
@@ -129,14 +129,7 @@ def build_modelopt(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
         src = ctx.fp32_graph(name)
         out = folder / f"{name}.onnx"
         ctx.log(f"  modelopt {mode} PTQ of {name!r} on {len(feeds[name])} samples")
-        quantize(
-            onnx_path=str(src), quantize_mode=mode, calibration_data_reader=make_reader(feeds[name]),
-            calibration_method="max", calibration_eps=["cpu"], high_precision_dtype="fp32",
-            nodes_to_exclude=list(INT8_EXCLUDE), use_external_data_format=_is_large(src),
-            output_path=str(out), log_level="ERROR",
-        )
-        if not out.is_file():
-            raise TargetSkipped(f"modelopt wrote no {mode} graph for {name!r}")
+        _modelopt_in_subprocess(src, out, mode, feeds[name], ctx.work / f"modelopt-{mode}-{name}")
         graphs[name] = out.name
     options = {"graphs": graphs, "quantize_mode": mode, "calibration_method": "max",
                "high_precision_dtype": "fp32", "excluded_patterns": list(INT8_EXCLUDE)}
@@ -147,6 +140,43 @@ def build_modelopt(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
             raise
         raise TargetSkipped(f"modelopt-{mode} graph does not run on onnxruntime CPU ({_one_line(e)})") from None
     return BuildResult(options=options, fns=fns)
+
+
+_MODELOPT_SCRIPT = """
+import sys, numpy as np
+from modelopt.onnx.quantization import quantize
+from vpdsr.export.calibration import make_reader
+src, out, mode, data, large = sys.argv[1:6]
+arrays = np.load(data)
+n = len({k.split(":")[0] for k in arrays.files})
+feeds = [{k.split(":")[1]: arrays[k] for k in arrays.files if k.startswith(f"{i}:")} for i in range(n)]
+quantize(onnx_path=src, quantize_mode=mode, calibration_data_reader=make_reader(feeds), calibration_method="max",
+         calibration_eps=["cpu"], high_precision_dtype="fp32", nodes_to_exclude=sys.argv[6:],
+         use_external_data_format=large == "1", output_path=out, log_level="ERROR")
+"""
+
+
+def _modelopt_in_subprocess(src: Path, out: Path, mode: str, feeds: list[dict], work: Path) -> None:
+    """Run modelopt's ONNX PTQ in a child process.
+
+    Importing modelopt.onnx.quantization patches onnxruntime's quantization module in place
+    (`create_calibrator`, `MinMaxCalibrater.collect_data`, ...), which would break `ort-int8` (and
+    anyone else's onnxruntime quantization) later in the same process.
+    """
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "calib.npz"
+    np.savez(data, **{f"{i}:{k}": v for i, f in enumerate(feeds) for k, v in f.items()})
+    cmd = [sys.executable, "-c", _MODELOPT_SCRIPT, str(src), str(out), mode, str(data),
+           "1" if _is_large(src) else "0", *INT8_EXCLUDE]
+    res = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+    if res.returncode != 0 or not out.is_file():
+        tail = [line for line in res.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
+        raise RuntimeError(f"modelopt {mode} quantization failed: {tail[0][:300]}")
 
 
 def _fns(folder: Path, graphs: dict[str, str]) -> list:

@@ -2,7 +2,7 @@
 
 Each HR photo is center-cropped to a multiple of 4, degraded with the run's degradation (seeded
 per image), and super-resolved by: bicubic x4 (the model's own upsampler), the teacher's T-step
-sampling and its single noise-free-input step (x_T = y), and the student's one step, all from the
+sampling and its single step (what the student starts from), and the student's one step, all from the
 same noise. Results go to `eval.json` and `eval.md` in the run directory.
 """
 from __future__ import annotations

@@ -65,3 +65,23 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def read_json(path: Path, error: type[Exception], missing: str, label: str | None = None) -> object:
+    """Parse a JSON file, turning a missing file or bad JSON into one line of `error`.
+
+    Args:
+        path: the file.
+        error: the VpdsrError subclass to raise.
+        missing: what the message says after "<label>: " when the file does not exist.
+        label: how the file is named in messages (default: its path).
+    """
+    import json
+
+    label = label or str(path)
+    if not Path(path).is_file():
+        raise error(f"{label}: {missing}")
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{label}: not valid JSON ({e})") from None

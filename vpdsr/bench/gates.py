@@ -13,7 +13,6 @@ A backend that was expected to run but failed adds a failed ``backend-ran`` gate
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,13 +52,11 @@ class Gate:
 
 def read_baseline(path: str | Path) -> dict:
     """Parse a previous report.json; InputError when it is not one."""
+    from vpdsr.utils import read_json
+
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"--baseline {path}: file not found (expected a report.json from `vpdsr bench`)")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"--baseline {path}: not valid JSON ({e})") from None
+    data = read_json(path, InputError, "file not found (expected a report.json from `vpdsr bench`)",
+                     label=f"--baseline {path}")
     if not isinstance(data, dict) or data.get("schema") != 1 or not isinstance(data.get("backends"), list):
         raise InputError(f"--baseline {path}: not a vpdsr report.json (schema 1 with a `backends` list)")
     return data

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from vpdsr.errors import ArtifactError
-from vpdsr.utils import atomic_write_text, sha256_file
+from vpdsr.utils import atomic_write_text, read_json, sha256_file
 
 SCHEMA = 1
 MANIFEST_NAME = "manifest.json"
@@ -103,10 +103,7 @@ def read_entry(folder: Path) -> ArtifactEntry:
     path = Path(folder) / ENTRY_NAME
     if not path.is_file():
         raise ArtifactError(f"{folder}: not an artifact folder (no {ENTRY_NAME}); run `vpdsr export` to make one")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{path}: not valid JSON ({e})") from None
+    data = read_json(path, ArtifactError, "missing")
     return ArtifactEntry.from_dict(data, str(path))
 
 
@@ -138,10 +135,9 @@ class Manifest:
         path = Path(directory) / MANIFEST_NAME
         if not path.is_file():
             raise ArtifactError(f"{directory}: no {MANIFEST_NAME}; expected a `vpdsr export` output folder")
-        try:
-            d = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ArtifactError(f"{path}: not valid JSON ({e})") from None
+        d = read_json(path, ArtifactError, "missing")
+        if not isinstance(d, dict):
+            raise ArtifactError(f"{path}: expected a JSON object")
         if d.get("schema") != SCHEMA:
             raise ArtifactError(f"{path}: schema {d.get('schema')!r}, this vpdsr reads schema {SCHEMA}")
         return cls(model=d.get("model", {}), schema=d["schema"], vpdsr_version=d.get("vpdsr_version", ""),

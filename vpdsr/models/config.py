@@ -64,13 +64,10 @@ class ModelConfig:
 
     @classmethod
     def load(cls, directory: Path) -> "ModelConfig":
+        from vpdsr.utils import read_json
+
         path = Path(directory) / CONFIG_NAME
-        if not path.is_file():
-            raise CheckpointError(f"{path}: missing; a model directory holds {CONFIG_NAME} and {WEIGHTS_NAME}")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+        data = read_json(path, CheckpointError, f"missing; a model directory holds {CONFIG_NAME} and {WEIGHTS_NAME}")
         if not isinstance(data, dict):
             raise CheckpointError(f"{path}: expected a JSON object")
         try:

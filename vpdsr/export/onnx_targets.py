@@ -168,6 +168,8 @@ def _modelopt_in_subprocess(src: Path, out: Path, mode: str, feeds: list[dict], 
 
     import numpy as np
 
+    # absolute: the child runs with cwd=work, where relative paths (`--out runs/x`) would not resolve
+    src, out, work = Path(src).resolve(), Path(out).resolve(), Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     data = work / "calib.npz"
     np.savez(data, **{f"{i}:{k}": v for i, f in enumerate(feeds) for k, v in f.items()})

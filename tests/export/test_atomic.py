@@ -88,6 +88,9 @@ def test_killed_export_leaves_no_loadable_artifact(model_dir, tmp_path):
     assert not (out / "test-slow").exists()
     with pytest.raises(ArtifactError):
         read_entry(out / "test-slow")
+    assert list(out.glob(".test-slow.tmp-*")), "SIGKILL leaves the hidden temporary behind"
+    export(str(model_dir), out, ["onnx"], tile=TILE, log=lambda _: None)  # the next export removes it
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
 def test_changed_file_is_refused_in_one_line(model_dir, tmp_path):

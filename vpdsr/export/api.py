@@ -107,6 +107,7 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
     model = model.float().eval()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(out_dir, log)
     model_hash = model_sha256(model)
     manifest = _open_manifest(out_dir, model_hash, str(source), model)
     versions = tool_versions()
@@ -140,6 +141,18 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
         if bad:
             raise ExportIncomplete(f"--strict: {len(bad)} target(s) not produced or below floor: {'; '.join(bad)}")
     return manifest
+
+
+def _remove_leftovers(out_dir: Path, log) -> None:
+    """Delete what a killed export left behind (hidden temp/old/work folders; none of them loads).
+
+    One export at a time per folder is assumed, as the manifest itself needs.
+    """
+    for pattern in (".*.tmp-*", ".*.old-*", ".work-*"):
+        for p in out_dir.glob(pattern):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+                log(f"removed {p.name} (left by an interrupted export)")
 
 
 def _build_one(ctx: BuildContext, spec: TargetSpec, opts: ExportOptions, key: str, versions: dict,

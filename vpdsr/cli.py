@@ -22,6 +22,7 @@ COMMANDS = {
     "export": "vpdsr.commands.export",
     "bench": "vpdsr.commands.bench",
     "pipeline": "vpdsr.commands.pipeline",
+    "convert": "vpdsr.commands.convert",
 }
 
 

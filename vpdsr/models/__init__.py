@@ -1,14 +1,16 @@
 """The residual-shifting model family: autoencoder, denoiser, schedule, presets, save/load."""
 from vpdsr.models.autoencoder import AutoencoderConfig
-from vpdsr.models.checkpoint import build, from_pretrained, save_pretrained
+from vpdsr.models.checkpoint import build, from_pretrained, load_config, save_pretrained
 from vpdsr.models.config import ModelConfig
 from vpdsr.models.denoiser import DenoiserConfig
-from vpdsr.models.presets import get_preset, preset_names
+from vpdsr.models.families import SRModel, get_family, register_family
+from vpdsr.models.presets import get_preset, preset_names, register_preset
 from vpdsr.models.schedule import ResShiftSchedule, ScheduleConfig, eta_schedule
 from vpdsr.models.vpdsr import VPDSR, DecoderStage, DenoiserStage, EncoderStage
 
 __all__ = [
     "AutoencoderConfig", "DenoiserConfig", "ScheduleConfig", "ModelConfig", "VPDSR", "ResShiftSchedule",
     "EncoderStage", "DenoiserStage", "DecoderStage", "build", "from_pretrained", "save_pretrained",
-    "get_preset", "preset_names", "eta_schedule",
+    "get_preset", "preset_names", "eta_schedule", "SRModel", "get_family", "register_family", "register_preset",
+    "load_config",
 ]

@@ -7,15 +7,15 @@ from pathlib import Path
 import torch
 
 from vpdsr.errors import CheckpointError, ConfigError
-from vpdsr.models.config import CONFIG_NAME, WEIGHTS_NAME, ModelConfig
-from vpdsr.models.presets import get_preset, preset_names
-from vpdsr.models.vpdsr import VPDSR
-from vpdsr.utils import atomic_directory
+from vpdsr.models.config import CONFIG_NAME, WEIGHTS_NAME
+from vpdsr.models.families import SRModel, config_from_dict, family_of
+from vpdsr.models.presets import get_preset, preset_names, preset_weights
+from vpdsr.utils import atomic_directory, read_json
 
 SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
-def save_pretrained(model: VPDSR, directory: str | Path, extra_files: dict[str, str] | None = None) -> Path:
+def save_pretrained(model: SRModel, directory: str | Path, extra_files: dict[str, str] | None = None) -> Path:
     """Write `directory` atomically: a killed save never leaves a directory that loads.
 
     Args:
@@ -26,18 +26,19 @@ def save_pretrained(model: VPDSR, directory: str | Path, extra_files: dict[str, 
     from safetensors.torch import save_file
 
     cfg = copy.deepcopy(model.config)
-    cfg.autoencoder.pretrained = None  # its weights are in our file now
+    if hasattr(cfg, "autoencoder") and hasattr(cfg.autoencoder, "pretrained"):
+        cfg.autoencoder.pretrained = None  # its weights are in our file now
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     directory = Path(directory)
     with atomic_directory(directory) as tmp:
-        cfg.save(tmp)
+        save_config(cfg, tmp)
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "library": "vpdsr"})
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
     return directory
 
 
-def from_pretrained(name_or_path: str | Path, seed: int = 0, device: str | torch.device = "cpu") -> VPDSR:
+def from_pretrained(name_or_path: str | Path, seed: int = 0, device: str | torch.device = "cpu") -> SRModel:
     """Load a model directory, or build a preset (shipped weights if the package has them, else seeded init).
 
     Example:
@@ -48,8 +49,14 @@ def from_pretrained(name_or_path: str | Path, seed: int = 0, device: str | torch
     if path.is_dir():
         model = load_directory(path)
     elif str(name_or_path) in preset_names():
-        shipped = SHIPPED / str(name_or_path)
-        model = load_directory(shipped) if (shipped / WEIGHTS_NAME).is_file() else build(get_preset(str(name_or_path)), seed)
+        name = str(name_or_path)
+        shipped, provider = SHIPPED / name, preset_weights(name)
+        if provider is not None:
+            model = load_directory(Path(provider()))
+        elif (shipped / WEIGHTS_NAME).is_file():
+            model = load_directory(shipped)
+        else:
+            model = build(get_preset(name), seed)
     elif path.exists():
         raise CheckpointError(f"{path}: expected a model directory (config.json + {WEIGHTS_NAME}), got a file")
     else:
@@ -57,23 +64,43 @@ def from_pretrained(name_or_path: str | Path, seed: int = 0, device: str | torch
     return model.to(device).eval()
 
 
-def build(cfg: ModelConfig, seed: int = 0) -> VPDSR:
-    """A freshly initialised model; the seed makes the init reproducible without touching global RNG state."""
+def build(cfg, seed: int = 0) -> SRModel:
+    """A freshly initialised model of `cfg`'s family; the seed makes the init reproducible without
+    touching global RNG state."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return VPDSR(cfg)
+        return family_of(cfg).build(cfg)
 
 
-def load_directory(directory: Path) -> VPDSR:
+def save_config(cfg, directory: Path) -> Path:
+    """Write any family's config as `directory/config.json` (atomically)."""
+    import json
+
+    from vpdsr.utils import atomic_write_text
+
+    return atomic_write_text(Path(directory) / CONFIG_NAME, json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+
+def load_config(directory: Path):
+    """The config of a model directory, parsed by its family (`_class_name`); one-line CheckpointError."""
+    path = Path(directory) / CONFIG_NAME
+    data = read_json(path, CheckpointError, f"missing; a model directory holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+    try:
+        return config_from_dict(data, source=str(path))
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+
+
+def load_directory(directory: Path) -> SRModel:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    cfg = ModelConfig.load(directory)
+    cfg = load_config(directory)
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"{weights}: missing; {CONFIG_NAME} is there but not its weights")
     try:
-        model = VPDSR(cfg)
+        model = family_of(cfg).build(cfg)
     except ConfigError as e:
         raise CheckpointError(f"{directory / CONFIG_NAME}: {e}") from None
     try:

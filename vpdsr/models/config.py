@@ -58,23 +58,16 @@ class ModelConfig:
         return self
 
     def save(self, directory: Path) -> Path:
-        from vpdsr.utils import atomic_write_text
+        from vpdsr.models.checkpoint import save_config
 
-        return atomic_write_text(Path(directory) / CONFIG_NAME, json.dumps(self.to_dict(), indent=2) + "\n")
+        return save_config(self, directory)
 
     @classmethod
-    def load(cls, directory: Path) -> "ModelConfig":
-        from vpdsr.utils import read_json
+    def load(cls, directory: Path):
+        """The config of a model directory, whichever family it is (see `vpdsr.models.checkpoint.load_config`)."""
+        from vpdsr.models.checkpoint import load_config
 
-        path = Path(directory) / CONFIG_NAME
-        data = read_json(path, CheckpointError, f"missing; a model directory holds {CONFIG_NAME} and {WEIGHTS_NAME}")
-        if not isinstance(data, dict):
-            raise CheckpointError(f"{path}: expected a JSON object")
-        try:
-            return cls.from_dict(data, source=str(path))
-        except ConfigError as e:
-            raise CheckpointError(str(e)) from None
-
+        return load_config(directory)
 
 def _sub(cls, d: dict, source: str, section: str):
     if not isinstance(d, dict):

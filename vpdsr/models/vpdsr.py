@@ -13,10 +13,11 @@ from torch import nn
 from vpdsr.models.autoencoder import build_autoencoder, latent_channels
 from vpdsr.models.config import ModelConfig
 from vpdsr.models.denoiser import ResidualDenoiser
+from vpdsr.models.families import SRModel, register_family
 from vpdsr.models.schedule import ResShiftSchedule
 
 
-class VPDSR(nn.Module):
+class VPDSR(SRModel):
     """One model class for teacher and student: the same network, sampled with T steps or one."""
 
     def __init__(self, config: ModelConfig):
@@ -26,6 +27,7 @@ class VPDSR(nn.Module):
         self.latent_channels = latent_channels(config.autoencoder)
         self.denoiser = ResidualDenoiser(config.denoiser, self.latent_channels)
         self.schedule = ResShiftSchedule(config.schedule)
+        self.size_multiple = 1  # the denoiser pads internally, so any LR size works
 
     # -- stages -------------------------------------------------------------------------------
     def encode(self, lr: torch.Tensor) -> torch.Tensor:
@@ -71,16 +73,12 @@ class VPDSR(nn.Module):
                 x = mean
         return x
 
-    def noise_shape(self, lr_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-        b, _, h, w = lr_shape
-        return (b, self.latent_channels, h, w)
-
     def make_noise(self, lr: torch.Tensor, seed: int = 0) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed)
         return torch.randn(self.noise_shape(tuple(lr.shape)), generator=g).to(lr)
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+    def stage_modules(self) -> dict[str, nn.Module]:
+        return {"encoder": EncoderStage(self), "denoiser": DenoiserStage(self), "decoder": DecoderStage(self)}
 
 
 class EncoderStage(nn.Module):
@@ -114,3 +112,6 @@ class DecoderStage(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.model.decode(z)
+
+
+register_family("VPDSR", ModelConfig, VPDSR)

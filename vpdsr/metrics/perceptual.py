@@ -17,7 +17,8 @@ the MATLAB originals do. That is not the BT.601 studio-range Y of :mod:`vpdsr.me
 (PSNR-Y / SSIM-Y as SR papers report them), so the two SSIM flavours are not interchangeable.
 
 Small images: MS-SSIM needs at least :data:`MS_SSIM_MIN_SIDE` (161) pixels on each side (its
-fifth scale must still fit the 11x11 window) and GMSD a half-size image of at least 2 pixels.
+fifth scale must still fit the 11x11 window), PIQE 8 (one 16x16 block after pyiqa's padding) and
+GMSD a half-size image of at least 2 pixels.
 :func:`size_problem` says so in one line before anything runs; the metric functions raise
 :class:`InputError` with that line, and :mod:`vpdsr.metrics.score` records ``None`` + the reason.
 
@@ -41,6 +42,7 @@ MS_SSIM_SCALES = 5
 MS_SSIM_WINDOW = 11
 # Each scale halves the side (rounding up) before the next; the last of the 5 must hold the window.
 MS_SSIM_MIN_SIDE = (MS_SSIM_WINDOW - 1) * 2 ** (MS_SSIM_SCALES - 1) + 1  # 161
+PIQE_MIN_SIDE = 8
 
 
 @lru_cache(maxsize=None)
@@ -60,6 +62,9 @@ def to_nchw(image: np.ndarray, what: str = "image") -> torch.Tensor:
 
 def size_problem(name: str, height: int, width: int) -> str | None:
     """Why metric ``name`` cannot score an image of this size (one line), or None if it can."""
+    # pyiqa's PIQE pads each side by (side mod 16), then cuts 16x16 blocks: below 8 there is none.
+    if name == "piqe" and min(height, width) < PIQE_MIN_SIDE:
+        return f"PIQE needs at least {PIQE_MIN_SIDE}x{PIQE_MIN_SIDE} pixels (16x16 blocks), got {width}x{height}"
     if name == "ms_ssim" and min(height, width) < MS_SSIM_MIN_SIDE:
         return (
             f"MS-SSIM needs at least {MS_SSIM_MIN_SIDE}x{MS_SSIM_MIN_SIDE} pixels ({MS_SSIM_SCALES} scales, "
@@ -73,8 +78,18 @@ def size_problem(name: str, height: int, width: int) -> str | None:
 
 @torch.inference_mode()
 def piqe(image: np.ndarray) -> float:
-    """PIQE of one HxWx3 image in [0, 1] (pyiqa's value; lower is better)."""
-    return float(_metric("piqe")(to_nchw(image, "piqe input")).item())
+    """PIQE of one HxWx3 image in [0, 1] (pyiqa's value; lower is better).
+
+    An all-black image gives NaN (pyiqa divides by the image's maximum), as in pyiqa.
+
+    Raises:
+        InputError: not HxWx3, or a side below :data:`PIQE_MIN_SIDE` pixels.
+    """
+    x = to_nchw(image, "piqe input")
+    problem = size_problem("piqe", x.shape[2], x.shape[3])
+    if problem:
+        raise InputError(problem)
+    return float(_metric("piqe")(x).item())
 
 
 def gmsd(image: np.ndarray, reference: np.ndarray) -> float:

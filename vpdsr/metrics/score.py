@@ -218,7 +218,10 @@ class MetricSet:
                 if fn is not None:
                     reasons[name] = problem
                 continue
-            values[name] = float(fn(image, reference))
+            value = float(fn(image, reference))
+            values[name] = None if math.isnan(value) else value
+            if math.isnan(value):  # e.g. PIQE of an all-black image (pyiqa divides by the maximum)
+                reasons[name] = f"{name} is undefined for this image (the metric returned NaN)"
         return values, reasons
 
 

@@ -71,3 +71,17 @@ def test_clipiqa_below_its_network_size_is_null_with_reason(tmp_path, clip_weigh
     small_row, fine_row = score_images([small, fine], options=options)["images"]
     assert small_row["clipiqa"] is None and "31x31" in small_row["reasons"]["clipiqa"]
     assert 0 < fine_row["clipiqa"] < 1
+
+
+def test_without_pyiqa_default_metrics_are_null_and_named_ones_fail(tmp_path, monkeypatch, empty_caches):
+    import sys
+
+    from vpdsr.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "pyiqa", None)  # `import pyiqa` now raises ImportError
+    image = _write(tmp_path / "a.png", size=(40, 40))
+    result = score_images([image])
+    assert result["images"][0]["piqe"] is None
+    assert "pip install 'vpdsr[metrics]'" in result["metrics"]["piqe"]["reason"]
+    with pytest.raises(MissingDependencyError, match="pyiqa"):
+        score_images([image], options=ScoreOptions(metrics=("piqe",)))

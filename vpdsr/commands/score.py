@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import textwrap
 from pathlib import Path
 
 from vpdsr.errors import InputError
@@ -14,9 +15,10 @@ def register(sub) -> None:
     p = sub.add_parser(
         "score",
         help="score images with the report's metrics (PIQE, GMSD, MS-SSIM, PSNR, SSIM, CLIPIQA, LPIPS)",
-        description="Score image files, e.g. your own SR outputs or a published method's, with the metrics of "
-                    "`vpdsr bench`. Full-reference metrics compare each image with the image of the same file "
-                    "stem (any extension; a trailing _x4 is also tried) in --reference.",
+        description=textwrap.fill(
+            "Score image files, e.g. your own SR outputs or a published method's, with the metrics of "
+            "`vpdsr bench`. Full-reference metrics compare each image with the image of the same file stem "
+            "(any extension; without a trailing _x4 as `vpdsr upscale` names its outputs) in --reference.", 100),
         epilog="metrics (computed offline; 'weights' = needs downloaded weights):\n" + describe(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -116,7 +116,7 @@ def resolve_metrics(options: ScoreOptions, has_reference: bool) -> list[str]:
         raise InputError(f"unknown metric {', '.join(unknown)} (expected {', '.join(METRICS)})")
     needing = [n for n in options.metrics if METRICS[n].needs_reference]
     if needing and not has_reference:
-        raise InputError(f"`--metrics {','.join(needing)}` compare(s) with a reference: give `--reference DIR`")
+        raise InputError(f"`--metrics`: {', '.join(needing)} compare with a reference image; give `--reference DIR`")
     return list(dict.fromkeys(options.metrics))
 
 

@@ -23,6 +23,7 @@ COMMANDS = {
     "bench": "vpdsr.commands.bench",
     "pipeline": "vpdsr.commands.pipeline",
     "convert": "vpdsr.commands.convert",
+    "score": "vpdsr.commands.score",
 }
 
 

@@ -55,7 +55,7 @@ def import_pyiqa():
             import pyiqa
     except ImportError as exc:  # pyiqa itself, or its pkg_resources (setuptools>=81)
         raise MissingDependencyError(
-            f"CLIP metrics need pyiqa ({exc}); install it with: pip install 'vpdsr[metrics]'"
+            f"CLIPIQA, PIQE, GMSD and MS-SSIM need pyiqa ({exc}); install it with: pip install 'vpdsr[metrics]'"
         ) from exc
     return pyiqa
 

@@ -152,13 +152,14 @@ def photos(models: dict, out: Path) -> list[dict]:
 
 
 def markdown(result: dict) -> str:
-    lines = ["# Real-ESRGAN real weights in vpdsr", "", f"torch {torch.__version__}, {result['threads']} threads "
+    lines = ["# Real-ESRGAN real weights in vpdsr", "", f"torch {torch.__version__}, threads: {result['threads']} "
              "(shared machine: latencies are indicative)", "",
              "| model | params | GFLOP / LR 64x64 | torch CPU ms (LR 64) | of conv peak | parity max abs diff (LR) | mean |",
              "|---|---|---|---|---|---|---|"]
     for name in MODELS:
         c, p = result["cost"][name], result["parity"][name]
         lines.append(f"| {name} | {c['parameters']:,} | {c['gflop_per_lr64']} | {c['torch_cpu_ms_lr64']} | "
+                     f"{c['fraction_of_conv_peak']} of {c['conv_peak_gflop_per_s']} GFLOP/s | "
                      f"{p['max_abs_diff']:.2e} ({p['lr_size']}x{p['lr_size']}) | {p['mean_abs_diff']:.2e} |")
     for name, o in result.get("onnx", {}).items():
         lines.append(f"\nONNX (legacy exporter, opset 17, dynamic H/W) {name}: ORT CPU vs torch max |diff| "
@@ -173,12 +174,12 @@ def markdown(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/realesrgan")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    # 1 by default: on a shared 2-core machine two OpenMP threads were measured 10x slower than one
+    parser.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime threads (default 1)")
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--onnx", action="store_true", help="also export each model to ONNX and run it in ONNX Runtime")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from skimage import data

@@ -154,7 +154,8 @@ def photos(models: dict, out: Path) -> list[dict]:
 def markdown(result: dict) -> str:
     lines = ["# Real-ESRGAN real weights in vpdsr", "", f"torch {torch.__version__}, threads: {result['threads']} "
              "(shared machine: latencies are indicative)", "",
-             "| model | params | GFLOP / LR 64x64 | torch CPU ms (LR 64) | of conv peak | parity max abs diff (LR) | mean |",
+             "| model | params | GFLOP / LR 64x64 | torch CPU ms (LR 64) | of conv peak | parity max abs diff (LR) "
+             "| mean |",
              "|---|---|---|---|---|---|---|"]
     for name in MODELS:
         c, p = result["cost"][name], result["parity"][name]

@@ -103,7 +103,8 @@ class NcnnNet:
                 assert p.get(1, 0) == 0
                 r = p[0]
                 c, h, w = xs[0].shape
-                ys = [xs[0].reshape(c // (r * r), r, r, h, w).transpose(0, 3, 1, 4, 2).reshape(c // (r * r), h * r, w * r)]
+                blocks = xs[0].reshape(c // (r * r), r, r, h, w).transpose(0, 3, 1, 4, 2)
+                ys = [blocks.reshape(c // (r * r), h * r, w * r)]
             elif kind == "PReLU":
                 s = layer["slope"][:, None, None]
                 ys = [np.where(xs[0] > 0, xs[0], xs[0] * s)]

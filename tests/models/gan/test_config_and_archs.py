@@ -52,15 +52,17 @@ def test_state_dict_keys_are_basicsrs():
     assert tuple(rrdb.state_dict()["body.0.rdb1.conv5.weight"].shape) == (8, 8 + 4 * 4, 3, 3)
     srvgg = tiny_srvgg()
     assert isinstance(srvgg, SRVGGNetCompact)
-    assert sorted(srvgg.state_dict()) == sorted(
-        [f"body.{i}.{p}" for i in range(0, 9, 2) for p in ("weight", "bias")] + [f"body.{i}.weight" for i in range(1, 9, 2)])
+    convs = [f"body.{i}.{p}" for i in range(0, 9, 2) for p in ("weight", "bias")]
+    prelus = [f"body.{i}.weight" for i in range(1, 9, 2)]
+    assert sorted(srvgg.state_dict()) == sorted(convs + prelus)
     assert tuple(srvgg.state_dict()["body.8.weight"].shape) == (48, 8, 3, 3)
     assert tuple(srvgg.state_dict()["body.1.weight"].shape) == (8,)
 
 
 @pytest.mark.parametrize("make, scale, multiple", [
     (lambda: tiny_rrdbnet(4), 4, 1), (lambda: tiny_rrdbnet(2), 2, 2), (lambda: tiny_rrdbnet(1), 1, 4),
-    (lambda: tiny_srvgg(), 4, 1), (lambda: tiny_srvgg("relu", scale=3), 3, 1), (lambda: tiny_srvgg("leakyrelu"), 4, 1),
+    (lambda: tiny_srvgg(), 4, 1), (lambda: tiny_srvgg("relu", scale=3), 3, 1),
+    (lambda: tiny_srvgg("leakyrelu"), 4, 1),
 ])
 def test_forward_shapes_and_contract(make, scale, multiple):
     model = make()

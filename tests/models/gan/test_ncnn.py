@@ -76,7 +76,8 @@ def test_truncated_bin(files):
     param, bin_path = files
     data = bin_path.read_bytes()
     bin_path.write_bytes(data[:-10])
-    with pytest.raises(CheckpointError, match=r"truncated: Convolution \S+ bias needs 192 bytes at offset \d+, the file has"):
+    with pytest.raises(CheckpointError,
+                       match=r"truncated: Convolution \S+ bias needs 192 bytes at offset \d+, the file has"):
         load_ncnn(param)
     bin_path.write_bytes(data[:100])
     with pytest.raises(CheckpointError, match="truncated: Convolution .* weights needs"):
@@ -138,7 +139,8 @@ def test_a_resize_after_the_output_is_refused_with_the_reason(tmp_path):
     param, _ = write_ncnn(tiny_srvgg(), tmp_path)
     # the x2/x3 realesr-animevideov3 files append a bicubic downscale to the x4 network
     _rewrite(param, r"(BinaryOp +\S+ +2 1 \S+ \S+) output", r"\1 extra")
-    text = param.read_text().rstrip("\n") + "\nInterp                   Resize_40                1 1 extra output 0=3 1=5.000000e-01 2=5.000000e-01\n"
+    resize = "Interp                   Resize_40                1 1 extra output 0=3 1=5.000000e-01 2=5.000000e-01"
+    text = param.read_text().rstrip("\n") + "\n" + resize + "\n"
     n_layers, n_blobs = map(int, text.splitlines()[1].split())
     param.write_text(text.replace(f"\n{n_layers} {n_blobs}\n", f"\n{n_layers + 1} {n_blobs + 1}\n", 1))
     with pytest.raises(CheckpointError, match="has 1 Interp layer.*the file has 2.*use the x4 file"):

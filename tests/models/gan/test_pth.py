@@ -6,8 +6,8 @@ import torch
 
 from tests.models.gan.conftest import tiny_rrdbnet, tiny_srvgg
 from vpdsr.errors import CheckpointError
-from vpdsr.models.gan.convert import convert_pth, load_pth
 from vpdsr.models import from_pretrained
+from vpdsr.models.gan.convert import convert_pth, load_pth
 
 
 def _save_basicsr(model, path, key="params_ema", extra=None):
@@ -37,7 +37,8 @@ def test_config_is_recognised_from_keys_and_shapes(tmp_path, make, kwargs):
 def test_params_ema_wins_over_params_and_prefixes_go(tmp_path):
     ema, plain = tiny_rrdbnet(seed=1), tiny_rrdbnet(seed=2)
     path = tmp_path / "RealESRGAN_x4plus.pth"
-    torch.save({"params": plain.state_dict(), "params_ema": {f"module.{k}": v for k, v in ema.state_dict().items()}}, path)
+    wrapped = {f"module.{k}": v for k, v in ema.state_dict().items()}  # DataParallel prefix
+    torch.save({"params": plain.state_dict(), "params_ema": wrapped}, path)
     assert _same_output(load_pth(path), ema)
     torch.save({"params": plain.state_dict()}, path)
     assert _same_output(load_pth(path), plain)

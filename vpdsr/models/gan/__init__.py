@@ -10,6 +10,6 @@ from vpdsr.models.gan.srvgg import SRVGGNetCompact
 
 register_family(CLASS_NAME, GANConfig, GANSR)
 
-from vpdsr.models.gan import presets  # noqa: E402  (registers the realesrgan-* presets)
+from vpdsr.models.gan import presets  # noqa: E402,F401  (registers the realesrgan-* presets)
 
 __all__ = ["GANConfig", "GANSR", "RRDBNet", "SRVGGNetCompact"]

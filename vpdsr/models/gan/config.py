@@ -64,7 +64,8 @@ class GANConfig:
         if self.arch == "rrdbnet" and self.scale not in RRDB_SCALES:
             raise ConfigError(f"{source}: rrdbnet `scale` must be one of {list(RRDB_SCALES)}, got {self.scale}")
         if self.arch == "srvgg" and self.num_in_ch != self.num_out_ch:  # the output adds the upsampled input
-            raise ConfigError(f"{source}: srvgg needs `num_in_ch` == `num_out_ch`, got {self.num_in_ch} and {self.num_out_ch}")
+            raise ConfigError(f"{source}: srvgg needs `num_in_ch` == `num_out_ch`, "
+                              f"got {self.num_in_ch} and {self.num_out_ch}")
         if self.arch == "srvgg" and self.act_type not in ACTIVATIONS:
             raise ConfigError(f"{source}: `act_type` must be one of {list(ACTIVATIONS)}, got {self.act_type!r}")
 

@@ -95,7 +95,8 @@ def read_param(path: str | Path) -> NcnnGraph:
     try:
         lines = path.read_text(encoding="ascii").splitlines()
     except UnicodeDecodeError:
-        raise CheckpointError(f"{path}: not an ncnn .param text file (binary content; a .param.bin is not supported)") from None
+        raise CheckpointError(f"{path}: not an ncnn .param text file (binary content; "
+                              "a binary .param.bin is not supported)") from None
     if not lines or lines[0].strip() != str(MAGIC):
         raise CheckpointError(f"{path}: not an ncnn .param file (first line must be the magic {MAGIC})")
     header = lines[1].split() if len(lines) > 1 else []
@@ -104,7 +105,8 @@ def read_param(path: str | Path) -> NcnnGraph:
     layer_count, blob_count = map(int, header)
     body = [(i + 3, line.split()) for i, line in enumerate(lines[2:]) if line.strip()]
     if len(body) != layer_count:
-        raise CheckpointError(f"{path}: header says {layer_count} layers, the file has {len(body)} (truncated or edited)")
+        raise CheckpointError(f"{path}: header says {layer_count} layers, the file has {len(body)} "
+                              "(truncated or edited)")
     layers, blobs = [], set()
     for lineno, tok in body:
         where = f"{path}:{lineno}"

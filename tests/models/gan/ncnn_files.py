@@ -91,25 +91,42 @@ def _rrdbnet(g: _Graph, model) -> None:
     g.conv(g.conv(feat, model.conv_hr, leaky), model.conv_last)
 
 
-def _srvgg(g: _Graph, model) -> None:
+def _srvgg(g: _Graph, model, fuse: bool) -> None:
     s = model.config.scale
     x = "data"
-    for layer in model.body:
+    layers = list(model.body)
+    for i, layer in enumerate(layers):
         if isinstance(layer, torch.nn.Conv2d):
-            x = g.conv(x, layer)
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            slope = _slope(nxt)
+            act = "" if not fuse or slope is None else ("9=1" if slope == 0 else f"9=2 -23310=1,{slope:e}")
+            x = g.conv(x, layer, act)
         elif isinstance(layer, torch.nn.PReLU):
             x = g.add("PReLU", [x], f"0={layer.weight.numel()}", [("fp32", layer.weight.detach().numpy())])
-        else:
-            raise NotImplementedError(type(layer).__name__)
+        elif not fuse:
+            x = g.add("ReLU", [x], f"0={_slope(layer):e}" if _slope(layer) else "")
     shuffled = g.add("PixelShuffle", [x], f"0={s}")
     base = g.add("Interp", ["data"], f"0=1 1={float(s):e} 2={float(s):e}")
     g.add("BinaryOp", [shuffled, base])
 
 
-def write_ncnn(model, folder: Path, name: str = "net", fp16: bool = True) -> tuple[Path, Path]:
-    """Write `model` (an RRDBNet or a PReLU SRVGGNetCompact) as folder/name.param + name.bin."""
+def _slope(layer) -> float | None:
+    """ReLU: 0, LeakyReLU: its slope, anything else (PReLU, None): None."""
+    if isinstance(layer, torch.nn.LeakyReLU):
+        return float(layer.negative_slope)
+    return 0.0 if isinstance(layer, torch.nn.ReLU) else None
+
+
+def write_ncnn(model, folder: Path, name: str = "net", fp16: bool = True, fuse: bool = True) -> tuple[Path, Path]:
+    """Write `model` (an RRDBNet or an SRVGGNetCompact) as folder/name.param + name.bin.
+
+    `fuse`: SRVGG's ReLU/LeakyReLU fused into the convolutions (9=), else ReLU layers of their own.
+    """
     g = _Graph()
-    (_rrdbnet if model.config.arch == "rrdbnet" else _srvgg)(g, model)
+    if model.config.arch == "rrdbnet":
+        _rrdbnet(g, model)
+    else:
+        _srvgg(g, model, fuse)
     text, payload = g.text_and_bytes(fp16)
     folder.mkdir(parents=True, exist_ok=True)
     param, bin_path = folder / f"{name}.param", folder / f"{name}.bin"

@@ -39,6 +39,18 @@ def test_converted_model_matches_the_numpy_reference(tmp_path, make, fp16):
     assert (1e-6 < err < 5e-3) if fp16 else err < 1e-5
 
 
+@pytest.mark.parametrize("act_type", ["relu", "leakyrelu"])
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "separate"])
+def test_srvgg_relu_variants_fused_or_separate(tmp_path, act_type, fuse):
+    model = tiny_srvgg(act_type)
+    param, _ = write_ncnn(model, tmp_path, fuse=fuse)
+    assert ("ReLU " in param.read_text()) is not fuse
+    converted = load_ncnn(param)
+    assert converted.config.act_type == act_type
+    lr = np.random.default_rng(1).random((3, 6, 5), dtype=np.float32)
+    assert np.abs(_torch_raw(converted, lr) - NcnnNet.load(param).forward(lr)).max() < 1e-5
+
+
 def test_fp16_weights_are_widened_exactly(tmp_path):
     model = tiny_srvgg()
     param, _ = write_ncnn(model, tmp_path)

@@ -77,12 +77,15 @@ def _infer_config(graph: NcnnGraph, convs: list[NcnnLayer]) -> GANConfig:
                      num_feat=feat, num_block=blocks, num_grow_ch=convs[1].get(0, 0))
 
 
-def _expected_activation(cfg: GANConfig, name: str, index: int, count: int) -> tuple[int, float]:
-    """The fused activation ncnn stores on the conv named `name` (basicsr name), index-th of `count`."""
+def _expected_activation(cfg: GANConfig, name: str, index: int, count: int, separate: bool) -> tuple[int, float]:
+    """The fused activation ncnn stores on the conv named `name` (basicsr name), index-th of `count`.
+
+    `separate`: SRVGG's activations are layers of their own (PReLU always; ReLU when not fused).
+    """
     if cfg.arch == "rrdbnet":
         leaky = name.rsplit(".", 1)[-1] in ("conv1", "conv2", "conv3", "conv4", "conv_up1", "conv_up2", "conv_hr")
         return (ACT_LEAKY, RRDB_SLOPE) if leaky else (ACT_NONE, 0.0)
-    if index == count - 1 or cfg.act_type == "prelu":
+    if index == count - 1 or separate:
         return (ACT_NONE, 0.0)
     return (ACT_LEAKY, SRVGG_SLOPE) if cfg.act_type == "leakyrelu" else (ACT_RELU, 0.0)
 
@@ -193,8 +196,9 @@ def gan_from_ncnn(param: str | Path, bin_path: str | Path | None = None) -> tupl
     modules = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     if len(modules) != len(convs):
         raise _fail(graph, None, f"{len(convs)} convolutions, {cfg.arch} {cfg.to_dict()} has {len(modules)}")
+    separate = bool(graph.of_type("PReLU") or graph.of_type("ReLU"))
     for i, (layer, (name, conv)) in enumerate(zip(convs, modules)):
-        _check_conv(graph, layer, name, conv, _expected_activation(cfg, name, i, len(convs)))
+        _check_conv(graph, layer, name, conv, _expected_activation(cfg, name, i, len(convs), separate))
     _check_others(graph, cfg, convs)
     acts = _check_activation_chain(graph, convs) if cfg.arch == "srvgg" else []
     arrays = read_weights(graph, Path(bin_path) if bin_path else param.with_suffix(".bin"))

@@ -82,6 +82,8 @@ def test_mismatches_are_one_line(tmp_path):
     _save_basicsr(tiny_srvgg(), tmp_path / "d.pth")
     with pytest.raises(CheckpointError, match="`--arch rrdbnet` asked for, but the keys are those of srvgg"):
         load_pth(tmp_path / "d.pth", arch="rrdbnet")
+    with pytest.raises(CheckpointError, match=r"`--scale 2` asked for, but the last conv makes x4"):
+        load_pth(tmp_path / "d.pth", scale=2)
     with pytest.raises(CheckpointError, match="has PReLU slopes .* but `--act-type relu`"):
         load_pth(tmp_path / "d.pth", act_type="relu")
     _save_basicsr(tiny_srvgg("relu"), tmp_path / "e.pth")

@@ -34,7 +34,8 @@ def config_from_state(state: dict[str, torch.Tensor], source: str | Path, arch: 
         source: the file, for messages.
         arch: "rrdbnet" / "srvgg" to insist on one (default: recognised from the keys).
         act_type: srvgg without PReLU slopes: "relu" or "leakyrelu" (the keys cannot tell them apart).
-        scale: rrdbnet: 1, 2 or 4 (default: from conv_first's input channels, assuming 3 in and 3 out).
+        scale: rrdbnet: 1, 2 or 4 (default: from conv_first's input channels, assuming 3 in and 3 out);
+            srvgg: must equal what the last conv makes.
     """
     found = "rrdbnet" if "conv_first.weight" in state else "srvgg" if "body.0.weight" in state else None
     if found is None:
@@ -67,6 +68,8 @@ def config_from_state(state: dict[str, torch.Tensor], source: str | Path, arch: 
     upscale = math.isqrt(int(last.shape[0]) // in_ch)
     if upscale * upscale * in_ch != last.shape[0]:
         raise CheckpointError(f"{source}: the last conv has {last.shape[0]} outputs, not {in_ch} x scale^2")
+    if scale is not None and scale != upscale:
+        raise CheckpointError(f"{source}: `--scale {scale}` asked for, but the last conv makes x{upscale}")
     has_prelu = "body.1.weight" in state and state["body.1.weight"].ndim == 1
     if has_prelu and act_type not in (None, "prelu"):
         raise CheckpointError(f"{source}: has PReLU slopes (body.1.weight) but `--act-type {act_type}` was given")

@@ -7,6 +7,7 @@ from vpdsr.models.families import SRModel, get_family, register_family
 from vpdsr.models.presets import get_preset, preset_names, register_preset
 from vpdsr.models.schedule import ResShiftSchedule, ScheduleConfig, eta_schedule
 from vpdsr.models.vpdsr import VPDSR, DecoderStage, DenoiserStage, EncoderStage
+from vpdsr.models import gan  # noqa: E402,F401  (registers the GANSR family and its presets)
 
 __all__ = [
     "AutoencoderConfig", "DenoiserConfig", "ScheduleConfig", "ModelConfig", "VPDSR", "ResShiftSchedule",

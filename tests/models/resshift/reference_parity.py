@@ -1,0 +1,196 @@
+"""Parity of vpdsr's ResShift port with the reference implementation (run by hand, not by pytest).
+
+    python tests/models/resshift/reference_parity.py --reference /path/to/ResShift --config resshift-tiny \\
+        --sizes 16x16 32x48 --golden tests/models/resshift/golden.json
+    python tests/models/resshift/reference_parity.py --reference /path/to/ResShift \\
+        --yaml /path/to/ResShift/configs/realsr_swinunet_realesrgan256_journal.yaml --sizes 64x64 64x128
+    python tests/models/resshift/reference_parity.py --reference /path/to/SinSR --yaml /path/to/SinSR/configs/SinSR.yaml
+
+`--reference` is a checkout of github zsyOAOA/ResShift or wyf0912/SinSR (its `models/` and `ldm/`
+are imported; it needs timm, einops, omegaconf). Random weights in the official layout
+(`official.random_official_states`) are saved with torch.save, converted with `vpdsr convert resshift`
+and loaded into the reference's own UNetModelSwin / VQModelTorch (strict, after checking that the
+reference's key list and buffers equal what the converter expects). Then, on the same LR images and
+noise: the one-step output (t = T-1 from x_T = y + kappa sqrt(eta_T) noise: the reference's
+`p_mean_variance(...)["pred_xstart"]`, or SinSR's `p_sample_loop(one_step=True)`) and the T-step
+sampler (`p_sample_loop` with the same global-RNG draws) are compared, reporting max and mean |diff|
+of the [0, 1] outputs. `--golden` writes the reference's output slices for the tests.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT))
+
+from tests.models.resshift.official import random_official_states, save_official  # noqa: E402
+from vpdsr.models import from_pretrained  # noqa: E402
+from vpdsr.models.checkpoint import build  # noqa: E402
+from vpdsr.models.resshift.configs import builtin_config  # noqa: E402
+from vpdsr.models.resshift.convert import official_shapes  # noqa: E402
+from vpdsr.models.resshift.yaml_config import is_sinsr_layout, load_resshift_yaml  # noqa: E402
+
+SLICE = (slice(0, 1), slice(None), slice(0, 2), slice(0, 4))  # sr[0, :, :2, :4]: 24 numbers per image
+
+
+def reference_params(cfg, sinsr: bool) -> dict:
+    """Our config as the reference constructors' keyword arguments (ResShift's or SinSR's layout)."""
+    u, a, d = cfg.denoiser, cfg.autoencoder, cfg.diffusion
+    unet = dict(image_size=u.image_size, in_channels=u.in_channels + (3 if sinsr else 0), model_channels=u.model_channels,
+                out_channels=u.out_channels, num_res_blocks=list(u.num_res_blocks),
+                attention_resolutions=list(u.attention_resolutions), dropout=0, channel_mult=list(u.channel_mult),
+                conv_resample=u.conv_resample, dims=2, use_fp16=False, num_heads=u.num_heads,
+                num_head_channels=u.num_head_channels, use_scale_shift_norm=u.use_scale_shift_norm,
+                resblock_updown=u.resblock_updown, swin_depth=u.swin_depth, swin_embed_dim=u.swin_embed_dim,
+                window_size=u.window_size, mlp_ratio=u.mlp_ratio, patch_norm=u.patch_norm, cond_lq=u.cond_lq)
+    if not sinsr:
+        unet["lq_size"] = u.image_size
+    blocks = list(a.num_res_blocks)
+    vq = dict(embed_dim=a.embed_dim, n_embed=a.n_embed, ddconfig=dict(
+        double_z=False, z_channels=a.z_channels, resolution=a.resolution, in_channels=3, out_ch=3, ch=a.ch,
+        ch_mult=list(a.ch_mult), num_res_blocks=blocks[0] if sinsr else blocks,  # SinSR's Encoder takes an int
+        attn_resolutions=list(a.attn_resolutions), dropout=0.0))
+    diffusion = dict(normalize_input=d.normalize_input, schedule_name=d.schedule_name, sf=d.sf,
+                     min_noise_level=d.min_noise_level, steps=d.steps, kappa=d.kappa, etas_end=d.etas_end,
+                     schedule_kwargs={"power": d.power}, weighted_mse=False, predict_type=d.predict_type,
+                     timestep_respacing=d.timestep_respacing, scale_factor=d.scale_factor, latent_flag=d.latent_flag)
+    return {"unet": unet, "vq": vq, "diffusion": diffusion}
+
+
+def build_reference(repo: Path, params: dict):
+    sys.path.insert(0, str(repo))
+    from ldm.models.autoencoder import VQModelTorch
+    from models.script_util import create_gaussian_diffusion
+    from models.unet import UNetModelSwin
+
+    return UNetModelSwin(**params["unet"]).eval(), VQModelTorch(**params["vq"]).eval(), \
+        create_gaussian_diffusion(**params["diffusion"])
+
+
+def check_reference_layout(ref_unet, ref_vq, ours) -> dict:
+    """The reference's keys/shapes/buffers equal what our converter expects: exact key coverage."""
+    expected = official_shapes(ours)
+    got = {"unet": {k: tuple(v.shape) for k, v in ref_unet.state_dict().items()},
+           "autoencoder": {k: tuple(v.shape) for k, v in ref_vq.state_dict().items()}}
+    for part in expected:
+        missing, extra = set(got[part]) - set(expected[part]), set(expected[part]) - set(got[part])
+        assert not missing and not extra, (part, sorted(missing)[:5], sorted(extra)[:5])
+        bad = [k for k in expected[part] if expected[part][k] != got[part][k]]
+        assert not bad, (part, bad[:5])
+    return {part: len(keys) for part, keys in got.items()}
+
+
+def reference_one_step(diffusion, unet, vq, lq, noise, sinsr_api: bool):
+    kwargs = {"lq": lq} if unet.cond_lq else None
+    if sinsr_api:  # SinSR's own one-step sampler
+        out = diffusion.p_sample_loop(y=lq, model=unet, first_stage_model=vq, noise=noise, clip_denoised=False,
+                                      model_kwargs=kwargs, one_step=True)
+    else:
+        z_y = diffusion.encode_first_stage(lq, vq, up_sample=True)
+        z_t = diffusion.prior_sample(z_y, noise)
+        t = torch.full((lq.shape[0],), diffusion.num_timesteps - 1, dtype=torch.long)
+        x0 = diffusion.p_mean_variance(unet, z_t, z_y, t, clip_denoised=False, model_kwargs=kwargs)["pred_xstart"]
+        out = diffusion.decode_first_stage(x0, vq)
+    return out.clamp(-1.0, 1.0) * 0.5 + 0.5
+
+
+def reference_teacher(diffusion, unet, vq, lq, noise, seed: int):
+    torch.manual_seed(seed)
+    out = diffusion.p_sample_loop(y=lq, model=unet, first_stage_model=vq, noise=noise, clip_denoised=False,
+                                  model_kwargs={"lq": lq} if unet.cond_lq else None)
+    return out.clamp(-1.0, 1.0) * 0.5 + 0.5
+
+
+def diff(a: torch.Tensor, b: torch.Tensor) -> dict:
+    d = (a - b).abs()
+    return {"max": float(d.max()), "mean": float(d.mean())}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--reference", required=True, type=Path, help="checkout of zsyOAOA/ResShift or wyf0912/SinSR")
+    ap.add_argument("--config", default="resshift-tiny", help="built-in config name (ignored with --yaml)")
+    ap.add_argument("--yaml", type=Path, help="a YAML of the reference repository (its params build the reference)")
+    ap.add_argument("--sizes", nargs="+", default=["16x16", "32x48"], help="LR sizes HxW")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-teacher", action="store_true")
+    ap.add_argument("--golden", type=Path, help="write the reference's output slices here (tiny configs)")
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    args = ap.parse_args(argv)
+    torch.set_grad_enabled(False)
+
+    if args.yaml:
+        cfg = load_resshift_yaml(args.yaml)
+        from omegaconf import OmegaConf
+
+        doc = OmegaConf.to_container(OmegaConf.load(args.yaml), resolve=True)
+        sinsr = is_sinsr_layout(doc["model"]["params"])
+        params = {"unet": doc["model"]["params"], "vq": doc["autoencoder"]["params"], "diffusion": doc["diffusion"]["params"]}
+    else:
+        cfg = builtin_config(args.config)
+        sinsr = (args.reference / "main_distill.py").exists()  # SinSR's checkout
+        params = reference_params(cfg, sinsr)
+    ours_init = build(cfg, seed=1)
+    states = random_official_states(ours_init, args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        unet_pth, vq_pth = save_official(states, Path(tmp))
+        out_dir = Path(tmp) / "converted"
+        cmd = [sys.executable, "-m", "vpdsr.cli", "convert", "resshift", "--config", str(args.yaml or args.config),
+               "--unet", str(unet_pth), "--autoencoder", str(vq_pth), "--out", str(out_dir)]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, cwd=ROOT, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+        convert_s = time.perf_counter() - t0
+        ours = from_pretrained(out_dir)
+
+    ref_unet, ref_vq, ref_diff = build_reference(args.reference, params)
+    coverage = check_reference_layout(ref_unet, ref_vq, ours)
+    ref_unet.load_state_dict(states["unet"], strict=True)
+    ref_vq.load_state_dict(states["autoencoder"], strict=True)
+    sinsr_api = "one_step" in inspect.signature(ref_diff.p_sample_loop).parameters
+    report = {"reference": str(args.reference), "config": str(args.yaml or args.config), "seed": args.seed,
+              "one_step_via": "p_sample_loop(one_step=True)" if sinsr_api else "p_mean_variance(t=T-1).pred_xstart",
+              "official_keys": coverage, "convert_s": round(convert_s, 2), "sizes": {}}
+    golden = {"config": args.config, "seed": args.seed, "slice": "sr[0, :, :2, :4]", "sizes": {}}
+    for i, size in enumerate(args.sizes):
+        h, w = map(int, size.split("x"))
+        g = torch.Generator().manual_seed(1000 + i)
+        lr = torch.rand(1, 3, h, w, generator=g)
+        noise = torch.randn(1, cfg.autoencoder.embed_dim, h, w, generator=g)
+        t0 = time.perf_counter()
+        ref = reference_one_step(ref_diff, ref_unet, ref_vq, lr * 2 - 1, noise, sinsr_api)
+        t_ref = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        mine = ours(lr, noise)
+        t_ours = time.perf_counter() - t0
+        entry = {"one_step": diff(mine, ref), "sr_mean": float(ref.mean()), "sr_std": float(ref.std()),
+                 "clamped_fraction": float(((ref <= 0) | (ref >= 1)).float().mean()),
+                 "seconds": {"reference": round(t_ref, 2), "ours": round(t_ours, 2)}}
+        gold = {"one_step": ref[SLICE].flatten().tolist()}
+        if not args.no_teacher:
+            ref_t = reference_teacher(ref_diff, ref_unet, ref_vq, lr * 2 - 1, noise, seed=77)
+            torch.manual_seed(77)
+            mine_t = ours.teacher_sample(lr, noise)
+            entry["teacher"] = diff(mine_t, ref_t)
+            gold["teacher"] = ref_t[SLICE].flatten().tolist()
+        report["sizes"][size] = entry
+        golden["sizes"][size] = gold
+        print(size, json.dumps(entry), flush=True)
+    if args.golden:
+        args.golden.write_text(json.dumps(golden, indent=1) + "\n")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

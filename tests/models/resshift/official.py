@@ -56,3 +56,9 @@ def save_official(states: dict[str, dict[str, torch.Tensor]], directory: Path, w
     torch.save({"state_dict": states["unet"]} if wrap else states["unet"], unet)
     torch.save(states["autoencoder"], vq)
     return unet, vq
+
+
+def make_inputs(h: int, w: int, channels: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LR image in [0, 1] and the latent noise of one comparison (the tests draw them the same way)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(1, 3, h, w, generator=g), torch.randn(1, channels, h, w, generator=g)

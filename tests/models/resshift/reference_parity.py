@@ -32,7 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
-from tests.models.resshift.official import random_official_states, save_official  # noqa: E402
+from tests.models.resshift.official import make_inputs, random_official_states, save_official  # noqa: E402
 from vpdsr.models import from_pretrained  # noqa: E402
 from vpdsr.models.checkpoint import build  # noqa: E402
 from vpdsr.models.resshift.configs import builtin_config  # noqa: E402
@@ -125,6 +125,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-teacher", action="store_true")
     ap.add_argument("--golden", type=Path, help="write the reference's output slices here (tiny configs)")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--keys", type=Path, help="write the reference's official key -> shape lists here")
     args = ap.parse_args(argv)
     torch.set_grad_enabled(False)
 
@@ -153,6 +154,10 @@ def main(argv=None) -> int:
 
     ref_unet, ref_vq, ref_diff = build_reference(args.reference, params)
     coverage = check_reference_layout(ref_unet, ref_vq, ours)
+    if args.keys:
+        keys = {part: {k: list(v.shape) for k, v in m.state_dict().items()} for part, m in
+                (("unet", ref_unet), ("autoencoder", ref_vq))}
+        args.keys.write_text(json.dumps({"config": str(args.yaml or args.config), **keys}, indent=0) + "\n")
     ref_unet.load_state_dict(states["unet"], strict=True)
     ref_vq.load_state_dict(states["autoencoder"], strict=True)
     sinsr_api = "one_step" in inspect.signature(ref_diff.p_sample_loop).parameters
@@ -162,9 +167,7 @@ def main(argv=None) -> int:
     golden = {"config": args.config, "seed": args.seed, "slice": "sr[0, :, :2, :4]", "sizes": {}}
     for i, size in enumerate(args.sizes):
         h, w = map(int, size.split("x"))
-        g = torch.Generator().manual_seed(1000 + i)
-        lr = torch.rand(1, 3, h, w, generator=g)
-        noise = torch.randn(1, cfg.autoencoder.embed_dim, h, w, generator=g)
+        lr, noise = make_inputs(h, w, cfg.autoencoder.embed_dim, 1000 + i)
         t0 = time.perf_counter()
         ref = reference_one_step(ref_diff, ref_unet, ref_vq, lr * 2 - 1, noise, sinsr_api)
         t_ref = time.perf_counter() - t0
@@ -174,7 +177,7 @@ def main(argv=None) -> int:
         entry = {"one_step": diff(mine, ref), "sr_mean": float(ref.mean()), "sr_std": float(ref.std()),
                  "clamped_fraction": float(((ref <= 0) | (ref >= 1)).float().mean()),
                  "seconds": {"reference": round(t_ref, 2), "ours": round(t_ours, 2)}}
-        gold = {"one_step": ref[SLICE].flatten().tolist()}
+        gold = {"input_seed": 1000 + i, "one_step": ref[SLICE].flatten().tolist()}
         if not args.no_teacher:
             ref_t = reference_teacher(ref_diff, ref_unet, ref_vq, lr * 2 - 1, noise, seed=77)
             torch.manual_seed(77)

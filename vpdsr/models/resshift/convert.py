@@ -89,8 +89,8 @@ def load_official(model: ResShiftSR, states: dict[str, dict[str, torch.Tensor]],
 
 def resolve_config(spec: str) -> tuple[ResShiftConfig, dict]:
     """A built-in name or a ResShift-layout YAML path -> (config, its record for convert.json)."""
-    if spec in BUILTIN:
-        return builtin_config(spec), {"name": spec}
+    if spec in BUILTIN or not Path(spec).exists():
+        return builtin_config(str(spec)), {"name": str(spec)}  # a name, or a one-line error listing them
     cfg = load_resshift_yaml(spec)
     return cfg, source_record(config=spec)["config"]
 

@@ -90,24 +90,34 @@ def check_reference_layout(ref_unet, ref_vq, ours) -> dict:
 
 
 def reference_one_step(diffusion, unet, vq, lq, noise, sinsr_api: bool):
+    """(sr in [0, 1], x0 latent) of the reference's one-step sampling."""
     kwargs = {"lq": lq} if unet.cond_lq else None
-    if sinsr_api:  # SinSR's own one-step sampler
-        out = diffusion.p_sample_loop(y=lq, model=unet, first_stage_model=vq, noise=noise, clip_denoised=False,
-                                      model_kwargs=kwargs, one_step=True)
+    if sinsr_api:  # SinSR's own one-step sampler (apply_decoder=True decodes this same latent)
+        z = diffusion.p_sample_loop(y=lq, model=unet, first_stage_model=vq, noise=noise, clip_denoised=False,
+                                    model_kwargs=kwargs, one_step=True, apply_decoder=False)["sample"]
     else:
         z_y = diffusion.encode_first_stage(lq, vq, up_sample=True)
         z_t = diffusion.prior_sample(z_y, noise)
         t = torch.full((lq.shape[0],), diffusion.num_timesteps - 1, dtype=torch.long)
-        x0 = diffusion.p_mean_variance(unet, z_t, z_y, t, clip_denoised=False, model_kwargs=kwargs)["pred_xstart"]
-        out = diffusion.decode_first_stage(x0, vq)
-    return out.clamp(-1.0, 1.0) * 0.5 + 0.5
+        z = diffusion.p_mean_variance(unet, z_t, z_y, t, clip_denoised=False, model_kwargs=kwargs)["pred_xstart"]
+    return diffusion.decode_first_stage(z, vq).clamp(-1.0, 1.0) * 0.5 + 0.5, z
 
 
 def reference_teacher(diffusion, unet, vq, lq, noise, seed: int):
+    """(sr in [0, 1], the final latent): `p_sample_loop`'s steps, then its decode."""
     torch.manual_seed(seed)
-    out = diffusion.p_sample_loop(y=lq, model=unet, first_stage_model=vq, noise=noise, clip_denoised=False,
-                                  model_kwargs={"lq": lq} if unet.cond_lq else None)
-    return out.clamp(-1.0, 1.0) * 0.5 + 0.5
+    for step in diffusion.p_sample_loop_progressive(y=lq, model=unet, first_stage_model=vq, noise=noise,
+                                                    clip_denoised=False, model_kwargs={"lq": lq} if unet.cond_lq else None):
+        z = step["sample"]
+    return diffusion.decode_first_stage(z, vq).clamp(-1.0, 1.0) * 0.5 + 0.5, z
+
+
+def code_flips(ours, z_ours: torch.Tensor, z_ref: torch.Tensor) -> int:
+    """Positions whose nearest codebook entry differs between the two latents (a near-tie in argmin
+    turns a 1e-6 latent difference into a different 4x4 pixel block)."""
+    q = ours.autoencoder.quantize
+    s = ours.config.diffusion.scale_factor
+    return int((q.indices(z_ours / s) != q.indices(z_ref / s)).sum())
 
 
 def diff(a: torch.Tensor, b: torch.Tensor) -> dict:
@@ -169,20 +179,24 @@ def main(argv=None) -> int:
         h, w = map(int, size.split("x"))
         lr, noise = make_inputs(h, w, cfg.autoencoder.embed_dim, 1000 + i)
         t0 = time.perf_counter()
-        ref = reference_one_step(ref_diff, ref_unet, ref_vq, lr * 2 - 1, noise, sinsr_api)
+        ref, z_ref = reference_one_step(ref_diff, ref_unet, ref_vq, lr * 2 - 1, noise, sinsr_api)
         t_ref = time.perf_counter() - t0
         t0 = time.perf_counter()
         mine = ours(lr, noise)
         t_ours = time.perf_counter() - t0
-        entry = {"one_step": diff(mine, ref), "sr_mean": float(ref.mean()), "sr_std": float(ref.std()),
+        z_ours = ours.student_step(ours.encode(lr), noise, lr)
+        entry = {"one_step": {**diff(mine, ref), "latent": diff(z_ours, z_ref), "code_flips": code_flips(ours, z_ours, z_ref)},
+                 "sr_mean": float(ref.mean()), "sr_std": float(ref.std()),
                  "clamped_fraction": float(((ref <= 0) | (ref >= 1)).float().mean()),
                  "seconds": {"reference": round(t_ref, 2), "ours": round(t_ours, 2)}}
         gold = {"input_seed": 1000 + i, "one_step": ref[SLICE].flatten().tolist()}
         if not args.no_teacher:
-            ref_t = reference_teacher(ref_diff, ref_unet, ref_vq, lr * 2 - 1, noise, seed=77)
+            ref_t, z_ref = reference_teacher(ref_diff, ref_unet, ref_vq, lr * 2 - 1, noise, seed=77)
             torch.manual_seed(77)
-            mine_t = ours.teacher_sample(lr, noise)
-            entry["teacher"] = diff(mine_t, ref_t)
+            z_ours = ours.teacher_sample_latent(ours.encode(lr), noise, lr)
+            mine_t = ours.decode(z_ours)
+            entry["teacher"] = {**diff(mine_t, ref_t), "latent": diff(z_ours, z_ref),
+                                "code_flips": code_flips(ours, z_ours, z_ref), "positions": z_ref[0, 0].numel()}
             gold["teacher"] = ref_t[SLICE].flatten().tolist()
         report["sizes"][size] = entry
         golden["sizes"][size] = gold

@@ -99,7 +99,7 @@ class SwinUNet(nn.Module):
             x: the scaled noisy latent [B, C, h, w]; t: network timesteps [B];
             lq: the LR image in [-1, 1], [B, 3, h, w] (required when `cond_lq`).
         """
-        emb = self.time_embed(timestep_embedding(t, self.cfg.model_channels))
+        emb = self.time_embed(timestep_embedding(t, self.cfg.model_channels).to(self.time_embed[0].weight.dtype))
         if self.cfg.cond_lq:
             x = torch.cat([x, lq.to(x.dtype)], dim=1)
         hs, h = [], x

@@ -166,12 +166,15 @@ class VectorQuantizer(nn.Module):
         self.embedding = nn.Embedding(n_embed, dim)
         nn.init.uniform_(self.embedding.weight, -1.0 / n_embed, 1.0 / n_embed)
 
+    def indices(self, z: torch.Tensor) -> torch.Tensor:
+        """The nearest code of every position, [B*H*W] in (b, h, w) order."""
+        flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+        e = self.embedding.weight
+        return (flat.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1) - 2 * flat @ e.t()).argmin(dim=1)
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         b, c, h, w = z.shape
-        flat = z.permute(0, 2, 3, 1).reshape(-1, c)
-        e = self.embedding.weight
-        d = flat.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1) - 2 * flat @ e.t()
-        return self.embedding(d.argmin(dim=1)).view(b, h, w, c).permute(0, 3, 1, 2)
+        return self.embedding(self.indices(z)).view(b, h, w, c).permute(0, 3, 1, 2)
 
 
 class VQModelF4(nn.Module):

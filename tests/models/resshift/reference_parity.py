@@ -185,7 +185,11 @@ def main(argv=None) -> int:
         mine = ours(lr, noise)
         t_ours = time.perf_counter() - t0
         z_ours = ours.student_step(ours.encode(lr), noise, lr)
-        entry = {"one_step": {**diff(mine, ref), "latent": diff(z_ours, z_ref), "code_flips": code_flips(ours, z_ours, z_ref)},
+        # decoded without the codebook lookup: all of the network but the argmin
+        plain_ref = ref_vq.decode(z_ref / ref_diff.scale_factor, force_not_quantize=True).clamp(-1, 1) * 0.5 + 0.5
+        plain_ours = ours.autoencoder.decode(z_ours / ours.config.diffusion.scale_factor, quantize=False).clamp(-1, 1) * 0.5 + 0.5
+        entry = {"one_step": {**diff(mine, ref), "latent": diff(z_ours, z_ref), "code_flips": code_flips(ours, z_ours, z_ref),
+                              "decoded_without_codebook": diff(plain_ours, plain_ref)},
                  "sr_mean": float(ref.mean()), "sr_std": float(ref.std()),
                  "clamped_fraction": float(((ref <= 0) | (ref >= 1)).float().mean()),
                  "seconds": {"reference": round(t_ref, 2), "ours": round(t_ours, 2)}}

@@ -47,8 +47,8 @@ class ResShiftSR(SRModel):
         h, w = lr.shape[-2:]
         m = self.size_multiple
         if h % m or w % m:
-            raise InputError(f"LR size {h}x{w}: this ResShift model needs sides that are multiples of {m} "
-                             f"(window_size x 2^(levels-1)); pad the image (see `pad_lr`) or tile it")
+            raise InputError(f"LR size {h}x{w}: this ResShift model needs height and width that are multiples of {m} "
+                             "(window_size x 2^(levels-1)); pad the image to that (ResShift reflect-pads) or tile it")
 
     def pad_lr(self, lr: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Reflect-pad right/bottom to the size rule, as ResShift's sampler does; returns (padded, (h, w))."""

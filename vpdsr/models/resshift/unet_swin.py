@@ -101,6 +101,8 @@ class SwinUNet(nn.Module):
         """
         emb = self.time_embed(timestep_embedding(t, self.cfg.model_channels).to(self.time_embed[0].weight.dtype))
         if self.cfg.cond_lq:
+            if lq is None:
+                raise ValueError("this UNet is conditioned on the LR image (`cond_lq`): pass `lq` (or `lr` to the model)")
             x = torch.cat([x, lq.to(x.dtype)], dim=1)
         hs, h = [], x
         for module in self.input_blocks:

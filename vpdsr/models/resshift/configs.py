@@ -258,7 +258,7 @@ def sinsr() -> ResShiftConfig:
 
 @register_preset(name="resshift-tiny")
 def resshift_tiny() -> ResShiftConfig:
-    """A ~1 M-parameter config of the same architecture for tests (every code path: shifted and
+    """A 2 M-parameter config of the same architecture for tests (every code path: shifted and
     clamped windows, both ResBlock skip kinds, the VQ mid attention)."""
     return ResShiftConfig(
         preset="resshift-tiny",

@@ -95,7 +95,8 @@ def main(argv=None) -> int:
     print(json.dumps(out), flush=True)
 
     if args.reference:
-        from tests.models.resshift.reference_parity import build_reference, reference_one_step, reference_params
+        from tests.models.resshift.official import reference_params
+        from tests.models.resshift.reference_parity import build_reference, reference_one_step
 
         ref_unet, ref_vq, ref_diff = build_reference(args.reference, reference_params(cfg, sinsr=False))
         ref_unet.load_state_dict(states["unet"])

@@ -7,6 +7,7 @@ gives the same files on every machine. Scales keep activations O(1) through the 
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -62,3 +63,39 @@ def make_inputs(h: int, w: int, channels: int, seed: int) -> tuple[torch.Tensor,
     """The LR image in [0, 1] and the latent noise of one comparison (the tests draw them the same way)."""
     g = torch.Generator().manual_seed(seed)
     return torch.rand(1, 3, h, w, generator=g), torch.randn(1, channels, h, w, generator=g)
+
+
+def reference_params(cfg, sinsr: bool) -> dict:
+    """Our config as the reference constructors' keyword arguments (ResShift's or SinSR's layout)."""
+    u, a, d = cfg.denoiser, cfg.autoencoder, cfg.diffusion
+    unet = dict(image_size=u.image_size, in_channels=u.in_channels + (3 if sinsr else 0), model_channels=u.model_channels,
+                out_channels=u.out_channels, num_res_blocks=list(u.num_res_blocks),
+                attention_resolutions=list(u.attention_resolutions), dropout=0, channel_mult=list(u.channel_mult),
+                conv_resample=u.conv_resample, dims=2, use_fp16=False, num_heads=u.num_heads,
+                num_head_channels=u.num_head_channels, use_scale_shift_norm=u.use_scale_shift_norm,
+                resblock_updown=u.resblock_updown, swin_depth=u.swin_depth, swin_embed_dim=u.swin_embed_dim,
+                window_size=u.window_size, mlp_ratio=u.mlp_ratio, patch_norm=u.patch_norm, cond_lq=u.cond_lq)
+    if not sinsr:
+        unet["lq_size"] = u.image_size
+    blocks = list(a.num_res_blocks)
+    vq = dict(embed_dim=a.embed_dim, n_embed=a.n_embed, ddconfig=dict(
+        double_z=False, z_channels=a.z_channels, resolution=a.resolution, in_channels=3, out_ch=3, ch=a.ch,
+        ch_mult=list(a.ch_mult), num_res_blocks=blocks[0] if sinsr else blocks,  # SinSR's Encoder takes an int
+        attn_resolutions=list(a.attn_resolutions), dropout=0.0))
+    diffusion = dict(normalize_input=d.normalize_input, schedule_name=d.schedule_name, sf=d.sf,
+                     min_noise_level=d.min_noise_level, steps=d.steps, kappa=d.kappa, etas_end=d.etas_end,
+                     schedule_kwargs={"power": d.power}, weighted_mse=False, predict_type=d.predict_type,
+                     timestep_respacing=d.timestep_respacing, scale_factor=d.scale_factor, latent_flag=d.latent_flag)
+    return {"unet": unet, "vq": vq, "diffusion": diffusion}
+
+
+def write_resshift_yaml(cfg, path: Path, sinsr: bool = False, **unet_changes) -> Path:
+    """`cfg` as a YAML in ResShift's (or SinSR's) own layout, with an OmegaConf reference in it."""
+    p = reference_params(cfg, sinsr=sinsr)
+    unet = {**p["unet"], "out_channels": "${autoencoder.params.embed_dim}", **unet_changes}
+    path.write_text("\n".join([
+        "model:", "  target: models.unet.UNetModelSwin", "  params: " + json.dumps(unet),
+        "autoencoder:", "  target: ldm.models.autoencoder.VQModelTorch", "  use_fp16: true", "  params: " + json.dumps(p["vq"]),
+        "diffusion:", "  target: models.script_util.create_gaussian_diffusion", "  params: " + json.dumps(p["diffusion"]),
+        "trainer: {target: trainer.TrainerDifIR}"]))
+    return path

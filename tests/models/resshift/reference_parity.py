@@ -32,38 +32,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
-from tests.models.resshift.official import make_inputs, random_official_states, save_official  # noqa: E402
+from tests.models.resshift.official import (make_inputs, random_official_states, reference_params,  # noqa: E402
+                                            save_official, write_resshift_yaml)
 from vpdsr.models import from_pretrained  # noqa: E402
 from vpdsr.models.checkpoint import build  # noqa: E402
 from vpdsr.models.resshift.configs import builtin_config  # noqa: E402
 from vpdsr.models.resshift.convert import official_shapes  # noqa: E402
-from vpdsr.models.resshift.yaml_config import is_sinsr_layout, load_resshift_yaml  # noqa: E402
+from vpdsr.models.resshift.yaml_config import SINSR_ETAS_START_CAP, is_sinsr_layout, load_resshift_yaml  # noqa: E402
 
 SLICE = (slice(0, 1), slice(None), slice(0, 2), slice(0, 4))  # sr[0, :, :2, :4]: 24 numbers per image
-
-
-def reference_params(cfg, sinsr: bool) -> dict:
-    """Our config as the reference constructors' keyword arguments (ResShift's or SinSR's layout)."""
-    u, a, d = cfg.denoiser, cfg.autoencoder, cfg.diffusion
-    unet = dict(image_size=u.image_size, in_channels=u.in_channels + (3 if sinsr else 0), model_channels=u.model_channels,
-                out_channels=u.out_channels, num_res_blocks=list(u.num_res_blocks),
-                attention_resolutions=list(u.attention_resolutions), dropout=0, channel_mult=list(u.channel_mult),
-                conv_resample=u.conv_resample, dims=2, use_fp16=False, num_heads=u.num_heads,
-                num_head_channels=u.num_head_channels, use_scale_shift_norm=u.use_scale_shift_norm,
-                resblock_updown=u.resblock_updown, swin_depth=u.swin_depth, swin_embed_dim=u.swin_embed_dim,
-                window_size=u.window_size, mlp_ratio=u.mlp_ratio, patch_norm=u.patch_norm, cond_lq=u.cond_lq)
-    if not sinsr:
-        unet["lq_size"] = u.image_size
-    blocks = list(a.num_res_blocks)
-    vq = dict(embed_dim=a.embed_dim, n_embed=a.n_embed, ddconfig=dict(
-        double_z=False, z_channels=a.z_channels, resolution=a.resolution, in_channels=3, out_ch=3, ch=a.ch,
-        ch_mult=list(a.ch_mult), num_res_blocks=blocks[0] if sinsr else blocks,  # SinSR's Encoder takes an int
-        attn_resolutions=list(a.attn_resolutions), dropout=0.0))
-    diffusion = dict(normalize_input=d.normalize_input, schedule_name=d.schedule_name, sf=d.sf,
-                     min_noise_level=d.min_noise_level, steps=d.steps, kappa=d.kappa, etas_end=d.etas_end,
-                     schedule_kwargs={"power": d.power}, weighted_mse=False, predict_type=d.predict_type,
-                     timestep_respacing=d.timestep_respacing, scale_factor=d.scale_factor, latent_flag=d.latent_flag)
-    return {"unet": unet, "vq": vq, "diffusion": diffusion}
 
 
 def build_reference(repo: Path, params: dict):
@@ -149,13 +126,17 @@ def main(argv=None) -> int:
     else:
         cfg = builtin_config(args.config)
         sinsr = (args.reference / "main_distill.py").exists()  # SinSR's checkout
+        if sinsr:  # SinSR's code also bounds sqrt(eta_1) by sqrt(0.001); the same model in our terms has it set
+            cfg.diffusion.etas_start_cap = SINSR_ETAS_START_CAP
         params = reference_params(cfg, sinsr)
     ours_init = build(cfg, seed=1)
     states = random_official_states(ours_init, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         unet_pth, vq_pth = save_official(states, Path(tmp))
         out_dir = Path(tmp) / "converted"
-        cmd = [sys.executable, "-m", "vpdsr.cli", "convert", "resshift", "--config", str(args.yaml or args.config),
+        # a built-in config goes through the YAML reader too, in the reference's own layout
+        config_arg = args.yaml or write_resshift_yaml(cfg, Path(tmp) / "config.yaml", sinsr=sinsr)
+        cmd = [sys.executable, "-m", "vpdsr.cli", "convert", "resshift", "--config", str(config_arg),
                "--unet", str(unet_pth), "--autoencoder", str(vq_pth), "--out", str(out_dir)]
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, cwd=ROOT, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})

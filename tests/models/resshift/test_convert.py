@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.models.resshift.official import make_inputs, random_official_states, save_official
+from tests.models.resshift.official import make_inputs, random_official_states, save_official, write_resshift_yaml
 from vpdsr.cli import main as cli
 from vpdsr.errors import InputError
 from vpdsr.models import from_pretrained, get_preset
@@ -78,20 +78,6 @@ def test_every_official_key_maps_and_none_is_left_over(name):
     for part in ("unet", "autoencoder"):
         assert shapes[part] == {k: tuple(v) for k, v in ref[part].items()}
     assert (len(shapes["unet"]), len(shapes["autoencoder"])) == (564, 205)
-
-
-def write_resshift_yaml(cfg, path: Path, sinsr: bool = False, **unet_changes) -> Path:
-    """`cfg` as a YAML in ResShift's (or SinSR's) own layout, with an OmegaConf reference in it."""
-    from tests.models.resshift.reference_parity import reference_params
-
-    p = reference_params(cfg, sinsr=sinsr)
-    unet = {**p["unet"], "out_channels": "${autoencoder.params.embed_dim}", **unet_changes}
-    path.write_text("\n".join([
-        "model:", "  target: models.unet.UNetModelSwin", "  params: " + json.dumps(unet),
-        "autoencoder:", "  target: ldm.models.autoencoder.VQModelTorch", "  use_fp16: true", "  params: " + json.dumps(p["vq"]),
-        "diffusion:", "  target: models.script_util.create_gaussian_diffusion", "  params: " + json.dumps(p["diffusion"]),
-        "trainer: {target: trainer.TrainerDifIR}"]))
-    return path
 
 
 @pytest.mark.parametrize("sinsr", [False, True])

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vpdsr.artifacts import Manifest
 from vpdsr.export.evaluate import psnr
-from vpdsr.export.manifest import Manifest
 from vpdsr.models import from_pretrained
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.export.conftest import TILE
+from vpdsr.artifacts import Manifest, read_entry
 from vpdsr.errors import ArtifactError
 from vpdsr.export import TargetSpec, export, register_target
-from vpdsr.export.manifest import Manifest, read_entry
 from vpdsr.export.targets import TARGETS
 
 

@@ -7,10 +7,10 @@ import json
 import pytest
 
 from tests.export.conftest import TILE
+from vpdsr.artifacts import Manifest, read_entry
 from vpdsr.export import export
 from vpdsr.export.calibration import CalibrationSet
 from vpdsr.export.evaluate import ort_fn, ov_fn, psnr, run_chain, torch_reference
-from vpdsr.export.manifest import Manifest, read_entry
 from vpdsr.models import from_pretrained
 from vpdsr.utils import sha256_file
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tests.runtimes.tiny_artifacts import export_dir, inputs, onnx_artifact, tiny_model, torch_reference
+from vpdsr.artifacts import ArtifactEntry, file_entries, read_entry, write_entry
 from vpdsr.errors import ArtifactError, ConfigError, MissingDependencyError
-from vpdsr.export.manifest import ArtifactEntry, file_entries, read_entry, write_entry
 from vpdsr.runtimes import execution_precision, load
 
 pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install 'vpdsr[onnx]')")

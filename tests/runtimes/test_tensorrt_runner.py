@@ -8,8 +8,8 @@ import pytest
 
 from tests.runtimes.test_runner_contract import RunnerContract
 from tests.runtimes.tiny_artifacts import SIZE, export_fused_onnx, tiny_model
+from vpdsr.artifacts import ArtifactEntry, file_entries, write_entry
 from vpdsr.errors import ArtifactError
-from vpdsr.export.manifest import ArtifactEntry, file_entries, write_entry
 from vpdsr.runtimes import load
 from vpdsr.runtimes.tensorrt_runner import check_engine_compatibility, read_engine_metadata
 

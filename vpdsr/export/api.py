@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vpdsr import __version__
+from vpdsr.artifacts import ArtifactEntry, Manifest, file_entries, read_entry, write_entry
 from vpdsr.errors import ArtifactError, InputError, MissingDependencyError, VpdsrError
 from vpdsr.export.calibration import DEFAULT_CALIB, HOLDOUT, CalibrationSet
 from vpdsr.export.evaluate import compare, folder_outputs, torch_reference
-from vpdsr.export.manifest import ArtifactEntry, Manifest, file_entries, read_entry, write_entry
 from vpdsr.export.onnx_graph import EXPORTER, model_sha256
 from vpdsr.export.targets import BuildContext, TargetSkipped, TargetSpec, parse_targets
 from vpdsr.utils import atomic_directory

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vpdsr.artifacts import FUSED, STAGES
 from vpdsr.export.evaluate import compare, folder_outputs, ort_fn
-from vpdsr.export.onnx_graph import FUSED, OPSET, STAGE_ORDER, save_onnx
+from vpdsr.export.onnx_graph import OPSET, save_onnx
 from vpdsr.export.onnx_targets import matching_nodes
 from vpdsr.export.targets import BuildContext, BuildResult, TargetSpec
 
@@ -83,14 +84,14 @@ def merge_stages(paths: list[Path], dst: Path) -> Path:
 
 
 def build_onnx_fp16(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildResult:
-    fp32 = {s: ctx.fp32_graph(s) for s in STAGE_ORDER}
-    half = {s: convert_fp16(fp32[s], ctx.work / "fp16" / f"{s}.onnx") for s in STAGE_ORDER}
+    fp32 = {s: ctx.fp32_graph(s) for s in STAGES}
+    half = {s: convert_fp16(fp32[s], ctx.work / "fp16" / f"{s}.onnx") for s in STAGES}
     feeds = ctx.calib.feeds()[:CHECK_SAMPLES]
     fns32 = {s: ort_fn(p) for s, p in fp32.items()}
     ref = folder_outputs(list(fns32.values()), feeds)
     chosen, checks, kept = {}, {}, {}
-    for stage in STAGE_ORDER:
-        fns = [ort_fn(half[s]) if s == stage else fns32[s] for s in STAGE_ORDER]
+    for stage in STAGES:
+        fns = [ort_fn(half[s]) if s == stage else fns32[s] for s in STAGES]
         check = compare(folder_outputs(fns, feeds), ref, spec.floor_db)
         checks[stage] = {k: check[k] for k in ("psnr_db", "finite", "passed")}
         if check["passed"]:
@@ -101,14 +102,14 @@ def build_onnx_fp16(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildR
                 f"{check['psnr_db']} dB < {spec.floor_db} dB floor in fp16"
             ctx.log(f"  {stage}: kept in fp32 ({kept[stage]})")
     if ctx.stages == "fused":
-        merge_stages([chosen[s] for s in STAGE_ORDER], folder / f"{FUSED}.onnx")
+        merge_stages([chosen[s] for s in STAGES], folder / f"{FUSED}.onnx")
         graphs = {FUSED: f"{FUSED}.onnx"}
     else:
         graphs = {}
-        for s in STAGE_ORDER:
+        for s in STAGES:
             save_onnx(_load(chosen[s]), folder / f"{s}.onnx")
             graphs[s] = f"{s}.onnx"
-    options = {"graphs": graphs, "opset": OPSET, "fp16_stages": [s for s in STAGE_ORDER if s not in kept],
+    options = {"graphs": graphs, "opset": OPSET, "fp16_stages": [s for s in STAGES if s not in kept],
                "fp32_stages": kept, "stage_checks": checks, "fp32_ops": list(FP32_OPS),
                "fp32_node_patterns": list(FP32_NODES), "check_samples": len(feeds)}
     return BuildResult(options=options, fns=[ort_fn(folder / g) for g in graphs.values()])

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vpdsr.artifacts import graph_names
 from vpdsr.errors import InputError
 from vpdsr.export.calibration import CalibrationSet
-from vpdsr.export.onnx_graph import export_graph, graph_io, stage_names
+from vpdsr.export.onnx_graph import export_graph, graph_io
 
 # Quality floors in dB PSNR against torch fp32 (issue 4's "must show").
 FLOOR_FP32, FLOOR_HALF, FLOOR_INT8 = 60.0, 40.0, 30.0
@@ -126,7 +127,7 @@ class BuildContext:
     _stage_calib: dict = field(default_factory=dict)
 
     def names(self, stages: str | None = None) -> tuple[str, ...]:
-        return stage_names(stages or self.stages)
+        return graph_names(stages or self.stages)
 
     def fp32_graph(self, name: str) -> Path:
         """The fp32 ONNX graph `name` ("model" or a stage), exported on first use."""

@@ -26,8 +26,8 @@ from vpdsr.bench.inputs import BenchImage, bicubic_upscale, load_bench_images
 from vpdsr.bench.latency import LatencyConfig, PeakMemory, cuda_peak_mb, cuda_peak_reset, measure, summarize
 from vpdsr.bench.quality import MetricSuite, aggregate, image_scores
 from vpdsr.errors import MissingWeightsError, VpdsrError
-from vpdsr.runtimes.noise import NoiseField
-from vpdsr.runtimes.tiling import TileConfig, upscale_tiled
+from vpdsr.runtimes.tiling import TileConfig
+from vpdsr.runtimes.upscale import Upscaler
 
 SCHEMA = 1
 CROP_SIZE = 96  # SR pixels of the side-by-side crops
@@ -82,6 +82,7 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
         VpdsrError: the reference backend could not run.
     """
     log = cfg.log or _stderr
+    TileConfig(cfg.tile, cfg.overlap, cfg.batch)  # a bad tiling is a user error before anything runs
     set_torch_threads(cfg.latency.threads)
     images = load_bench_images(cfg.images, cfg.hr, max_images=cfg.max_images)
     specs = resolve_backends(cfg.model, cfg.artifacts, cfg.backends, cfg.reference, cfg.device)
@@ -184,40 +185,24 @@ def _run_backend(spec: BackendSpec, st: _RunState) -> dict:
     return row
 
 
-def tile_config_for(runner, cfg: BenchConfig) -> TileConfig:
-    """The common tiling, unless the engine has a static tile/batch, which then wins."""
-    tile, batch, pad = cfg.tile, cfg.batch, False
-    shape = runner.get_input_metadata()["lr"][1]
-    if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):
-        tile = int(shape[2])
-    if len(shape) == 4 and isinstance(shape[0], int):
-        batch, pad = int(shape[0]), True
-    return TileConfig(tile=tile, overlap=min(cfg.overlap, tile - 1), batch=batch, pad_batch=pad)
-
-
 def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: PeakMemory) -> None:
     cfg = st.cfg
-    tiles = tile_config_for(runner, cfg)
-    row["tiling"] = asdict(tiles)
-    noise = NoiseField(cfg.seed, runner.noise_channels)
     call_times: list[float] = []
     stage_times: dict[str, list[float]] = {}
 
-    def infer(lr: np.ndarray, nz: np.ndarray) -> np.ndarray:
-        out = runner.infer({"lr": lr, "noise": nz})["sr"]
-        call_times.append(runner.last_inference_time())
+    def record(r) -> None:
+        call_times.append(r.last_inference_time())
         # split artifacts (StagedRunner) keep each stage's time of the last call in `stage_times`
-        for k, v in (getattr(runner, "stage_times", None) or {}).items():
+        for k, v in (getattr(r, "stage_times", None) or {}).items():
             stage_times.setdefault(k, []).append(v)
-        return out
 
-    def upscale(im: BenchImage) -> np.ndarray:
-        return upscale_tiled(infer, im.lr_chw, noise, tiles).transpose(1, 2, 0)
-
+    upscaler = Upscaler(runner, TileConfig(cfg.tile, cfg.overlap, cfg.batch), cfg.seed, on_call=record)
+    tiles = upscaler.tiles
+    row["tiling"] = asdict(tiles)
     is_ref = st.ref_outputs is None
     per_image, outputs = [], []
     for i, im in enumerate(st.images):
-        sr = np.clip(upscale(im), 0.0, 1.0)
+        sr = upscaler(im.lr)
         mem.sample_now()
         ref = None if is_ref else st.ref_outputs[i]
         per_image.append({"name": im.name, **image_scores(sr, ref, im.hr, st.suite)})
@@ -242,7 +227,7 @@ def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: P
             call_times.clear()
             stage_times.clear()
 
-    samples = measure(lambda: upscale(first), cfg.latency, after_call)
+    samples = measure(lambda: upscaler(first.lr), cfg.latency, after_call)
     stats = summarize(samples, images_per_call=1)
     row["latency_ms"] = stats.latency_dict()
     row["throughput_ips"] = stats.throughput_ips
@@ -289,22 +274,9 @@ def _model_info(model: str) -> dict:
 
 def environment(threads: int | None) -> dict:
     """Where the numbers were measured: versions, CPU, GPUs, threads."""
-    import importlib.metadata as md
-    import platform
-
     import torch
 
-    from vpdsr import __version__
-    from vpdsr.commands.info import cpu_info, gpu_info
+    from vpdsr import env
 
-    versions = {}
-    for dist in ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt", "pyiqa", "numpy"):
-        try:
-            versions[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            continue
-    return {
-        "vpdsr": __version__, "python": platform.python_version(), "platform": platform.platform(),
-        "cpu": cpu_info(), "gpus": gpu_info(), "threads": threads, "torch_threads": torch.get_num_threads(),
-        "versions": versions,
-    }
+    return {**env.machine(), "threads": threads, "torch_threads": torch.get_num_threads(),
+            "versions": env.versions(installed_only=True)}

@@ -24,7 +24,7 @@ import numpy as np
 from vpdsr.errors import ArtifactError, ConfigError, InputError
 from vpdsr.runtimes.noise import NoiseField
 
-InferFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+InferFn = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 ProgressFn = Callable[[int, int], None]
 
 
@@ -146,7 +146,7 @@ def _progress_callback(progress: ProgressFn | bool | None, total: int):
 def upscale_tiled(
     infer: InferFn,
     lr: np.ndarray,
-    noise: NoiseField,
+    noise: NoiseField | None,
     cfg: TileConfig | None = None,
     progress: ProgressFn | bool | None = None,
 ) -> np.ndarray:
@@ -154,9 +154,9 @@ def upscale_tiled(
 
     Args:
         infer: the engine, ``infer(lr [B,C,t,t], noise [B,c,t,t]) -> sr [B,C,s*t,s*t]``,
-            numpy float32 NCHW.
+            numpy float32 NCHW (``noise`` is None for a model without a noise input).
         lr: the image, float32 [C,h,w] (CHW) in [0,1].
-        noise: the noise field; tile (y, x) gets ``noise.crop(y, x, t, t)``.
+        noise: the noise field, tile (y, x) gets ``noise.crop(y, x, t, t)``; None: no noise input.
         cfg: tiling settings (defaults: :class:`TileConfig`).
         progress: ``progress(done_tiles, total_tiles)`` after each call, True for a tqdm bar.
 
@@ -196,7 +196,8 @@ def upscale_tiled(
             group = positions[first : first + cfg.batch]
             calls = group + [group[-1]] * (cfg.batch - len(group)) if cfg.pad_batch else group
             lr_batch = np.stack([padded[:, ys[i] : ys[i] + tile_h, xs[j] : xs[j] + tile_w] for i, j in calls])
-            noise_batch = np.stack([noise.crop(ys[i], xs[j], tile_h, tile_w) for i, j in calls])
+            noise_batch = None if noise is None else np.stack([noise.crop(ys[i], xs[j], tile_h, tile_w)
+                                                               for i, j in calls])
             sr = np.asarray(infer(lr_batch, noise_batch))
             want = (len(calls), channels, s * tile_h, s * tile_w)
             if sr.shape != want:

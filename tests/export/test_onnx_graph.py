@@ -6,8 +6,21 @@ import torch
 
 from tests.export.conftest import tiny_model
 from vpdsr.artifacts import STAGES
-from vpdsr.export.evaluate import ort_fn, run_chain
 from vpdsr.export.onnx_graph import export_graph
+from vpdsr.runtimes.onnxruntime_runner import OnnxRuntimeRunner
+
+
+def ort_fn(path):
+    """`fn(env) -> outputs` of one graph on the onnxruntime runner; inputs read by name from `env`."""
+    runner = OnnxRuntimeRunner(path).activate()
+    return lambda env: runner.infer({k: env[k] for k in runner.get_input_metadata()})
+
+
+def run_chain(fns, feed):
+    env = dict(feed)
+    for fn in fns:
+        env.update(fn(env))
+    return env
 
 
 def test_dynamic_graph_runs_sizes_that_are_not_multiples(tmp_path):

@@ -55,3 +55,12 @@ def test_buffered_file_is_written_at_the_end(tmp_path):
         logging.getLogger("vpdsr.bench").info("bench: onnx: ok")
         assert not (folder / "bench.log").exists()
     assert "bench: onnx: ok" in (folder / "bench.log").read_text()
+
+
+def test_without_a_log_file_other_warnings_stay_on_the_terminal():
+    terminal = io.StringIO()
+    with session(None, stream=terminal):
+        logging.getLogger("some.library").warning("careful")
+        logging.getLogger("some.library").info("chatter")
+        logging.getLogger("vpdsr.upscale").info("photo.png -> out/photo_x4.png")
+    assert terminal.getvalue() == "careful\nphoto.png -> out/photo_x4.png\n"

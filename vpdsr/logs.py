@@ -38,12 +38,15 @@ def _is_ours(record: logging.LogRecord) -> bool:
 
 
 class TerminalHandler(logging.Handler):
-    """vpdsr's INFO+ records as plain lines on a stream, through `tqdm.write` so bars stay intact."""
+    """vpdsr's INFO+ records as plain lines on a stream, through `tqdm.write` so bars stay intact.
 
-    def __init__(self, stream=None):
+    `others=True` (no log file to take them): other loggers' warnings and errors are shown too.
+    """
+
+    def __init__(self, stream=None, others: bool = False):
         super().__init__(logging.INFO)
         self.stream = stream if stream is not None else sys.stderr
-        self.addFilter(_is_ours)
+        self.addFilter(lambda r: _is_ours(r) or (others and r.levelno >= logging.WARNING))
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -160,12 +163,13 @@ def session(log_file: Path | None = None, buffered: bool = False, stream=None) -
     """Terminal (+ log file) handlers on the root logger for the duration of one CLI command.
 
     Args:
-        log_file: the full log; None for a terminal only.
+        log_file: the full log; None for a terminal only (then warnings and third-party output are
+            left where they go by default).
         buffered: hold the file's lines until the end (see the module docstring).
         stream: the terminal stream (default: sys.stderr at call time).
     """
     root, ours = logging.getLogger(), logging.getLogger("vpdsr")
-    handlers: list[logging.Handler] = [TerminalHandler(stream)]
+    handlers: list[logging.Handler] = [TerminalHandler(stream, others=log_file is None)]
     if log_file is not None:
         handlers.append(LogFileHandler(log_file, buffered))
     saved = (root.level, ours.level)
@@ -174,16 +178,19 @@ def session(log_file: Path | None = None, buffered: bool = False, stream=None) -
     for h in handlers:
         root.addHandler(h)
     state = _Session(handlers)
-    _active.append(state)
-    logging.captureWarnings(True)
-    for name in SELF_PRINTING:
-        if name in sys.modules:
-            state.adopt(name)
+    capture = log_file is not None  # without a file, warnings and third-party output stay on the terminal
+    if capture:
+        _active.append(state)
+        logging.captureWarnings(True)
+        for name in SELF_PRINTING:
+            if name in sys.modules:
+                state.adopt(name)
     try:
         yield
     finally:
-        logging.captureWarnings(False)
-        _active.remove(state)
+        if capture:
+            logging.captureWarnings(False)
+            _active.remove(state)
         state.restore()
         for h in handlers:
             root.removeHandler(h)

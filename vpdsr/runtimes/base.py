@@ -29,6 +29,7 @@ class Runner(abc.ABC):
     """
 
     backend = "abstract"
+    size_multiple = 1  # LR height/width must be a multiple of this (the model family's; tiling keeps to it)
 
     def __init__(self, name: str | None = None, device: str = "cpu", precision: str = "fp32"):
         self.name = name or self.backend

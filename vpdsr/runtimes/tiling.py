@@ -39,6 +39,8 @@ class TileConfig:
         scale: upscaling factor of the model.
         pad_batch: repeat the last tile so that every call gets exactly ``batch`` tiles
             (static-batch engines); the extra outputs are discarded.
+        multiple: the model takes sides that are multiples of this only; a whole-image call
+            (``tile=None``) is padded up to one (a tile must be one already).
     """
 
     tile: int | None = 64
@@ -46,6 +48,7 @@ class TileConfig:
     batch: int = 4
     scale: int = 4
     pad_batch: bool = False
+    multiple: int = 1
 
     def __post_init__(self) -> None:
         if self.tile is not None and self.tile <= 0:
@@ -56,6 +59,8 @@ class TileConfig:
             raise ConfigError(f"`batch` must be >= 1, got {self.batch}")
         if self.scale < 1:
             raise ConfigError(f"`scale` must be >= 1, got {self.scale}")
+        if self.multiple < 1 or (self.tile is not None and self.tile % self.multiple):
+            raise ConfigError(f"`tile` ({self.tile}) must be a multiple of {self.multiple} for this model")
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -176,8 +181,9 @@ def upscale_tiled(
         raise InputError(f"`lr` must be a float32 array [C,h,w] with h, w >= 1, got shape {lr.shape}")
     channels, h, w = lr.shape
     s = cfg.scale
-    tile_h = h if cfg.tile is None else cfg.tile
-    tile_w = w if cfg.tile is None else cfg.tile
+    m = cfg.multiple
+    tile_h = -(-h // m) * m if cfg.tile is None else cfg.tile
+    tile_w = -(-w // m) * m if cfg.tile is None else cfg.tile
     padded = _pad_to(lr, tile_h, tile_w)
     ys = tile_starts(padded.shape[1], tile_h, cfg.overlap)
     xs = tile_starts(padded.shape[2], tile_w, cfg.overlap)

@@ -35,11 +35,18 @@ def tiles_for(runner: Runner, wanted: TileConfig, explicit: bool = False) -> Til
             instead of silently winning.
 
     Raises:
-        InputError: `explicit` and the runner's static tile differs from `wanted.tile`.
+        InputError: `explicit` and the runner's static tile differs from `wanted.tile`, or is not a
+            multiple of the model's `size_multiple`.
         ArtifactError: a static tile that is not square.
     """
     shape = runner.get_input_metadata()["lr"][1]
-    tiles = wanted
+    multiple = int(getattr(runner, "size_multiple", 1) or 1)
+    tiles = replace(wanted, multiple=1)
+    if multiple > 1 and wanted.tile is not None and wanted.tile % multiple:
+        if explicit:
+            raise InputError(f"`--tile {wanted.tile}` must be a multiple of {multiple} for {runner.name}")
+        tiles = replace(tiles, tile=-(-wanted.tile // multiple) * multiple)  # the next multiple up
+    tiles = replace(tiles, multiple=multiple)
     if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):
         h, w = shape[2], shape[3]
         if h != w:

@@ -17,14 +17,14 @@ class NearestX4(torch.nn.Module):
 
     latent_channels = None
 
-    def __init__(self, size_multiple: int = 1):
+    def __init__(self, size_multiple: int = 1, scale: int = 4):
         super().__init__()
-        self.size_multiple = size_multiple
+        self.size_multiple, self.scale = size_multiple, scale
         self.seen: list[tuple] = []
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         self.seen.append(tuple(lr.shape))
-        return F.interpolate(lr, scale_factor=4, mode="nearest")
+        return F.interpolate(lr, scale_factor=self.scale, mode="nearest")
 
 
 def image(h: int, w: int) -> np.ndarray:
@@ -57,3 +57,10 @@ def test_dynamic_runner_keeps_the_callers_tiling():
     with TorchRunner(NearestX4()) as runner:
         wanted = TileConfig(tile=32, overlap=6, batch=3)
         assert tiles_for(runner, wanted, explicit=True) == wanted
+
+
+def test_the_models_scale_is_used():
+    with TorchRunner(NearestX4(scale=2)) as runner:
+        img = image(19, 23)
+        sr = Upscaler(runner, TileConfig(tile=8, overlap=2))(img)
+    np.testing.assert_allclose(sr, img.repeat(2, axis=0).repeat(2, axis=1), atol=1e-6)

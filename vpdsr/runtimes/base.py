@@ -30,6 +30,7 @@ class Runner(abc.ABC):
 
     backend = "abstract"
     size_multiple = 1  # LR height/width must be a multiple of this (the model family's; tiling keeps to it)
+    scale = 4  # `sr` is this many times `lr` (x4 unless the model says otherwise)
 
     def __init__(self, name: str | None = None, device: str = "cpu", precision: str = "fp32"):
         self.name = name or self.backend

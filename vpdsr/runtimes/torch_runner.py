@@ -41,6 +41,7 @@ class TorchRunner(Runner):
         self._channels = (noise_channels if noise_channels is not None else model.latent_channels) or None
         self._torch_device: torch.device | None = None
         self.size_multiple = int(getattr(model, "size_multiple", 1) or 1)  # LR sides the model takes
+        self.scale = int(getattr(model, "scale", 4))
 
     @classmethod
     def from_pretrained(cls, model_spec: str, device: str = "cpu", precision: str = "fp32", **kw) -> TorchRunner:

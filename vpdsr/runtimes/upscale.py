@@ -46,7 +46,7 @@ def tiles_for(runner: Runner, wanted: TileConfig, explicit: bool = False) -> Til
         if explicit:
             raise InputError(f"`--tile {wanted.tile}` must be a multiple of {multiple} for {runner.name}")
         tiles = replace(tiles, tile=-(-wanted.tile // multiple) * multiple)  # the next multiple up
-    tiles = replace(tiles, multiple=multiple)
+    tiles = replace(tiles, multiple=multiple, scale=int(getattr(runner, "scale", 4)))
     if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):
         h, w = shape[2], shape[3]
         if h != w:

@@ -1,11 +1,38 @@
 """Fixtures shared by every test package."""
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
 
 import pytest
 
+from vpdsr.export.validation import ValidationConfig
 from vpdsr.metrics.clip_weights import CLIP_WEIGHTS_ENV
+
+# Export validation in tests: the three held-out photos centre-cropped to 32x32 LR (whole photos at
+# a 16-pixel tile take a minute per target here; `vpdsr export` validates on them whole).
+SMALL = ValidationConfig(max_size=32)
+
+
+@contextlib.contextmanager
+def vpdsr_log_lines(level: int = logging.DEBUG):
+    """The messages logged under `vpdsr.*` inside the block (what the CLI's handlers would show)."""
+    lines: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger, handler = logging.getLogger("vpdsr"), _Collect(level)
+    saved = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved)
 
 
 @pytest.fixture(scope="session")

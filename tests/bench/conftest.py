@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import SMALL
+
 LR_SIZE = 24  # LR pixels: 2x2 tiles of 16 with overlap 8
 
 
@@ -54,5 +56,5 @@ def bench_artifacts(bench_model_dir: Path, tmp_path_factory: pytest.TempPathFact
     export = pytest.importorskip("vpdsr.export.api", reason="needs the export stage").export
     pytest.importorskip("onnxruntime", reason="needs onnxruntime (pip install 'vpdsr[onnx]')")
     out = tmp_path_factory.mktemp("artifacts") / "artifacts"
-    export(str(bench_model_dir), out, "onnx,tensorrt-fp16", tile=16, log=lambda m: None)
+    export(str(bench_model_dir), out, "onnx,tensorrt-fp16", tile=16, validation=SMALL)
     return out

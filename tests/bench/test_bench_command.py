@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
+from tests.conftest import SMALL
 from vpdsr.cli import main
 
 FAST = ["--tile", "16", "--overlap", "8", "--batch", "4", "--warmup", "1", "--iters", "2"]
@@ -184,7 +184,7 @@ def test_unknown_backend_is_bad_input(bench_model_dir, bench_images, tmp_path, c
 def test_split_artifact_reports_per_stage_latency(bench_model_dir, bench_images, tmp_path, no_clip):
     export = pytest.importorskip("vpdsr.export.api", reason="needs the export stage").export
     pytest.importorskip("onnxruntime")
-    export(str(bench_model_dir), tmp_path / "art", "onnx", stages="split", tile=16, log=lambda m: None)
+    export(str(bench_model_dir), tmp_path / "art", "onnx", stages="split", tile=16, validation=SMALL)
     assert bench(bench_model_dir, bench_images, tmp_path / "r", "--artifacts", tmp_path / "art") == 0
     onnx = json.loads((tmp_path / "r" / "report.json").read_text())["backends"][1]
     assert onnx["status"] == "ok" and onnx["stages"] == "split"

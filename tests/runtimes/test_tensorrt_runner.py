@@ -8,8 +8,8 @@ import pytest
 
 from tests.runtimes.test_runner_contract import RunnerContract
 from tests.runtimes.tiny_artifacts import SIZE, export_fused_onnx, tiny_model
+from vpdsr.artifacts import ArtifactEntry, file_entries, write_entry
 from vpdsr.errors import ArtifactError
-from vpdsr.export.manifest import ArtifactEntry, file_entries, write_entry
 from vpdsr.runtimes import load
 from vpdsr.runtimes.tensorrt_runner import check_engine_compatibility, read_engine_metadata
 
@@ -101,3 +101,32 @@ def test_metadata_is_read_from_beside_the_engine(tmp_path):
     (tmp_path / "model.engine.json").write_text("{oops")
     with pytest.raises(ArtifactError, match="not valid JSON"):
         read_engine_metadata(engine)
+
+
+def test_engine_metadata_round_trip_from_the_export_writer_to_the_runner(tmp_path):
+    """What the export writes (`engine_record` -> engine.json and `options.engine`) is what the runner reads."""
+    import importlib.util
+
+    from vpdsr.artifacts import ENGINE_KEYS, engine_record, entry_engine_metadata, read_entry, write_engine_metadata
+
+    folder = tmp_path / "tensorrt-fp16"
+    folder.mkdir()
+    (folder / "model.plan").write_bytes(b"\0" * 64)
+    record = engine_record("10.3.0.26", "NVIDIA L4", (8, 9), builder_optimization_level=3, precision="fp16")
+    profiles = {"model": {"lr": {"min": [1, 3, 64, 64], "opt": [4, 3, 64, 64], "max": [8, 3, 64, 64]}}}
+    write_engine_metadata(folder, {**record, "profiles": profiles})
+    write_entry(folder, ArtifactEntry(name=folder.name, target="tensorrt-fp16", backend="tensorrt", precision="fp16",
+                                      files=file_entries(folder), versions={"tensorrt": "10.3.0.26"},
+                                      options={"graphs": {"model": "model.plan"}, "engine": record}))
+    beside = read_engine_metadata(folder / "model.plan")
+    assert beside == {**record, "profiles": profiles} and set(beside) <= set(ENGINE_KEYS)
+    meta = entry_engine_metadata(read_entry(folder), folder / "model.plan")  # what `load` hands the runner
+    assert meta["tensorrt_version"] == "10.3.0.26" and meta["gpu_name"] == "NVIDIA L4"
+    assert meta["compute_capability"] == "8.9" and meta["profiles"] == profiles
+    check_engine_compatibility(meta, "10.3.0", "NVIDIA L4", (8, 9))  # the same machine accepts it
+    with pytest.raises(ArtifactError, match="built with TensorRT 10.3.0.26, this machine has TensorRT 10.7.0"):
+        check_engine_compatibility(meta, "10.7.0", "NVIDIA L4", (8, 9))
+    with pytest.raises(ArtifactError, match=r"built for NVIDIA L4 \(compute capability 8.9\)"):
+        check_engine_compatibility(meta, "10.3.0", "NVIDIA H100", (9, 0))
+    if importlib.util.find_spec("tensorrt") is None:  # with TensorRT present, load checks this machine at once
+        assert load(folder).metadata == meta

@@ -58,7 +58,7 @@ def resolve_backends(model: str, artifacts: str | Path | None, names: list[str] 
     """
     entries = {}
     if artifacts is not None:
-        from vpdsr.export.manifest import Manifest
+        from vpdsr.artifacts import Manifest
 
         manifest = Manifest.read(Path(artifacts))
         for e in manifest.artifacts:

@@ -12,9 +12,8 @@ Example:
 """
 from __future__ import annotations
 
-import sys
+import logging
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,9 +25,10 @@ from vpdsr.bench.inputs import BenchImage, bicubic_upscale, load_bench_images
 from vpdsr.bench.latency import LatencyConfig, PeakMemory, cuda_peak_mb, cuda_peak_reset, measure, summarize
 from vpdsr.bench.quality import MetricSuite, aggregate, image_scores
 from vpdsr.errors import MissingWeightsError, VpdsrError
-from vpdsr.runtimes.noise import NoiseField
-from vpdsr.runtimes.tiling import TileConfig, upscale_tiled
+from vpdsr.runtimes.tiling import TileConfig
+from vpdsr.runtimes.upscale import Upscaler
 
+log = logging.getLogger(__name__)
 SCHEMA = 1
 CROP_SIZE = 96  # SR pixels of the side-by-side crops
 
@@ -54,7 +54,6 @@ class BenchConfig:
     clip_weights: str | None = None
     lpips_weights: str | None = None
     baseline_path: str | None = None
-    log: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -70,10 +69,6 @@ class BenchResult:
         return [g for g in self.report["gates"] if not g["passed"]]
 
 
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def run_bench(cfg: BenchConfig) -> BenchResult:
     """Run the benchmark and build the report (nothing is written here).
 
@@ -81,24 +76,26 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
         InputError: a corrupt image, an unknown backend, a gate that cannot be evaluated.
         VpdsrError: the reference backend could not run.
     """
-    log = cfg.log or _stderr
+    TileConfig(cfg.tile, cfg.overlap, cfg.batch)  # a bad tiling is a user error before anything runs
     set_torch_threads(cfg.latency.threads)
     images = load_bench_images(cfg.images, cfg.hr, max_images=cfg.max_images)
     specs = resolve_backends(cfg.model, cfg.artifacts, cfg.backends, cfg.reference, cfg.device)
     suite = MetricSuite.build(cfg.clip_weights, cfg.lpips_weights)
     if cfg.gates.max_clipiqa_drift is not None and suite.clip is None:
         raise MissingWeightsError(f"`--max-clipiqa-drift` needs CLIPIQA, which is {suite.clip_reason}")
-    log(f"bench: {len(images)} image(s), backends: {', '.join(s.name for s in specs)}; "
+    log.info(f"bench: {len(images)} image(s), backends: {', '.join(s.name for s in specs)}; "
         f"CLIPIQA {'on' if suite.clip else 'off'}, LPIPS {'on' if suite.lpips else 'off'}")
 
     bicubic = [bicubic_upscale(im.lr) for im in images]
     bicubic_rows = [{"name": im.name, **image_scores(b, None, im.hr, suite)} for im, b in zip(images, bicubic)]
-    state = _RunState(images=images, suite=suite, cfg=cfg, log=log)
+    state = _RunState(images=images, suite=suite, cfg=cfg)
     state.crops["bicubic"] = bicubic[0]
     if images[0].hr is not None:
         state.crops["hr"] = images[0].hr
+    from tqdm.auto import tqdm
+
     rows = []
-    for spec in specs:
+    for spec in tqdm(specs, desc="bench", unit="backend", disable=None):  # a bar on a terminal only
         rows.append(_run_backend(spec, state))
         if spec.name == specs[0].name and rows[-1]["status"] != "ok":
             raise VpdsrError(f"the reference backend {spec.name} failed: {rows[-1]['reason']}")
@@ -138,7 +135,6 @@ class _RunState:
     images: list[BenchImage]
     suite: MetricSuite
     cfg: BenchConfig
-    log: Callable[[str], None]
     ref_outputs: list[np.ndarray] | None = None
     ref_rows: list[dict] | None = None
     crops: dict = field(default_factory=dict)
@@ -157,7 +153,7 @@ def _empty_row(spec: BackendSpec) -> dict:
 def _run_backend(spec: BackendSpec, st: _RunState) -> dict:
     row = _empty_row(spec)
     if spec.status != "ok":
-        st.log(f"bench: {spec.name}: skipped ({spec.reason})")
+        log.info(f"bench: {spec.name}: skipped ({spec.reason})")
         return row
     cuda_peak_reset(spec.device)
     with PeakMemory() as mem:
@@ -167,7 +163,7 @@ def _run_backend(spec: BackendSpec, st: _RunState) -> dict:
             runner.activate()
         except VpdsrError as e:
             row.update(status="skipped", reason=one_line(e))
-            st.log(f"bench: {spec.name}: skipped ({row['reason']})")
+            log.info(f"bench: {spec.name}: skipped ({row['reason']})")
             return row
         row["load_s"] = time.perf_counter() - t0
         row["device"] = getattr(runner, "device", spec.device)
@@ -175,7 +171,7 @@ def _run_backend(spec: BackendSpec, st: _RunState) -> dict:
             _measure_backend(runner, spec, st, row, mem)
         except (VpdsrError, RuntimeError, ValueError, OSError) as e:  # a backend that breaks mid-run
             row.update(status="failed", reason=one_line(e), latency_ms=None, quality=None)
-            st.log(f"bench: {spec.name}: FAILED ({row['reason']})")
+            log.warning(f"bench: {spec.name}: FAILED ({row['reason']})")
         finally:
             runner.deactivate()
     if row["status"] == "ok":
@@ -184,40 +180,24 @@ def _run_backend(spec: BackendSpec, st: _RunState) -> dict:
     return row
 
 
-def tile_config_for(runner, cfg: BenchConfig) -> TileConfig:
-    """The common tiling, unless the engine has a static tile/batch, which then wins."""
-    tile, batch, pad = cfg.tile, cfg.batch, False
-    shape = runner.get_input_metadata()["lr"][1]
-    if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):
-        tile = int(shape[2])
-    if len(shape) == 4 and isinstance(shape[0], int):
-        batch, pad = int(shape[0]), True
-    return TileConfig(tile=tile, overlap=min(cfg.overlap, tile - 1), batch=batch, pad_batch=pad)
-
-
 def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: PeakMemory) -> None:
     cfg = st.cfg
-    tiles = tile_config_for(runner, cfg)
-    row["tiling"] = asdict(tiles)
-    noise = NoiseField(cfg.seed, runner.noise_channels)
     call_times: list[float] = []
     stage_times: dict[str, list[float]] = {}
 
-    def infer(lr: np.ndarray, nz: np.ndarray) -> np.ndarray:
-        out = runner.infer({"lr": lr, "noise": nz})["sr"]
-        call_times.append(runner.last_inference_time())
+    def record(r) -> None:
+        call_times.append(r.last_inference_time())
         # split artifacts (StagedRunner) keep each stage's time of the last call in `stage_times`
-        for k, v in (getattr(runner, "stage_times", None) or {}).items():
+        for k, v in (getattr(r, "stage_times", None) or {}).items():
             stage_times.setdefault(k, []).append(v)
-        return out
 
-    def upscale(im: BenchImage) -> np.ndarray:
-        return upscale_tiled(infer, im.lr_chw, noise, tiles).transpose(1, 2, 0)
-
+    upscaler = Upscaler(runner, TileConfig(cfg.tile, cfg.overlap, cfg.batch), cfg.seed, on_call=record)
+    tiles = upscaler.tiles
+    row["tiling"] = asdict(tiles)
     is_ref = st.ref_outputs is None
     per_image, outputs = [], []
     for i, im in enumerate(st.images):
-        sr = np.clip(upscale(im), 0.0, 1.0)
+        sr = upscaler(im.lr)
         mem.sample_now()
         ref = None if is_ref else st.ref_outputs[i]
         per_image.append({"name": im.name, **image_scores(sr, ref, im.hr, st.suite)})
@@ -227,7 +207,7 @@ def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: P
             if is_ref:
                 st.crop_box = choose_crop(sr, CROP_SIZE)
             st.crops[spec.name] = sr
-        st.log(f"bench: {spec.name}: quality {i + 1}/{len(st.images)} ({im.name})")
+        log.debug(f"bench: {spec.name}: quality {i + 1}/{len(st.images)} ({im.name})")
     if is_ref:
         st.ref_outputs, st.ref_rows = outputs, per_image
     row["quality"] = aggregate(per_image, None if is_ref else st.ref_rows, st.suite)
@@ -242,7 +222,7 @@ def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: P
             call_times.clear()
             stage_times.clear()
 
-    samples = measure(lambda: upscale(first), cfg.latency, after_call)
+    samples = measure(lambda: upscaler(first.lr), cfg.latency, after_call)
     stats = summarize(samples, images_per_call=1)
     row["latency_ms"] = stats.latency_dict()
     row["throughput_ips"] = stats.throughput_ips
@@ -252,8 +232,9 @@ def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: P
                                   "tiles_per_call": tiles.batch, "tile": tiles.tile}
     if stage_times:
         row["stage_latency_ms"] = {k: summarize(v).latency_dict() for k, v in stage_times.items()}
-    st.log(f"bench: {spec.name}: p50 {stats.p50_ms:.1f} ms/image over {stats.n} runs, "
-           f"{stats.throughput_ips:.2f} images/s")
+    fidelity = "" if is_ref else f", PSNR vs ref {row['quality']['psnr_vs_ref']:.2f} dB"
+    log.info(f"bench: {spec.name}: ok, p50 {stats.p50_ms:.1f} ms/image over {stats.n} runs, "
+             f"{stats.throughput_ips:.2f} images/s{fidelity}")
 
 
 def choose_crop(image: np.ndarray, size: int) -> tuple[int, int, int]:
@@ -289,22 +270,9 @@ def _model_info(model: str) -> dict:
 
 def environment(threads: int | None) -> dict:
     """Where the numbers were measured: versions, CPU, GPUs, threads."""
-    import importlib.metadata as md
-    import platform
-
     import torch
 
-    from vpdsr import __version__
-    from vpdsr.commands.info import cpu_info, gpu_info
+    from vpdsr import env
 
-    versions = {}
-    for dist in ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt", "pyiqa", "numpy"):
-        try:
-            versions[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            continue
-    return {
-        "vpdsr": __version__, "python": platform.python_version(), "platform": platform.platform(),
-        "cpu": cpu_info(), "gpus": gpu_info(), "threads": threads, "torch_threads": torch.get_num_threads(),
-        "versions": versions,
-    }
+    return {**env.machine(), "threads": threads, "torch_threads": torch.get_num_threads(),
+            "versions": env.versions(installed_only=True)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 import math
 
-from vpdsr.bench.report import _num
+from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 24px; color: #222; max-width: 1350px; }
@@ -23,22 +23,15 @@ def _e(v) -> str:
 
 
 def _table(report: dict) -> str:
-    head = ("backend", "precision", "device", "status", "p50 ms", "p90 ms", "p99 ms", "mean ms",
-            "images/s", "peak MiB", "CLIPIQA", "CLIPIQA drift mean", "CLIPIQA drift worst", "PSNR vs ref",
-            "SSIM vs ref", "LPIPS vs ref", "PSNR vs HR", "notes")
+    head = (*TEXT_HEADERS, *(c.header for c in NUMERIC_COLUMNS), "notes")
     out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for b in report["backends"]:
-        lat, q = b.get("latency_ms") or {}, b.get("quality") or {}
         cells = [
             _e(b["name"]) if b["target"] == b["name"] else f"{_e(b['name'])} ({_e(b['target'])})",
             _e(b["precision"]), _e(b["device"]),
             f'<span class="{_e(b["status"])}">{_e(b["status"])}</span>',
         ]
-        nums = [_num(lat.get("p50"), "{:.1f}"), _num(lat.get("p90"), "{:.1f}"), _num(lat.get("p99"), "{:.1f}"),
-                _num(lat.get("mean"), "{:.1f}"), _num(b.get("throughput_ips")), _num(b.get("peak_mem_mb"), "{:.0f}"),
-                _num(q.get("clipiqa"), "{:.4f}"), _num(q.get("clipiqa_drift"), "{:+.4f}"),
-                _num(q.get("clipiqa_drift_worst"), "{:+.4f}"), _num(q.get("psnr_vs_ref")),
-                _num(q.get("ssim_vs_ref"), "{:.4f}"), _num(q.get("lpips_vs_ref"), "{:.4f}"), _num(q.get("psnr_vs_hr"))]
+        nums = [c.cell(b) for c in NUMERIC_COLUMNS]
         note = b.get("reason") or ("reference" if b["name"] == report["reference"] else "")
         if b.get("latency_change_pct") is not None:
             note = f"p50 {b['latency_change_pct']:+.1f}% vs baseline " + note
@@ -66,7 +59,7 @@ def _gates(report: dict) -> str:
     for g in report["gates"]:
         cls = "pass" if g["passed"] else "fail"
         value = g["value"]
-        value = _num(value, "{:.4g}") if not isinstance(value, str) else value
+        value = num(value, "{:.4g}") if not isinstance(value, str) else value
         rows.append(f"<tr><td>{_e(g['name'])}</td><td>{_e(g['backend'])}</td><td class='n'>{_e(g['threshold'])}</td>"
                     f"<td class='n'>{_e(value)}</td><td class='{cls}'>{'pass' if g['passed'] else 'FAIL'}</td>"
                     f"<td>{_e(g.get('detail', ''))}</td></tr>")
@@ -87,7 +80,7 @@ def _per_image(report: dict) -> str:
             r = b["quality"]["per_image"][i]
             psnr = r.get("psnr_vs_ref")
             psnr_s = "ref" if psnr is None else ("inf" if isinstance(psnr, float) and math.isinf(psnr) else f"{psnr:.2f}")
-            cells.append(f"{_num(r.get('clipiqa'), '{:.4f}')} / {psnr_s}")
+            cells.append(f"{num(r.get('clipiqa'), '{:.4f}')} / {psnr_s}")
         rows.append(f"<tr><td>{_e(name)}</td>" + "".join(f"<td class='n'>{_e(c)}</td>" for c in cells) + "</tr>")
     rows.append("</table>")
     return "\n".join(rows)

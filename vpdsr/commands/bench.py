@@ -5,9 +5,13 @@ Exit 0 when every gate holds, 1 when one fails (stderr and the report name it), 
 """
 from __future__ import annotations
 
-import sys
+import logging
+from pathlib import Path
 
 from vpdsr.errors import GateFailed, InputError
+
+log = logging.getLogger(__name__)
+LOG_NAME = "bench.log"
 
 
 def register(sub) -> None:
@@ -41,7 +45,8 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=4, help="tiles per engine call for dynamic-batch backends (default 4)")
     p.add_argument("--seed", type=int, default=0, help="noise seed, the same for every backend (default 0)")
     p.add_argument("--max-images", type=int, help="use only the first N images")
-    p.set_defaults(func=run)
+    # the report folder is replaced as a whole at the end: the log is written after it
+    p.set_defaults(func=run, log_file=lambda a: (Path(a.out) / LOG_NAME, True))
 
 
 def config_from_args(args):
@@ -64,15 +69,16 @@ def config_from_args(args):
     )
 
 
-def bench_and_report(cfg, out) -> int:
+def bench_and_report(cfg, out, print_table: bool = True) -> int:
     """Run, write the report, print the table; raise GateFailed naming every failed gate."""
     from vpdsr.bench.harness import run_bench
     from vpdsr.bench.report import markdown, write_report
 
     result = run_bench(cfg)
     write_report(out, result)
-    print(markdown(result.report))
-    print(f"report: {out}/report.html, report.md, report.json", file=sys.stderr)
+    if print_table:
+        print(markdown(result.report))
+    log.info(f"report: {out}/report.html, report.md, report.json")
     failed = result.failed_gates
     if failed:
         names = "; ".join(f"{g['name']}[{g['backend']}]: {g['detail']}" for g in failed)

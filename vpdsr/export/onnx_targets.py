@@ -20,20 +20,18 @@ collected.".
 """
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from pathlib import Path
 
 from vpdsr.export.calibration import make_reader
-from vpdsr.export.evaluate import ort_fn
 from vpdsr.export.onnx_graph import EXTERNAL_DATA_BYTES, OPSET
-from vpdsr.export.targets import BuildContext, BuildResult, TargetSkipped, TargetSpec
+from vpdsr.export.targets import BuildContext, BuildResult, TargetSkipped, TargetSpec, float_patterns
 
-# Kept in float for INT8 (regexes over ONNX node names, which the exporter scopes by the innermost
-# named modules: "/decoder/conv_out/Conv" is the VQ/KL decoder's, "/denoiser/unet/conv_out/Conv" the
-# UNet's): the autoencoder decoder's last convolution maps straight to pixels, and the VQ codebook
-# lookup (distances + ArgMin) must pick the same code as fp32.
-INT8_EXCLUDE = (r"^/decoder/conv_out/", r"^/quantize/")
+log = logging.getLogger(__name__)
+# Kept in float for INT8 (see FLOAT_LAYERS in vpdsr/export/targets.py for why each one).
+INT8_EXCLUDE = float_patterns("int8")
 
 
 def build_onnx(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildResult:
@@ -43,7 +41,7 @@ def build_onnx(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildResult
         for f in src.parent.iterdir():  # the graph and any external-data files beside it
             shutil.copy2(f, folder / f.name)
         graphs[name] = src.name
-    return BuildResult(options={"graphs": graphs, "opset": OPSET}, fns=_fns(folder, graphs))
+    return BuildResult(options={"graphs": graphs, "opset": OPSET})
 
 
 def matching_nodes(path: Path, patterns=INT8_EXCLUDE) -> list[str]:
@@ -69,7 +67,7 @@ def build_ort_int8(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
         pre = work / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True, save_as_external_data=large)
         excluded[name] = matching_nodes(pre)
-        ctx.log(f"  calibrating {name!r} on {len(feeds[name])} samples (onnxruntime MinMax, symmetric)")
+        log.debug(f"ort-int8: calibrating {name!r} on {len(feeds[name])} samples (onnxruntime MinMax, symmetric)")
         cache = calibrate_ranges(pre, feeds[name], work, large)
         out = folder / f"{name}.onnx"
         quantize_static(
@@ -83,7 +81,7 @@ def build_ort_int8(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
         graphs[name] = out.name
     options = {"graphs": graphs, "opset": OPSET, "quant_format": "QDQ", "calibration_method": "MinMax",
                "symmetric": True, "per_channel": True, "excluded_nodes": excluded}
-    return BuildResult(options=options, fns=_fns(folder, graphs))
+    return BuildResult(options=options)
 
 
 def quantizable_ops() -> list[str]:
@@ -128,18 +126,14 @@ def build_modelopt(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
     for name in ctx.names():
         src = ctx.fp32_graph(name)
         out = folder / f"{name}.onnx"
-        ctx.log(f"  modelopt {mode} PTQ of {name!r} on {len(feeds[name])} samples")
+        log.debug(f"modelopt-{mode}: PTQ of {name!r} on {len(feeds[name])} samples")
         _modelopt_in_subprocess(src, out, mode, feeds[name], ctx.work / f"modelopt-{mode}-{name}")
         graphs[name] = out.name
     options = {"graphs": graphs, "quantize_mode": mode, "calibration_method": "max",
                "high_precision_dtype": "fp32", "excluded_patterns": list(INT8_EXCLUDE)}
-    try:
-        fns = _fns(folder, graphs)
-    except Exception as e:  # e.g. an FP8 Q/DQ graph that the CPU provider has no kernels for
-        if mode == "int8":
-            raise
-        raise TargetSkipped(f"modelopt-{mode} graph does not run on onnxruntime CPU ({_one_line(e)})") from None
-    return BuildResult(options=options, fns=fns)
+    if mode != "int8":
+        _check_cpu_kernels(folder, graphs, mode)
+    return BuildResult(options=options)
 
 
 _MODELOPT_SCRIPT = """
@@ -181,8 +175,17 @@ def _modelopt_in_subprocess(src: Path, out: Path, mode: str, feeds: list[dict], 
         raise RuntimeError(f"modelopt {mode} quantization failed: {tail[0][:300]}")
 
 
-def _fns(folder: Path, graphs: dict[str, str]) -> list:
-    return [ort_fn(folder / f) for f in graphs.values()]
+def _check_cpu_kernels(folder: Path, graphs: dict[str, str], mode: str) -> None:
+    """TargetSkipped when onnxruntime's CPU provider cannot load a graph (no FP8 Q/DQ kernels there)."""
+    from vpdsr.errors import ArtifactError
+    from vpdsr.runtimes.onnxruntime_runner import OnnxRuntimeRunner
+
+    for f in graphs.values():
+        try:
+            with OnnxRuntimeRunner(folder / f):
+                pass
+        except ArtifactError as e:
+            raise TargetSkipped(f"modelopt-{mode} graph does not run on onnxruntime CPU ({_one_line(e)})") from None
 
 
 def _is_large(path: Path) -> bool:

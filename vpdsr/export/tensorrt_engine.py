@@ -3,8 +3,10 @@
 Written against the TensorRT 10 Python API (explicit batch is the default network mode in 10).
 The engine is built with one optimisation profile per graph (min/opt/max from the tile, or from
 the dynamic range), a timing cache stored beside it, and a builder optimisation level; an
-`engine.json` records the TensorRT version, the GPU name and compute capability and the profiles,
-so a loader can refuse an engine built for another TensorRT or GPU in one line.
+`engine.json` (`vpdsr.artifacts.engine_record`, the keys the runner reads) records the TensorRT
+version, the GPU name and compute capability and the profiles, so a loader can refuse an engine
+built for another TensorRT or GPU in one line. The export validates the engines on the
+TensorRT runner, as for every other backend.
 
 INT8 uses explicit quantization: the modelopt Q/DQ graph (`modelopt-int8`'s form), built with
 the same calibration set, so TensorRT needs no calibrator. Where TensorRT or a CUDA device is
@@ -12,11 +14,9 @@ missing (every machine this project is developed on, FACTS.md), the target is sk
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
-
+from vpdsr.artifacts import engine_record, write_engine_metadata
 from vpdsr.export.targets import BuildContext, BuildResult, TargetSkipped, TargetSpec
 
 OPT_LEVEL = 3
@@ -89,46 +89,13 @@ def build_tensorrt(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
         (folder / f"{name}.plan").write_bytes(bytes(engine))
         cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
         graphs[name], all_profiles[name] = f"{name}.plan", shapes
-    major, minor = torch.cuda.get_device_capability()
-    meta = {"tensorrt": trt.__version__, "gpu": torch.cuda.get_device_name(), "compute_capability": f"{major}.{minor}",
-            "builder_optimization_level": OPT_LEVEL, "profiles": all_profiles, "precision": spec.precision}
-    (folder / "engine.json").write_text(json.dumps(meta, indent=2) + "\n")
-    fns = [engine_fn(trt, folder / g) for g in graphs.values()]
-    return BuildResult(options={"graphs": graphs, **{k: v for k, v in meta.items() if k != "profiles"}},
-                       fns=fns, extra={"profiles": [all_profiles]})
+    record = engine_record(trt.__version__, torch.cuda.get_device_name(), torch.cuda.get_device_capability(),
+                           builder_optimization_level=OPT_LEVEL, precision=spec.precision)
+    write_engine_metadata(folder, {**record, "profiles": all_profiles})
+    return BuildResult(options={"graphs": graphs, "engine": record}, extra={"profiles": [all_profiles]})
 
 
 def _qdq_spec() -> TargetSpec:
     from vpdsr.export.targets import TARGETS
 
     return TARGETS["modelopt-int8"]
-
-
-def engine_fn(trt, path: Path):
-    """`fn(env) -> outputs` running one engine with execute_async_v3 on torch CUDA tensors."""
-    import torch
-
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    engine = runtime.deserialize_cuda_engine(path.read_bytes())
-    context = engine.create_execution_context()
-    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-    outputs = [n for n in names if n not in inputs]
-
-    def fn(env):
-        stream = torch.cuda.Stream()
-        keep = {}
-        for n in inputs:
-            t = torch.from_numpy(np.ascontiguousarray(env[n])).cuda()
-            keep[n] = t
-            context.set_input_shape(n, tuple(t.shape))
-            context.set_tensor_address(n, t.data_ptr())
-        for n in outputs:
-            t = torch.empty(tuple(context.get_tensor_shape(n)), dtype=torch.float32, device="cuda")
-            keep[n] = t
-            context.set_tensor_address(n, t.data_ptr())
-        context.execute_async_v3(stream.cuda_stream)
-        stream.synchronize()
-        return {n: keep[n].cpu().numpy() for n in outputs}
-
-    return fn

@@ -15,15 +15,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vpdsr.artifacts import (
+    ENTRY_NAME,
+    MANIFEST_NAME,
+    STAGES,
+    ArtifactEntry,
+    Manifest,
+    entry_engine_metadata,
+    graph_names,
+    read_entry,
+)
 from vpdsr.errors import ArtifactError, ConfigError
-from vpdsr.export.manifest import ENTRY_NAME, MANIFEST_NAME, ArtifactEntry, Manifest, read_entry
 from vpdsr.runtimes.base import Runner
 from vpdsr.runtimes.common import canonical_precision
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 # file types each backend reads; OpenVINO also reads ONNX directly
 MODEL_SUFFIXES = {"onnxruntime": (".onnx",), "openvino": (".xml", ".onnx"), "tensorrt": (".engine", ".plan")}
-STAGE_NAMES = ("encoder", "denoiser", "decoder")
 
 
 def load(source, folder: str | Path | None = None, backend: str | None = None, **options) -> Runner:
@@ -105,7 +113,7 @@ def _from_entry(entry: ArtifactEntry, folder: Path, backend: str | None, options
 
         stage_precisions = entry.options.get("stage_precisions", {})
         runners = [_runner(backend, entry, files[s], dict(options), stage_precisions.get(s), f"{label}/{s}")
-                   for s in STAGE_NAMES]
+                   for s in STAGES]
         runner = StagedRunner(*runners, name=label)
     else:
         runner = _runner(backend, entry, files["model"], dict(options), None, label)
@@ -139,11 +147,9 @@ def _runner(backend: str, entry: ArtifactEntry, path: Path, options: dict, stage
         raise ArtifactError(f"{path}: TensorRT engines run on CUDA devices only, not {device!r}")
     if device:
         options["device"] = device
-    from vpdsr.runtimes.tensorrt_runner import TensorRTRunner, read_engine_metadata
+    from vpdsr.runtimes.tensorrt_runner import TensorRTRunner
 
-    meta = {**read_engine_metadata(path), **entry.options.get("engine", {})}
-    if "tensorrt" in entry.versions:
-        meta.setdefault("tensorrt_version", entry.versions["tensorrt"])
+    meta = entry_engine_metadata(entry, path)
     _check_engine_early(meta, path)
     options.setdefault("precision", entry.precision)
     return TensorRTRunner(path, metadata=meta, **options)
@@ -167,7 +173,7 @@ def _graph_files(entry: ArtifactEntry, folder: Path, backend: str) -> dict[str, 
     The export names them in `options["graphs"]` (vpdsr/export/onnx_graph.py); older or hand-made
     entries without it are resolved from the file list (`model.*` / files named after the stages).
     """
-    keys = STAGE_NAMES if entry.stages == "split" else ("model",)
+    keys = graph_names(entry.stages)
     suffixes = MODEL_SUFFIXES[backend]
     graphs = entry.options.get("graphs") or {}
     out = {}

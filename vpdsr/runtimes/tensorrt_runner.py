@@ -6,16 +6,17 @@ on that stream. TensorRT cannot be installed on the CPU development machines (FA
 module imports `tensorrt` only inside `activate`, and its tests skip where it is missing.
 
 An engine only runs on the TensorRT version and the GPU architecture it was built for. The
-export writes that beside the engine (tensorrt version, GPU name, compute capability); we check
-it before deserializing, so a mismatch is one line instead of a TensorRT log dump.
+export writes that beside the engine (`vpdsr.artifacts.engine_record`: tensorrt_version, gpu_name,
+compute_capability); we check it before deserializing, so a mismatch is one line instead of a
+TensorRT log dump.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from vpdsr.artifacts import read_engine_metadata
 from vpdsr.errors import ArtifactError, InputError, MissingDependencyError
 from vpdsr.runtimes.base import Runner
 from vpdsr.runtimes.common import as_float32, dim, import_optional
@@ -54,18 +55,6 @@ def check_engine_compatibility(meta: dict, trt_version: str, gpu_name: str, comp
         if not (hw in ("ampere+", "ampere_plus") and float(here_cc) >= 8.0):
             raise ArtifactError(f"{source}: built for {meta.get('gpu_name', 'a GPU')} (compute capability "
                                 f"{_cc_text(built_cc)}), this GPU is {gpu_name} ({here_cc}); rebuild the engine here")
-
-
-def read_engine_metadata(engine_path: Path) -> dict:
-    """The metadata JSON beside an engine (`model.engine.json` or `engine.json`), {} if there is none."""
-    for candidate in (engine_path.with_name(engine_path.name + ".json"), engine_path.with_suffix(".json"),
-                      engine_path.parent / "engine.json"):
-        if candidate.is_file():
-            try:
-                return json.loads(candidate.read_text())
-            except json.JSONDecodeError as e:
-                raise ArtifactError(f"{candidate}: not valid JSON ({e})") from None
-    return {}
 
 
 class TensorRTRunner(Runner):

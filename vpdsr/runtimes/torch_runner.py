@@ -12,7 +12,7 @@ _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class TorchRunner(Runner):
-    """Runs a VPDSR model (or any module `fn(lr, noise) -> sr`) in eager mode.
+    """Runs a VPDSR model (or any module `fn(lr, noise) -> sr`, or `fn(lr) -> sr` without noise) in eager mode.
 
     Reduced precision comes in two modes: ``autocast`` (default; weights stay fp32, matmuls and
     convolutions run in fp16/bf16, normalisations stay fp32 as torch's autocast lists say) or
@@ -34,10 +34,14 @@ class TorchRunner(Runner):
         super().__init__(name or f"torch-{precision}", device=str(device), precision=precision)
         self.model = model
         self.mode = mode
-        self._channels = noise_channels if noise_channels is not None else getattr(model, "latent_channels", None)
-        if self._channels is None:
-            raise ConfigError("TorchRunner: pass `noise_channels` for a module without `latent_channels`")
+        # `noise_channels=0` (or a model whose `latent_channels` is 0/None): the module takes `lr` alone.
+        if noise_channels is None and not hasattr(model, "latent_channels"):
+            raise ConfigError("TorchRunner: pass `noise_channels` for a module without `latent_channels` "
+                              "(0 for a module that takes no noise)")
+        self._channels = (noise_channels if noise_channels is not None else model.latent_channels) or None
         self._torch_device: torch.device | None = None
+        self.size_multiple = int(getattr(model, "size_multiple", 1) or 1)  # LR sides the model takes
+        self.scale = int(getattr(model, "scale", 4))
 
     @classmethod
     def from_pretrained(cls, model_spec: str, device: str = "cpu", precision: str = "fp32", **kw) -> TorchRunner:
@@ -68,22 +72,25 @@ class TorchRunner(Runner):
         self._torch_device = None
 
     def input_metadata_impl(self) -> dict[str, tuple[str, tuple]]:
-        return {"lr": ("float32", ("B", 3, "h", "w")), "noise": ("float32", ("B", self._channels, "h", "w"))}
+        meta = {"lr": ("float32", ("B", 3, "h", "w"))}
+        if self._channels:
+            meta["noise"] = ("float32", ("B", self._channels, "h", "w"))
+        return meta
 
     @torch.inference_mode()
     def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         dev, dtype = self._torch_device, _DTYPES[self.precision]
         cast = dtype if self.mode == "cast" else torch.float32
-        lr = torch.from_numpy(np.ascontiguousarray(feed["lr"])).to(dev, cast, non_blocking=True)
-        noise = torch.from_numpy(np.ascontiguousarray(feed["noise"])).to(dev, cast, non_blocking=True)
+        args = [torch.from_numpy(np.ascontiguousarray(feed[k])).to(dev, cast, non_blocking=True)
+                for k in (("lr", "noise") if self._channels else ("lr",))]
         use_autocast = self.mode == "autocast" and self.precision != "fp32"
         with torch.autocast(dev.type, dtype=dtype, enabled=use_autocast):
-            sr = self.model(lr, noise)
+            sr = self.model(*args)
         return {"sr": sr.float().cpu().numpy()}
 
     @property
-    def noise_channels(self) -> int:
-        return int(self._channels)
+    def noise_channels(self) -> int | None:
+        return int(self._channels) if self._channels else None
 
     # -- timing: CUDA events on GPU, perf_counter on CPU -----------------------------------------
     def _timer_start(self) -> None:

@@ -256,11 +256,11 @@ def choose_crop(image: np.ndarray, size: int) -> tuple[int, int, int]:
 def _model_info(model: str) -> dict:
     info: dict = {"source": str(model)}
     try:
-        from vpdsr.models.config import ModelConfig
+        from vpdsr.models.checkpoint import load_config
 
         p = Path(model)
         if p.is_dir():
-            info["preset"] = ModelConfig.load(p).preset
+            info["preset"] = load_config(p).preset
         else:
             info["preset"] = str(model)
     except (VpdsrError, OSError):

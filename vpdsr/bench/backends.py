@@ -74,9 +74,12 @@ def resolve_backends(model: str, artifacts: str | Path | None, names: list[str] 
             raise InputError(f"unknown backend {name!r} ({where}); expected one of {', '.join(known)}")
         status = "ok" if entry.status == "ok" else "skipped"
         reason = None if status == "ok" else f"export {entry.status}: {entry.reason or 'no reason recorded'}"
+        folder = Path(artifacts) / entry.name
+        sens = entry.options.get("sensitivity") if isinstance(entry.options, dict) and status == "ok" else None
+        extra = {"sensitivity": {k: str((folder / sens[k]).resolve()) for k in ("plot", "table")}} if sens else {}
         return BackendSpec(name=entry.name, target=entry.target, backend=entry.backend, precision=entry.precision,
                            device=_entry_device(entry), stages=entry.stages, status=status, reason=reason,
-                           artifact=Path(artifacts) / entry.name)
+                           artifact=folder, extra=extra)
 
     wanted = list(entries) if not names or names == ["all"] else [n for n in names if n != reference]
     specs = [spec(reference)]

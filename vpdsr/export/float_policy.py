@@ -92,15 +92,13 @@ def layer_groups(nodes: Sequence[str], max_groups: int = 24, macs: dict[str, int
         if s:
             scoped.setdefault(s[0], []).append(n)
     groups += [LayerGroup("/" + k, v, _scope=(k,)) for k, v in scoped.items()]
-    while len(groups) < max_groups:
-        splittable = [g for g in groups if len(_split(g)) > 1]
-        if not splittable:
+    while True:  # split the biggest group whose parts still fit in max_groups
+        fitting = [(g, parts) for g in sorted(groups, key=lambda g: -len(g.nodes))
+                   if 1 < len(parts := split_group(g)) <= max_groups - len(groups) + 1]
+        if not fitting:
             break
-        biggest = max(splittable, key=lambda g: len(g.nodes))
-        parts = _split(biggest)
-        if len(groups) - 1 + len(parts) > max_groups:
-            break
-        groups.remove(biggest)
+        group, parts = fitting[0]
+        groups.remove(group)
         groups += parts
     for g in groups:
         g.macs = sum(macs.get(n, 0) for n in g.nodes)
@@ -121,7 +119,7 @@ def _top_level_runs(nodes: Sequence[str]) -> list[LayerGroup]:
     return [LayerGroup(r[0] if len(r) == 1 else f"top-level: {r[0]} .. {r[-1]}", r) for r in runs]
 
 
-def _split(group: LayerGroup) -> list[LayerGroup]:
+def split_group(group: LayerGroup) -> list[LayerGroup]:
     """The next level of `group`'s module path: one group per child module, plus the group's own nodes."""
     if not group._scope:
         return [group]
@@ -138,7 +136,7 @@ def _split(group: LayerGroup) -> list[LayerGroup]:
     if own:
         parts.append(LayerGroup("/" + "/".join(group._scope) + " (own nodes)", own))
     if len(parts) == 1 and parts[0]._scope:  # a single child: descend without counting a split
-        return _split(parts[0])
+        return split_group(parts[0])
     return parts
 
 

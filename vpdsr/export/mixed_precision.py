@@ -158,9 +158,9 @@ def choose_kept(plan: Int8Plan, target: str, candidates: list[str], run: Callabl
     Raises:
         search.BudgetUnreachable: the budget cannot be met even with every candidate in float.
     """
-    groups = layer_groups(candidates, 0 if plan.options.sensitivity == "nodes" else plan.options.max_groups,
-                          node_macs(candidates, plan.macs))
-    searcher = Search(plan.metric, groups, run, plan.refs, label=target)
+    macs = node_macs(candidates, plan.macs)
+    groups = layer_groups(candidates, 0 if plan.options.sensitivity == "nodes" else plan.options.max_groups, macs)
+    searcher = Search(plan.metric, groups, run, plan.refs, label=target, node_macs=macs)
     options: dict = {}
     if plan.options.sensitivity:
         rows = searcher.sensitivity()

@@ -12,8 +12,9 @@ The search (ONNX Runtime and modelopt; OpenVINO uses NNCF's own accuracy control
    (effects are not additive), until the budget holds. With every group in float and still outside
    the budget: :class:`BudgetUnreachable`.
 4. Prune: try to quantize each kept group again, the most expensive (MACs) first; keep it
-   quantized if the budget still holds. Then the same node by node inside the groups still kept
-   (at most `refine_limit` tries), so what stays in float is what the budget needs.
+   quantized if the budget still holds. Then descend: the same for the sub-modules of each group
+   still kept, down to single nodes (at most `refine_limit` tries), so what stays in float is what
+   the budget needs, at the granularity the tries allow.
 
 Sensitivity (`--sensitivity`): for every group both "this group alone in float" (gain) and "only this
 group INT8" (loss against everything-in-float), written as a table and a plot (`sensitivity.py`).
@@ -29,11 +30,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vpdsr.export.budget import Budget
-from vpdsr.export.float_policy import LayerGroup
+from vpdsr.export.float_policy import LayerGroup, split_group
 from vpdsr.export.validation import ValidationFailed
 
 log = logging.getLogger(__name__)
-REFINE_LIMIT = 16
+REFINE_LIMIT = 32
 
 
 class BudgetUnreachable(ValidationFailed):
@@ -57,6 +58,7 @@ class Search:
         run: builds the configuration and returns its outputs (HxWx3) on the validation tiles.
         refs: torch fp32 outputs on the same tiles.
         label: the target's name, for the log.
+        node_macs: MACs per node (ordering the refinement: the most expensive parts are tried first).
     """
 
     budget: Budget
@@ -64,6 +66,7 @@ class Search:
     run: Callable[[list[str]], list[np.ndarray]]
     refs: list[np.ndarray]
     label: str = "int8"
+    node_macs: dict = field(default_factory=dict)
     _cache: dict = field(default_factory=dict)
     _scorer: Callable | None = None
     _order: dict = field(default_factory=dict)
@@ -139,20 +142,37 @@ class Search:
                 kept.remove(g)
                 current = trial
                 log.info(f"{self.label}: - {g.name} quantized again -> {trial.score:.4g}")
-        nodes = _nodes(kept)
-        macs = {n: g.macs / max(1, len(g.nodes)) for g in kept for n in g.nodes}
+        return self._refine(kept, current, refine_limit)
+
+    def _refine(self, kept: list[LayerGroup], current: Scored, limit: int) -> Scored:
+        """Descend into the kept groups: quantize sub-modules (then single nodes) again while the budget holds."""
+        nodes = set(_nodes(kept))
+        queue = sorted(kept, key=lambda g: -g.macs)
         tries = 0
-        for n in sorted(nodes, key=lambda n: -macs[n]):
-            if tries >= refine_limit or len(nodes) <= 1:
-                break
-            if len(self._group_of(n).nodes) == 1:
-                continue
-            tries += 1
-            trial = self.score([m for m in nodes if m != n])
-            if self.budget.holds(trial.score):
-                nodes.remove(n)
-                current = trial
+        while queue and tries < limit:
+            for part in sorted(self._parts(queue.pop(0)), key=lambda g: -g.macs):
+                if tries >= limit:
+                    break
+                tries += 1
+                trial = self.score(nodes - set(part.nodes))
+                if self.budget.holds(trial.score):
+                    nodes -= set(part.nodes)
+                    current = trial
+                elif len(part.nodes) > 1:
+                    queue.append(part)
+        if tries:
+            log.info(f"{self.label}: refined inside the kept groups ({tries} tries): {len(nodes)} node(s) in float "
+                     f"-> {current.score:.4g}")
         return current
+
+    def _parts(self, group: LayerGroup) -> list[LayerGroup]:
+        """Sub-modules of a group (`float_policy.split_group`), or its single nodes when it has none."""
+        parts = split_group(group)
+        if len(parts) <= 1:
+            parts = [LayerGroup(n, [n]) for n in group.nodes] if len(group.nodes) > 1 else []
+        for p in parts:
+            p.macs = sum(self.node_macs.get(n, 0) for n in p.nodes)
+        return parts
 
     def _group_of(self, node: str) -> LayerGroup:
         return next(g for g in self.groups if node in g.nodes)

@@ -125,11 +125,14 @@ def _finite_or(fn, worst: float, *images) -> float:
     return v if math.isfinite(v) else worst
 
 
+@dataclass
 class ValidationTiles(CalibrationSet):
     """Seeded tile crops of photos degraded as the export's held-out photos are (bicubic x4, 8-bit levels).
 
     Same fields as :class:`CalibrationSet` (`source` default: the `val` samples); `count` crops.
     """
+
+    source: str = DEFAULT_VAL
 
     def to_lr(self, src, photo: np.ndarray) -> np.ndarray:
         from vpdsr.export.validation import holdout_images

@@ -26,7 +26,7 @@ from vpdsr.export.budget import DEFAULT_VAL, VAL_COUNT, VAL_SEED, Budget, Valida
 from vpdsr.export.budget import torch_outputs
 from vpdsr.export.calibration import CalibrationSet, refuse_overlap
 from vpdsr.export.float_policy import layer_groups, node_macs
-from vpdsr.export.search import Search
+from vpdsr.export.search import REFINE_LIMIT, Search
 from vpdsr.export.sensitivity import write_sensitivity
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class BudgetOptions:
         sensitivity: None, "groups" (layer groups, `float_policy.layer_groups`) or "nodes" (every node).
         images, count, seed: the validation tiles (`budget.ValidationTiles`): source, crops, seed.
         max_groups: layer groups the search and the table use.
+        refine: at most this many tries inside the kept groups (search.py, step 4).
     """
 
     budget: str | None = None
@@ -52,6 +53,7 @@ class BudgetOptions:
     count: int = VAL_COUNT
     seed: int = VAL_SEED
     max_groups: int = MAX_GROUPS
+    refine: int = REFINE_LIMIT
 
     def validate(self, tile: int, stages: str) -> BudgetOptions:
         if self.budget is not None:
@@ -169,7 +171,7 @@ def choose_kept(plan: Int8Plan, target: str, candidates: list[str], run: Callabl
             searcher.score(searcher.all_nodes).score, plan.validation)
     if plan.budget is None or not search:
         return [], options
-    final = searcher.fastest_within_budget()
+    final = searcher.fastest_within_budget(plan.options.refine)
     options["accuracy_control"] = {"method": "sensitivity ranking + greedy revert (vpdsr.export.search)",
                                    **searcher.summary(final), "groups": len(groups),
                                    "validation": plan.validation}

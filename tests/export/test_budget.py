@@ -173,3 +173,48 @@ def test_cli_bad_budget_is_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "psnr-vs-ref" in err
 
+
+
+def _plan(budget, sensitivity, refs, feeds=None):
+    from vpdsr.export.mixed_precision import BudgetOptions, Int8Plan
+
+    feeds = feeds or [{"lr": np.zeros((1, 3, 4, 4), np.float32)} for _ in refs]
+    return Int8Plan(BudgetOptions(budget, sensitivity, count=len(refs), max_groups=3, refine=4), feeds,
+                    {"source": "toy", "count": len(refs)}, refs, {"a.x": 100, "b.x": 50, "a": 100, "b": 60, "c": 5})
+
+
+def test_choose_kept_records_the_search_and_writes_the_sensitivity_files(tmp_path):
+    import json
+
+    from vpdsr.export.mixed_precision import choose_kept
+
+    errors = {"/a/x/Conv": 0.02, "/a/y/Conv": 0.001, "/b/x/Conv": 0.03, "/b/y/Conv": 0.0005, "/c/Conv": 0.001}
+    run, refs, _ = _toy(errors)
+    kept, options = choose_kept(_plan("psnr-vs-ref:45", "groups", refs), "ort-int8", list(errors), run, tmp_path)
+    ac = options["accuracy_control"]
+    assert kept == ac["kept_float_added"] == ["/a/x/Conv", "/b/x/Conv"]
+    assert ac["metric_all_int8"] < 45 <= ac["metric_final"] and ac["holds"] and ac["groups"] == 3
+    assert ac["validation"] == {"source": "toy", "count": 2} and ac["budget"] == "psnr-vs-ref:45"
+    sens = options["sensitivity"]
+    table = json.loads((tmp_path / sens["table"]).read_text())
+    assert [r["group"] for r in table["rows"]] == ["/b", "/a", "/c"] and table["budget"] == "psnr-vs-ref:45"
+    assert table["all_int8"] == pytest.approx(ac["metric_all_int8"], abs=1e-4) and table["all_float"] == 150.0
+    assert "| `/b` | 2 |" in (tmp_path / sens["markdown"]).read_text()
+    assert (tmp_path / sens["plot"]).read_bytes()[:4] == b"\x89PNG"
+    # the table alone (no budget): nothing kept, no search recorded
+    kept, options = choose_kept(_plan(None, "groups", refs), "ort-int8", list(errors), run, tmp_path / "t")
+    assert kept == [] and "accuracy_control" not in options and options["sensitivity"]["groups"] == 3
+
+
+def test_plan_round_trips_for_the_modelopt_child(tmp_path):
+    from vpdsr.export.mixed_precision import Int8Plan
+
+    rng = np.random.default_rng(0)
+    refs = [rng.random((8, 8, 3)).astype(np.float32) for _ in range(2)]
+    feeds = [{"lr": rng.random((1, 3, 4, 4)).astype(np.float32), "noise": rng.random((1, 2, 4, 4)).astype(np.float32)}
+             for _ in range(2)]
+    plan = _plan("piqe-drift:2", None, refs, feeds)
+    back = Int8Plan.load(plan.save(tmp_path / "plan"))
+    assert back.options == plan.options and back.validation == plan.validation and back.macs == plan.macs
+    assert all(np.array_equal(a, b) for a, b in zip(back.refs, refs))
+    assert all(f.keys() == g.keys() and all(np.array_equal(f[k], g[k]) for k in f) for f, g in zip(back.feeds, feeds))

@@ -1,4 +1,8 @@
-"""`--int8-budget` / `--sensitivity` end to end on a tiny model: ort-int8 (fast), openvino-int8 and modelopt (slow)."""
+"""`--int8-budget` / `--sensitivity` end to end on a tiny model: ort-int8, openvino-int8, modelopt-int8, bench link.
+
+All slow (each export builds, calibrates, searches and validates: 10-70 s here); the search, the
+recorded figures and the sensitivity files on a known function are tested fast in test_budget.py.
+"""
 from __future__ import annotations
 
 import importlib.util
@@ -13,6 +17,8 @@ from vpdsr.export import export
 from vpdsr.export.budget import Budget, ValidationTiles, torch_outputs
 from vpdsr.export.mixed_precision import BudgetOptions
 from vpdsr.models import from_pretrained
+
+pytestmark = pytest.mark.slow
 
 # The tiny test model's all-INT8 ort-int8 scores about 42.6 dB (worst validation tile vs torch fp32),
 # everything in float about 140: 44 needs a few layers in float.
@@ -89,6 +95,29 @@ def test_sensitivity_files_are_hashed_and_sorted(budgeted):
     assert "| layer group |" in (out / "ort-int8" / sens["markdown"]).read_text()
 
 
+def test_bench_report_links_the_sensitivity_plot(budgeted, model_dir, tmp_path):
+    import os
+
+    import numpy as np
+
+    from vpdsr.cli import main
+    from vpdsr.data.io import write_image
+    from vpdsr.data.samples import load_sample
+
+    out, _ = budgeted
+    hr = load_sample("astronaut")[40:136, 180:276]
+    write_image(tmp_path / "lr" / "astronaut.png", hr.reshape(24, 4, 24, 4, 3).mean(axis=(1, 3)).astype(np.float32))
+    report = tmp_path / "report"
+    assert main(["bench", "--model", str(model_dir), "--artifacts", str(out), "--backends", "ort-int8", "--images",
+                 str(tmp_path / "lr"), "--out", str(report), "--tile", str(TILE), "--overlap", "8", "--warmup", "1",
+                 "--iters", "1"]) == 0
+    link = os.path.relpath(out / "ort-int8" / "sensitivity.png", report)
+    assert f"[ort-int8]({link})" in (report / "report.md").read_text()
+    assert f"href='{link}'" in (report / "report.html").read_text()
+    row = next(b for b in json.loads((report / "report.json").read_text())["backends"] if b["name"] == "ort-int8")
+    assert row["sensitivity"]["plot"] == str((out / "ort-int8" / "sensitivity.png").resolve())
+
+
 def test_same_budget_is_a_cache_hit_and_another_rebuilds(budgeted, model_dir):
     out, manifest = budgeted
     created = manifest.entry("ort-int8").created
@@ -107,7 +136,6 @@ def test_unreachable_budget_fails_with_the_reason(model_dir, tmp_path):
     assert not (tmp_path / "ort-int8").exists()
 
 
-@pytest.mark.slow
 def test_openvino_accuracy_control_meets_the_budget(model_dir, tmp_path):
     manifest = _export(model_dir, tmp_path, "openvino-int8", sensitivity=None)
     entry = manifest.entry("openvino-int8")
@@ -118,7 +146,6 @@ def test_openvino_accuracy_control_meets_the_budget(model_dir, tmp_path):
     assert abs(_remeasure(model_dir, tmp_path / "openvino-int8", entry) - ac["metric_final"]) < 1e-3
 
 
-@pytest.mark.slow
 def test_openvino_sensitivity_table(model_dir, tmp_path):
     manifest = _export(model_dir, tmp_path, "openvino-int8", budget=None, max_groups=4)
     entry = manifest.entry("openvino-int8")
@@ -127,7 +154,6 @@ def test_openvino_sensitivity_table(model_dir, tmp_path):
         json.loads((tmp_path / "openvino-int8" / "sensitivity.json").read_text())["rows"])
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("modelopt") is None, reason="nvidia-modelopt is not installed")
 def test_modelopt_budget_search_in_its_child(model_dir, tmp_path):
     manifest = _export(model_dir, tmp_path, "modelopt-int8", budget="psnr-vs-ref:60", sensitivity=None, max_groups=6)

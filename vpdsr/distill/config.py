@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -73,9 +74,18 @@ class TeacherConfig(StageConfig):
 
 @dataclass
 class StudentConfig(StageConfig):
-    """One-step distillation, initialised from the teacher."""
+    """One-step distillation, initialised from the teacher.
+
+    Attributes:
+        teacher: a trained teacher to distil from (model directory or shipped checkpoint name such as
+            `tiny-teacher`); `vpdsr distill all` then trains no teacher. null = train one (or `--teacher`).
+        init_from: start the student from this model (directory or shipped name, e.g. `tiny`, the PSNR
+            student) instead of the teacher; null = the teacher (or a fresh init, `init_from_teacher: false`).
+    """
 
     init_from_teacher: bool = True
+    teacher: str | None = None
+    init_from: str | None = None
 
 
 @dataclass
@@ -93,9 +103,14 @@ class LossConfig:
         on_missing_weights: error | skip (skip: warn once, record the term as disabled).
         hfp: weight of the high-frequency perception term.
         hfp_levels: Haar wavelet levels (ours: 1 level's LH/HL/HH bands, or more).
+        hfp_kind: l1 (band vs band) | energy (local band energy over `hfp_pool` windows; ours).
+        hfp_pool: window of `energy` (pixels of the band).
         adv: weight of the generator's adversarial term.
-        adv_loss: hinge | nonsaturating.
+        adv_loss: hinge | nonsaturating | relativistic (relativistic average, ESRGAN).
         adv_start_step: the discriminator and the adversarial term start at this step (ours).
+        adv_ramp_steps: after the start, the adversarial (and feature-matching) weight rises linearly
+            over this many steps (0 = at once).
+        feature_match: weight of L1 between the discriminator's features of SR and HR (needs adv > 0).
     """
 
     distill: float = 1.0
@@ -108,30 +123,46 @@ class LossConfig:
     on_missing_weights: str = "error"
     hfp: float = 0.0
     hfp_levels: int = 1
+    hfp_kind: str = "l1"
+    hfp_pool: int = 4
     adv: float = 0.0
     adv_loss: str = "hinge"
     adv_start_step: int = 0
+    adv_ramp_steps: int = 0
+    feature_match: float = 0.0
 
     def validate(self) -> None:
         _choice("losses.distill_space", self.distill_space, ("latent", "pixel"))
         _choice("losses.distill_kind", self.distill_kind, ("l1", "l2"))
         _choice("losses.recon_kind", self.recon_kind, ("l1", "charbonnier"))
         _choice("losses.on_missing_weights", self.on_missing_weights, ("error", "skip"))
-        _choice("losses.adv_loss", self.adv_loss, ("hinge", "nonsaturating"))
-        for name in ("distill", "recon", "ess", "hfp", "adv"):
+        _choice("losses.adv_loss", self.adv_loss, ("hinge", "nonsaturating", "relativistic"))
+        _choice("losses.hfp_kind", self.hfp_kind, ("l1", "energy"))
+        for name in ("distill", "recon", "ess", "hfp", "adv", "feature_match"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"`losses.{name}` must be >= 0, got {getattr(self, name)}")
-        if self.hfp_levels < 1:
-            raise ConfigError(f"`losses.hfp_levels` must be >= 1, got {self.hfp_levels}")
+        if self.hfp_levels < 1 or self.hfp_pool < 1:
+            raise ConfigError(f"`losses.hfp_levels` and `losses.hfp_pool` must be >= 1, got {self.hfp_levels}, "
+                              f"{self.hfp_pool}")
+        if self.adv_start_step < 0 or self.adv_ramp_steps < 0:
+            raise ConfigError("`losses.adv_start_step` and `losses.adv_ramp_steps` must be >= 0")
+        if self.feature_match > 0 and self.adv <= 0:
+            raise ConfigError("`losses.feature_match` needs the discriminator: set `losses.adv` > 0")
 
 
 @dataclass
 class DiscriminatorConfig:
-    """A small patch discriminator on pixels (ours: plain strided convs + LeakyReLU, spectral norm)."""
+    """A small patch discriminator on pixels (ours: plain strided convs + LeakyReLU, spectral norm).
+
+    Attributes:
+        lead_steps: the discriminator trains alone this many steps before the adversarial term starts
+            (`losses.adv_start_step`), so the student's first adversarial gradients are not random.
+    """
 
     channels: int = 32
     layers: int = 3
     spectral_norm: bool = True
+    lead_steps: int = 0
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, betas=(0.5, 0.99), warmup_steps=0,
                                                                    schedule="constant", grad_clip=0.0))
 
@@ -161,20 +192,44 @@ class DataConfig:
 
 @dataclass
 class AccelerateConfig:
+    """Device, precision and CPU threads (see vpdsr.distill.threads for why there are two counts).
+
+    Attributes:
+        num_threads: torch CPU threads for everything that shapes the weights (0 = torch's default);
+            the result depends on it, so a reproducible config pins it.
+        forward_threads: threads for the denoiser's forward passes and the teacher's sampling, which
+            give the same bits with any count: same (= num_threads), a number, or auto (a short probe
+            at start picks the fastest count whose gradients are bit-identical).
+        reprobe_every: with auto, every this many steps one step tries another count (0 = never).
+    """
+
     mixed_precision: str = "no"  # no | fp16 | bf16
     cpu: bool = False  # force CPU even where a GPU exists
-    num_threads: int = 0  # torch CPU threads (0 = leave torch's default)
+    num_threads: int = 0
+    forward_threads: int | str = "same"
+    reprobe_every: int = 50
 
 
 @dataclass
 class EvalConfig:
-    """End-of-run evaluation on held-out photos (PSNR/SSIM on Y, `crop_border` pixels cropped)."""
+    """End-of-run evaluation on held-out photos (PSNR/SSIM on Y, `crop_border` pixels cropped; PIQE).
+
+    Attributes:
+        perceptual: also score PIQE (no weights needed).
+        crop_size: also score the squares of this side on a grid over each image (0 = full images only).
+        noise_control: std of the Gaussian noise of the `bicubic+noise` control row (0 = none).
+        clipiqa: also score CLIPIQA where CLIP weights are found (`losses.clip_weights` or the usual lookup).
+    """
 
     enabled: bool = True
     images: list[str] = field(default_factory=lambda: ["samples:holdout"])
     crop_border: int = 4
     noise_seed: int = 0
     max_side: int = 0  # HR images are center-cropped to at most this (0 = whole image)
+    perceptual: bool = True
+    crop_size: int = 128
+    noise_control: float = 0.02
+    clipiqa: bool = True
 
 
 @dataclass
@@ -214,12 +269,22 @@ class DistillConfig:
     def validate(self) -> "DistillConfig":
         self.losses.validate()
         _choice("accelerate.mixed_precision", self.accelerate.mixed_precision, ("no", "fp16", "bf16"))
+        from vpdsr.distill.threads import parse_forward_threads
+
+        self.accelerate.forward_threads = parse_forward_threads(self.accelerate.forward_threads)
+        if self.accelerate.num_threads < 0 or self.accelerate.reprobe_every < 0:
+            raise ConfigError("`accelerate.num_threads` and `accelerate.reprobe_every` must be >= 0")
         for stage in ("teacher", "student"):
             s = getattr(self, stage)
             if s.steps < 0 or s.grad_accum < 1:
                 raise ConfigError(f"`{stage}.steps` must be >= 0 and `{stage}.grad_accum` >= 1")
             _choice(f"{stage}.optim.schedule", s.optim.schedule, ("cosine", "constant"))
         _choice("teacher.loss", self.teacher.loss, ("l1", "l2"))
+        if not 0 <= self.discriminator.lead_steps <= self.losses.adv_start_step:
+            raise ConfigError(f"`discriminator.lead_steps` must be in 0..losses.adv_start_step "
+                              f"({self.losses.adv_start_step}), got {self.discriminator.lead_steps}")
+        if self.eval.crop_size < 0 or self.eval.noise_control < 0:
+            raise ConfigError("`eval.crop_size` and `eval.noise_control` must be >= 0")
         mcfg = self.model_config()
         multiple = mcfg.scale * mcfg.denoiser.size_multiple
         if self.data.crop_size % multiple or self.data.crop_size <= 0:
@@ -282,6 +347,10 @@ def _build(cls, data: Any, prefix: str):
 
 
 def _convert(hint, value, where: str):
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and set(typing.get_args(hint)) == {int, str}:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(f"`{where}` must be a string or an integer, got {value!r}")
+        return value
     if dataclasses.is_dataclass(hint):
         return _build(hint, value or {}, where + ".")
     origin = typing.get_origin(hint)

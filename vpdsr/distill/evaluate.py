@@ -1,9 +1,15 @@
-"""End-of-run evaluation on held-out photos: PSNR/SSIM on Y vs HR for bicubic, teacher and student.
+"""End-of-run evaluation on held-out photos: fidelity (PSNR/SSIM on Y) and perception (PIQE) vs HR.
 
 Each HR photo is center-cropped to a multiple of 4, degraded with the run's degradation (seeded
 per image), and super-resolved by: bicubic x4 (the model's own upsampler), the teacher's T-step
 sampling and its single step (what the student starts from), and the student's one step, all from the
-same noise. Results go to `eval.json` and `eval.md` in the run directory.
+same noise. Each method is scored on the full images and on crops: the `crop_size` squares of a
+regular grid inside the `crop_border` frame of every image (cut from the full-image outputs).
+
+PIQE (no-reference, lower is better) is fooled by plain noise: the `controls` rows add Gaussian
+noise of std `noise_control` to bicubic, so a reader sees what a low PIQE alone is worth.
+
+Results go to `eval.json` and `eval.md` in the run directory.
 """
 from __future__ import annotations
 
@@ -11,28 +17,32 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from vpdsr.utils import atomic_write_text
 
+FIDELITY = ("psnr_y", "ssim_y")
+NOISE_CONTROL_SEED = 12345
+
 
 @torch.no_grad()
 def evaluate(images: list[tuple[str, torch.Tensor]], degradation, seed: int, crop_border: int = 4,
-             teacher=None, student=None, device="cpu") -> dict:
-    """Scores per image and their mean. `teacher` / `student` are VPDSR models (or None to skip)."""
+             teacher=None, student=None, device="cpu", perceptual: bool = True, crop_size: int = 128,
+             noise_control: float = 0.02, clipiqa=None) -> dict:
+    """Scores per image, their mean, and the mean over crops. `teacher` / `student`: VPDSR models or None.
+
+    Args:
+        perceptual: also score PIQE (pyiqa; no weights needed).
+        crop_size: side of the grid crops (HR pixels); 0 = no crop scores.
+        noise_control: std of the noise of the `bicubic+noise` control row (0 = no control row).
+        clipiqa: a vpdsr.metrics.ClipIqa to add CLIPIQA (higher is better), or None.
+    """
     from vpdsr.data.degrade import degrade
     from vpdsr.distill.data import step_generator
-    from vpdsr.metrics.fidelity import psnr, ssim
 
-    methods: dict[str, object] = {"bicubic": None}
-    if teacher is not None:
-        steps = teacher.schedule.steps
-        methods[f"teacher_{steps}step"] = None
-        methods["teacher_1step"] = None
-    if student is not None:
-        methods["student_1step"] = None
-    rows = []
+    rows, crop_scores, controls = [], {}, {}
     for i, (name, hr) in enumerate(images):
         g = step_generator(seed, "eval", i)
         lr = degrade(hr, degradation, g).to(device)
@@ -42,41 +52,140 @@ def evaluate(images: list[tuple[str, torch.Tensor]], degradation, seed: int, cro
             noise = ref.make_noise(lr, seed=seed + i)
         if teacher is not None:
             tg = step_generator(seed, "eval", 1000 + i, device=str(device))
-            outs[f"teacher_{steps}step"] = teacher.teacher_sample(lr, noise, generator=tg)
+            outs[f"teacher_{teacher.schedule.steps}step"] = teacher.teacher_sample(lr, noise, generator=tg)
             outs["teacher_1step"] = teacher(lr, noise)
         if student is not None:
             outs["student_1step"] = student(lr, noise)
-        hr_np = hr[0].permute(1, 2, 0).cpu().double().numpy()
+        hr_np = _np(hr)
         row = {"image": name, "hr_size": [int(hr.shape[-1]), int(hr.shape[-2])]}
-        for method, sr in outs.items():
-            sr_np = sr[0].permute(1, 2, 0).float().cpu().double().numpy()
-            row[method] = {"psnr_y": psnr(sr_np, hr_np, y_channel=True, crop_border=crop_border),
-                           "ssim_y": ssim(sr_np, hr_np, y_channel=True, crop_border=crop_border)}
+        arrays = {m: _np(sr) for m, sr in outs.items()}
+        if noise_control > 0:
+            ng = torch.Generator().manual_seed(NOISE_CONTROL_SEED + i)
+            noisy = outs["bicubic"].cpu() + noise_control * torch.randn(outs["bicubic"].shape, generator=ng)
+            control = f"bicubic+noise{noise_control:g}"
+            controls.setdefault(control, []).append(score(_np(noisy.clamp(0, 1)), hr_np, crop_border, perceptual,
+                                                          clipiqa))
+        for method, sr_np in arrays.items():
+            row[method] = score(sr_np, hr_np, crop_border, perceptual, clipiqa)
+            if crop_size:
+                crop_scores.setdefault(method, []).extend(
+                    score(a, b, 0, perceptual, clipiqa) for a, b in grid_crops(sr_np, hr_np, crop_size, crop_border))
         rows.append(row)
-    mean = {m: {k: sum(r[m][k] for r in rows) / len(rows) for k in ("psnr_y", "ssim_y")} for m in methods}
-    result = {"metric": "PSNR/SSIM on Y (BT.601), crop_border %d" % crop_border, "images": rows, "mean": mean}
+    methods = [m for m in rows[0] if m not in ("image", "hr_size")]
+    keys = list(rows[0][methods[0]])
+    mean = {m: {k: _mean([r[m][k] for r in rows]) for k in keys} for m in methods}
+    result = {"metric": "PSNR/SSIM on Y (BT.601), crop_border %d" % crop_border
+              + ("; PIQE (pyiqa, lower is better) on RGB" if perceptual else "")
+              + ("; CLIPIQA (higher is better)" if clipiqa is not None else ""),
+              "images": rows, "mean": mean}
+    n = len(next(iter(crop_scores.values()), []))
+    if n:  # images smaller than a crop give none
+        result["crops"] = {"size": crop_size, "count": n,
+                           "mean": {m: {k: _mean([s[k] for s in v]) for k in keys} for m, v in crop_scores.items()}}
+    if controls:
+        result["controls"] = {c: {k: _mean([s[k] for s in v]) for k in keys} for c, v in controls.items()}
     if student is not None:
         gains = {"student_minus_bicubic_db": mean["student_1step"]["psnr_y"] - mean["bicubic"]["psnr_y"]}
         if teacher is not None:
+            steps = teacher.schedule.steps
             gains["student_minus_teacher_db"] = mean["student_1step"]["psnr_y"] - mean[f"teacher_{steps}step"]["psnr_y"]
         result["summary"] = gains
     return result
 
 
+def evaluate_run(cfg, out: Path | None, teacher=None, student=None, device="cpu") -> dict:
+    """`evaluate` with a DistillConfig's `eval` section; writes eval.json/eval.md into `out` (None: nowhere)."""
+    from vpdsr.distill.data import load_eval_images
+
+    from vpdsr.metrics.clipiqa import ClipIqa
+
+    e = cfg.eval
+    images = load_eval_images(e.images, max_side=e.max_side)
+    teacher, student = (m.to(device).eval() if m is not None else None for m in (teacher, student))
+    clip = ClipIqa(cfg.losses.clip_weights) if e.clipiqa and ClipIqa.available(cfg.losses.clip_weights)[0] else None
+    result = evaluate(images, cfg.degradation_config(), e.noise_seed, e.crop_border, teacher=teacher,
+                      student=student, device=device, perceptual=e.perceptual, crop_size=e.crop_size,
+                      noise_control=e.noise_control, clipiqa=clip)
+    if out is not None:
+        write_eval(result, out)
+    return result
+
+
+def score(sr: np.ndarray, hr: np.ndarray, crop_border: int, perceptual: bool, clipiqa=None) -> dict[str, float]:
+    """PSNR-Y and SSIM-Y of `sr` against `hr` (border cropped); PIQE (and CLIPIQA) of `sr` as a whole."""
+    from vpdsr.metrics.fidelity import psnr, ssim
+
+    out = {"psnr_y": psnr(sr, hr, y_channel=True, crop_border=crop_border),
+           "ssim_y": ssim(sr, hr, y_channel=True, crop_border=crop_border)}
+    if perceptual:
+        from vpdsr.metrics.perceptual import piqe
+
+        out["piqe"] = piqe(sr)
+    if clipiqa is not None:
+        out["clipiqa"] = clipiqa.score_numpy(sr.astype(np.float32))
+    return out
+
+
+def grid_crops(sr: np.ndarray, hr: np.ndarray, size: int, border: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (SR, HR) `size` squares of a regular grid inside the `border` frame (row-major)."""
+    h, w = hr.shape[:2]
+    out = []
+    for y in range(border, h - border - size + 1, size):
+        for x in range(border, w - border - size + 1, size):
+            out.append((sr[y:y + size, x:x + size], hr[y:y + size, x:x + size]))
+    return out
+
+
 def write_eval(result: dict, directory: Path) -> tuple[Path, Path]:
-    """eval.json and eval.md (a table per image and the mean) in `directory`, atomically."""
+    """eval.json and eval.md (the means over full images and crops, then a table per image), atomically."""
     directory = Path(directory)
     js = atomic_write_text(directory / "eval.json", json.dumps(result, indent=2, default=_finite) + "\n")
+    md = atomic_write_text(directory / "eval.md", eval_markdown(result))
+    return js, md
+
+
+def eval_markdown(result: dict) -> str:
     methods = list(result["mean"])
-    lines = [f"# Evaluation ({result['metric']})", "", "| image | " + " | ".join(methods) + " |",
-             "|---|" + "---|" * len(methods)]
-    for r in result["images"] + [{"image": "**mean**", **result["mean"]}]:
-        cells = [f"{r[m]['psnr_y']:.2f} dB / {r[m]['ssim_y']:.4f}" for m in methods]
-        lines.append(f"| {r['image']} | " + " | ".join(cells) + " |")
+    keys = [k for k in ("psnr_y", "ssim_y", "piqe", "clipiqa") if k in result["mean"][methods[0]]]
+    heads = {"psnr_y": "PSNR-Y dB", "ssim_y": "SSIM-Y", "piqe": "PIQE", "clipiqa": "CLIPIQA"}
+    crops = result.get("crops")
+    lines = [f"# Evaluation ({result['metric']})", ""]
+    cols = [f"full: {heads[k]}" for k in keys] + ([f"crops: {heads[k]}" for k in keys] if crops else [])
+    lines += ["| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    rows = [(m, result["mean"][m], crops["mean"][m] if crops else None) for m in methods]
+    rows += [(f"{c} (control)", v, None) for c, v in result.get("controls", {}).items()]
+    for name, full, crop in rows:
+        cells = [_fmt(k, full[k]) for k in keys]
+        if crops:
+            cells += [_fmt(k, crop[k]) if crop else "" for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"Full images: {len(result['images'])}" + (
+        f"; crops: {crops['count']} squares of {crops['size']} px on a grid (cut from the full outputs)" if crops else "")
+        + ". PIQE: lower is better.")
+    if "controls" in result:
+        lines.append("Control: bicubic plus Gaussian noise. PIQE rewards noise, so read a low PIQE with the crops "
+                     "(or a full-reference figure), never alone.")
+    lines += ["", "Per image (" + " / ".join(heads[k] for k in keys) + "):", "",
+              "| image | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for r in result["images"]:
+        lines.append(f"| {r['image']} | " + " | ".join(" / ".join(_fmt(k, r[m][k]) for k in keys) for m in methods)
+                     + " |")
     for k, v in result.get("summary", {}).items():
         lines.append(f"\n{k}: {v:+.2f}")
-    md = atomic_write_text(directory / "eval.md", "\n".join(lines) + "\n")
-    return js, md
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(key: str, value: float) -> str:
+    return {"psnr_y": f"{value:.2f}", "ssim_y": f"{value:.4f}", "piqe": f"{value:.1f}", "clipiqa": f"{value:.3f}"}[key]
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t[0].permute(1, 2, 0).float().cpu().double().numpy()
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def _finite(x):

@@ -10,9 +10,13 @@ weight and choice a field of `LossConfig`:
 - HFP: L1 between the high-frequency Haar wavelet bands (LH, HL, HH) of SR and HR, over
   `hfp_levels` levels (each level decomposes the previous level's LL band). Ours: Haar rather
   than an FFT high-pass, because it is local (crops and tiles behave alike) and exactly zero on
-  constant shifts: a smooth brightness change barely moves it.
-- adversarial: a small patch discriminator on pixels, hinge (default) or non-saturating loss,
-  trained alternately with the student.
+  constant shifts: a smooth brightness change barely moves it. `hfp_kind: energy` compares the
+  local energy of each band instead (mean |band| over `hfp_pool` x `hfp_pool` windows): an
+  aligned L1 is minimised by the conditional median, which for uncertain detail is 0 (blur),
+  while matching the energy asks for as much detail as HR has without asking where exactly.
+- adversarial: a small patch discriminator on pixels (spectral norm), hinge (default),
+  non-saturating or relativistic-average (ESRGAN's RaGAN) loss, trained alternately with the
+  student; optionally feature matching (L1 between the discriminator's features of SR and HR).
 - reconstruction: L1 (or Charbonnier) vs HR in pixels (ours; keeps PSNR anchored).
 """
 from __future__ import annotations
@@ -75,11 +79,25 @@ def haar_bands(x: torch.Tensor, levels: int = 1) -> list[torch.Tensor]:
     return bands
 
 
-def hfp_loss(sr: torch.Tensor, hr: torch.Tensor, levels: int = 1) -> torch.Tensor:
-    """High-frequency perception: mean L1 between Haar high-frequency bands of SR and HR."""
+def hfp_loss(sr: torch.Tensor, hr: torch.Tensor, levels: int = 1, kind: str = "l1", pool: int = 4) -> torch.Tensor:
+    """High-frequency perception: mean L1 between Haar high-frequency bands of SR and HR.
+
+    Args:
+        kind: l1 (band against band) or energy (local mean |band| over `pool` x `pool` windows).
+    """
     pairs = zip(haar_bands(sr, levels), haar_bands(hr, levels))
-    terms = [(a - b).abs().mean() for a, b in pairs]
+    if kind == "l1":
+        terms = [(a - b).abs().mean() for a, b in pairs]
+    elif kind == "energy":
+        terms = [(_energy(a, pool) - _energy(b, pool)).abs().mean() for a, b in pairs]
+    else:
+        raise ValueError(f"unknown HFP kind {kind!r}")
     return torch.stack(terms).mean()
+
+
+def _energy(band: torch.Tensor, pool: int) -> torch.Tensor:
+    k = max(1, min(pool, band.shape[-2], band.shape[-1]))
+    return F.avg_pool2d(band.abs(), k, stride=k)
 
 
 # ----------------------------------------------------------------------------- ESS
@@ -136,16 +154,38 @@ class PatchDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x * 2.0 - 1.0)
 
+    def features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(the activations after each LeakyReLU, the logits): one pass, for feature matching."""
+        feats, h = [], x * 2.0 - 1.0
+        for m in self.net:
+            h = m(h)
+            if isinstance(m, nn.LeakyReLU):
+                feats.append(h)
+        return feats, h
 
-def generator_adv_loss(logits_fake: torch.Tensor, kind: str = "hinge") -> torch.Tensor:
+
+def feature_matching_loss(feats_fake: list[torch.Tensor], feats_real: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over layers of the L1 distance between discriminator features (real ones are targets)."""
+    return torch.stack([(f - r.detach()).abs().mean() for f, r in zip(feats_fake, feats_real)]).mean()
+
+
+def generator_adv_loss(logits_fake: torch.Tensor, kind: str = "hinge", logits_real: torch.Tensor | None = None) -> torch.Tensor:
+    """The student's adversarial loss; `relativistic` needs the (detached) logits of real images too."""
     if kind == "hinge":
         return -logits_fake.mean()
+    if kind == "relativistic":
+        if logits_real is None:
+            raise ValueError("the relativistic loss needs the logits of real images")
+        real = logits_real.detach()
+        return (F.softplus(real - logits_fake.mean()).mean() + F.softplus(-(logits_fake - real.mean())).mean()) / 2
     return F.softplus(-logits_fake).mean()
 
 
 def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor, kind: str = "hinge") -> torch.Tensor:
     if kind == "hinge":
         return F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean()
+    if kind == "relativistic":  # real should look more real than the average fake, and the reverse
+        return (F.softplus(-(logits_real - logits_fake.mean())).mean() + F.softplus(logits_fake - logits_real.mean()).mean()) / 2
     return F.softplus(-logits_real).mean() + F.softplus(logits_fake).mean()
 
 

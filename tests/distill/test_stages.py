@@ -39,7 +39,7 @@ def test_cli_all_trains_teacher_then_student_and_evaluates(tmp_path, train_image
     assert len(result["images"]) == 2 and "student_minus_bicubic_db" in result["summary"]
     assert all(0.0 <= v["piqe"] <= 100.0 for v in result["mean"].values())
     assert "crops" not in result  # 48x64 photos hold no 128-pixel crop
-    assert set(result["controls"]) == {"bicubic+noise0.02"}
+    assert set(result["controls"]) == {"bicubic+noise0.005", "student_1step+noise0.005"}
     md = (out / "student" / "eval.md").read_text()
     assert "| student_1step |" in md and "full: PIQE" in md and "(control)" in md
     saved = yaml.safe_load((out / "student" / "config.yaml").read_text())

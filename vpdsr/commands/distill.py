@@ -7,8 +7,9 @@
   (`--teacher` or `student.teacher`), no teacher is trained: OUT/student only.
 - `autoencoder`: train the config's learned vq/kl f=4 autoencoder into OUT/autoencoder (set it as
   `model.autoencoder.pretrained`).
-- `eval`: score `--model` (and `--teacher`, if given) on the config's held-out photos into
-  OUT/eval.json and OUT/eval.md (PSNR/SSIM-Y and PIQE, full images and crops).
+- `eval`: score `--model` (and `--teacher`, `--compare` models, if given) on the config's held-out
+  photos into OUT/eval.json, OUT/eval.md (PSNR/SSIM-Y and PIQE, full images and crops) and
+  OUT/crops.png (the most detailed square of each photo, every method side by side).
 - `ablate`: the same student budget with distill only, + HFP, + adversarial, + ESS and all terms
   (vpdsr.distill.ablation); OUT/<variant>/ per run and OUT/ablation.{md,json}.
 Each training stage writes config.yaml, log.csv, checkpoint/, model/ and eval.json/eval.md.
@@ -28,6 +29,8 @@ def register(sub) -> None:
     p.add_argument("--teacher", help="the trained teacher (model directory, teacher run directory or shipped name "
                                      "such as tiny-teacher); default: the config's student.teacher")
     p.add_argument("--model", help="`eval`: the student to score (model directory or shipped name such as tiny)")
+    p.add_argument("--compare", action="append", default=[], metavar="MODEL",
+                   help="`eval`: also score this one-step model beside --model (repeatable; e.g. tiny)")
     p.add_argument("--resume", action="store_true", help="continue from OUT's checkpoints exactly")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -40,8 +43,8 @@ def run(args) -> int:
     config = args.config or default_config_path("tiny")
     if args.stage == "eval":
         return _eval(load_config(config), args)
-    if args.model:
-        raise ConfigError("`--model` is for `vpdsr distill eval`")
+    if args.model or args.compare:
+        raise ConfigError("`--model` and `--compare` are for `vpdsr distill eval`")
     if args.stage == "ablate":
         from vpdsr.distill.ablation import run_ablation
 
@@ -76,9 +79,10 @@ def _eval(cfg, args) -> int:
         raise ConfigError("`vpdsr distill eval` needs `--model DIR` (a student) and/or `--teacher DIR`")
     student = load_directory(resolve_model_dir(args.model)) if args.model else None
     teacher = load_directory(resolve_model_dir(args.teacher)) if args.teacher else None
+    others = {name: load_directory(resolve_model_dir(name)) for name in args.compare}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = evaluate_run(cfg, out, teacher=teacher, student=student)
+    result = evaluate_run(cfg, out, teacher=teacher, student=student, others=others)
     print(f"held-out: {_means(result)}  ({out / 'eval.md'})")
     return 0
 

@@ -217,8 +217,10 @@ class EvalConfig:
     Attributes:
         perceptual: also score PIQE (no weights needed).
         crop_size: also score the squares of this side on a grid over each image (0 = full images only).
-        noise_control: std of the Gaussian noise of the `bicubic+noise` control row (0 = none).
+        crops_per_image: only each image's this many most detailed grid squares (0 = all of them).
+        noise_control: std of the Gaussian noise of the `+noise` control rows (0 = none; 0.005 = 1.3/255).
         clipiqa: also score CLIPIQA where CLIP weights are found (`losses.clip_weights` or the usual lookup).
+        crops_png: write crops.png (each photo's most detailed square, every method side by side).
     """
 
     enabled: bool = True
@@ -228,8 +230,10 @@ class EvalConfig:
     max_side: int = 0  # HR images are center-cropped to at most this (0 = whole image)
     perceptual: bool = True
     crop_size: int = 128
-    noise_control: float = 0.02
+    crops_per_image: int = 4
+    noise_control: float = 0.005
     clipiqa: bool = True
+    crops_png: bool = True
 
 
 @dataclass
@@ -283,8 +287,8 @@ class DistillConfig:
         if not 0 <= self.discriminator.lead_steps <= self.losses.adv_start_step:
             raise ConfigError(f"`discriminator.lead_steps` must be in 0..losses.adv_start_step "
                               f"({self.losses.adv_start_step}), got {self.discriminator.lead_steps}")
-        if self.eval.crop_size < 0 or self.eval.noise_control < 0:
-            raise ConfigError("`eval.crop_size` and `eval.noise_control` must be >= 0")
+        if min(self.eval.crop_size, self.eval.crops_per_image, self.eval.noise_control) < 0:
+            raise ConfigError("`eval.crop_size`, `eval.crops_per_image` and `eval.noise_control` must be >= 0")
         mcfg = self.model_config()
         multiple = mcfg.scale * mcfg.denoiser.size_multiple
         if self.data.crop_size % multiple or self.data.crop_size <= 0:

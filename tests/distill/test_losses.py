@@ -1,6 +1,7 @@
 """Properties of the VPD-SR loss terms."""
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -141,3 +142,19 @@ def test_feature_matching_uses_one_pass_and_detached_real_features():
     loss.backward()
     assert sr.grad.abs().sum() > 0
     assert feature_matching_loss(feats, [f.clone() for f in feats]).item() == 0.0
+
+
+def test_grid_penalty_sees_a_repeated_block_pattern_not_varying_texture():
+    from vpdsr.distill.losses import grid_loss
+
+    x = _photo(0, 96)
+    pattern = 0.02 * torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    mesh = x + pattern.repeat(1, 1, 24, 24)  # the same 4x4 pattern in every square
+    texture = x + 0.02 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))  # differs square by square
+    assert grid_loss(x, x.clone()).item() == 0.0
+    # averaging over more squares leaves the repeated pattern as it is, and shrinks the varying texture
+    assert grid_loss(mesh, x, pool=8).item() == pytest.approx(grid_loss(mesh, x, pool=2).item(), rel=1e-5)
+    assert grid_loss(texture, x, pool=8) < 0.3 * grid_loss(texture, x, pool=2)
+    assert grid_loss(mesh, x, pool=8) > 2 * grid_loss(texture, x, pool=8)
+    # a smooth brightness change has no pattern inside the squares
+    assert grid_loss(x + 0.1, x).item() < 1e-6

@@ -133,10 +133,13 @@ def run_ablation(config, out: str | Path, teacher: str | Path | None = None, res
 
 def ablation_markdown(rows: list[AblationRow], steps: int, teacher: str) -> str:
     scored = [r for r in rows if r.full]
-    keys = [k for k in ("psnr_y", "ssim_y", "piqe", "clipiqa") if scored and k in scored[0].full]
-    heads = {"psnr_y": "PSNR-Y dB", "ssim_y": "SSIM-Y", "piqe": "PIQE", "clipiqa": "CLIPIQA"}
+    from vpdsr.distill.evaluate import METRIC_HEADS as heads
+
+    keys = [k for k in heads if scored and k in scored[0].full]
     crop_keys = [k for k in keys if scored and k in scored[0].crops]
     cols = ["terms (weights)"] + [f"full: {heads[k]}" for k in keys] + [f"crops: {heads[k]}" for k in crop_keys]
+    from vpdsr.distill.evaluate import fmt_metric
+
     lines = [f"# Ablation: {steps} student steps each, teacher {teacher}", "",
              "| variant | " + " | ".join(cols + ["train s"]) + " |", "|---|" + "---|" * (len(cols) + 1)]
     for r in rows:
@@ -146,18 +149,13 @@ def ablation_markdown(rows: list[AblationRow], steps: int, teacher: str) -> str:
         terms = ", ".join(f"{t} {w:g}" for t, w in r.weights.items() if w) if r.weights else "(reference)"
         if r.reason:
             terms += f"; {r.reason}"
-        cells = [_fmt(k, r.full.get(k)) for k in keys] + [_fmt(k, r.crops.get(k)) for k in crop_keys]
+        cells = [fmt_metric(k, r.full.get(k)) for k in keys] + [fmt_metric(k, r.crops.get(k)) for k in crop_keys]
         secs = f"{r.seconds:.0f}" if r.seconds is not None else ""
         lines.append(f"| {r.name} | {terms} | " + " | ".join(cells) + f" | {secs} |")
-    lines += ["", "PIQE: lower is better; CLIPIQA: higher is better (a column only where CLIP weights exist).",
+    lines += ["", "PIQE: lower is better; CLIPIQA: higher is better (a column only where CLIP weights exist); grid: "
+              "the 4-pixel block pattern of SR - HR x1000, lower is better (PIQE rewards such a mesh).",
               "Same seed, data, steps and optimiser in every row; each row's run is in its own folder."]
     return "\n".join(lines) + "\n"
-
-
-def _fmt(key: str, value) -> str:
-    if value is None:
-        return ""
-    return {"psnr_y": f"{value:.2f}", "ssim_y": f"{value:.4f}", "piqe": f"{value:.1f}", "clipiqa": f"{value:.3f}"}[key]
 
 
 def _clip_missing(cfg: DistillConfig) -> str | None:

@@ -111,6 +111,8 @@ class LossConfig:
         adv_ramp_steps: after the start, the adversarial (and feature-matching) weight rises linearly
             over this many steps (0 = at once).
         feature_match: weight of L1 between the discriminator's features of SR and HR (needs adv > 0).
+        grid: weight of the block-grid penalty (vpdsr.distill.losses.grid_loss; ours).
+        grid_pool: how many neighbouring latent squares (per side) the grid penalty averages over.
     """
 
     distill: float = 1.0
@@ -130,6 +132,8 @@ class LossConfig:
     adv_start_step: int = 0
     adv_ramp_steps: int = 0
     feature_match: float = 0.0
+    grid: float = 0.0
+    grid_pool: int = 8
 
     def validate(self) -> None:
         _choice("losses.distill_space", self.distill_space, ("latent", "pixel"))
@@ -138,9 +142,11 @@ class LossConfig:
         _choice("losses.on_missing_weights", self.on_missing_weights, ("error", "skip"))
         _choice("losses.adv_loss", self.adv_loss, ("hinge", "nonsaturating", "relativistic"))
         _choice("losses.hfp_kind", self.hfp_kind, ("l1", "energy"))
-        for name in ("distill", "recon", "ess", "hfp", "adv", "feature_match"):
+        for name in ("distill", "recon", "ess", "hfp", "adv", "feature_match", "grid"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"`losses.{name}` must be >= 0, got {getattr(self, name)}")
+        if self.grid_pool < 1:
+            raise ConfigError(f"`losses.grid_pool` must be >= 1, got {self.grid_pool}")
         if self.hfp_levels < 1 or self.hfp_pool < 1:
             raise ConfigError(f"`losses.hfp_levels` and `losses.hfp_pool` must be >= 1, got {self.hfp_levels}, "
                               f"{self.hfp_pool}")

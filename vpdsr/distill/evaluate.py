@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from vpdsr.utils import atomic_write_text
 
-FIDELITY = ("psnr_y", "ssim_y")
+METRIC_HEADS = {"psnr_y": "PSNR-Y dB", "ssim_y": "SSIM-Y", "piqe": "PIQE", "clipiqa": "CLIPIQA", "grid": "grid"}
 NOISE_CONTROL_SEED = 12345
 
 
@@ -130,11 +130,15 @@ def evaluate_run(cfg, out: Path | None, teacher=None, student=None, device="cpu"
 
 
 def score(sr: np.ndarray, hr: np.ndarray, crop_border: int, perceptual: bool, clipiqa=None) -> dict[str, float]:
-    """PSNR-Y and SSIM-Y of `sr` against `hr` (border cropped); PIQE (and CLIPIQA) of `sr` as a whole."""
+    """PSNR-Y and SSIM-Y of `sr` against `hr` (border cropped); the block-grid artifact of SR - HR
+    (x1000, vpdsr.distill.losses.grid_loss: a 4-pixel mesh; the PSNR student scores about 4); PIQE
+    (and CLIPIQA) of `sr` as a whole."""
+    from vpdsr.distill.losses import grid_loss
     from vpdsr.metrics.fidelity import psnr, ssim
 
     out = {"psnr_y": psnr(sr, hr, y_channel=True, crop_border=crop_border),
-           "ssim_y": ssim(sr, hr, y_channel=True, crop_border=crop_border)}
+           "ssim_y": ssim(sr, hr, y_channel=True, crop_border=crop_border),
+           "grid": 1000.0 * float(grid_loss(_t(sr), _t(hr), 4, 8))}
     if perceptual:
         from vpdsr.metrics.perceptual import piqe
 
@@ -170,8 +174,8 @@ def write_eval(result: dict, directory: Path) -> tuple[Path, Path]:
 
 def eval_markdown(result: dict) -> str:
     methods = list(result["mean"])
-    keys = [k for k in ("psnr_y", "ssim_y", "piqe", "clipiqa") if k in result["mean"][methods[0]]]
-    heads = {"psnr_y": "PSNR-Y dB", "ssim_y": "SSIM-Y", "piqe": "PIQE", "clipiqa": "CLIPIQA"}
+    keys = [k for k in METRIC_HEADS if k in result["mean"][methods[0]]]
+    heads = METRIC_HEADS
     crops = result.get("crops")
     lines = [f"# Evaluation ({result['metric']})", ""]
     cols = [f"full: {heads[k]}" for k in keys] + ([f"crops: {heads[k]}" for k in keys] if crops else [])
@@ -179,9 +183,9 @@ def eval_markdown(result: dict) -> str:
     rows = [(m, result["mean"][m], crops["mean"][m] if crops else None) for m in methods]
     rows += [(f"{c} (control)", v, None) for c, v in result.get("controls", {}).items()]
     for name, full, crop in rows:
-        cells = [_fmt(k, full[k]) for k in keys]
+        cells = [fmt_metric(k, full[k]) for k in keys]
         if crops:
-            cells += [_fmt(k, crop[k]) if crop else "" for k in keys]
+            cells += [fmt_metric(k, crop[k]) if crop else "" for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"Full images: {len(result['images'])}" + (
@@ -191,18 +195,30 @@ def eval_markdown(result: dict) -> str:
     if "controls" in result:
         lines.append("Controls: Gaussian noise added to an output. PIQE rewards even invisible noise, so read a low "
                      "PIQE with the crops (or a full-reference figure), never alone.")
+    if "grid" in keys:
+        lines.append("grid: the 4-pixel block pattern of SR - HR, x1000 (vpdsr.distill.losses.grid_loss); a mesh "
+                     "drawn over the image shows here, lower is better.")
     lines += ["", "Per image (" + " / ".join(heads[k] for k in keys) + "):", "",
               "| image | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for r in result["images"]:
-        lines.append(f"| {r['image']} | " + " | ".join(" / ".join(_fmt(k, r[m][k]) for k in keys) for m in methods)
+        lines.append(f"| {r['image']} | " + " | ".join(" / ".join(fmt_metric(k, r[m][k]) for k in keys) for m in methods)
                      + " |")
     for k, v in result.get("summary", {}).items():
         lines.append(f"\n{k}: {v:+.2f}")
     return "\n".join(lines) + "\n"
 
 
-def _fmt(key: str, value: float) -> str:
-    return {"psnr_y": f"{value:.2f}", "ssim_y": f"{value:.4f}", "piqe": f"{value:.1f}", "clipiqa": f"{value:.3f}"}[key]
+def fmt_metric(key: str, value: float | None) -> str:
+    """One table cell: dB and PIQE with 2 and 1 decimals, SSIM with 4, ... ("" for None)."""
+    if value is None:
+        return ""
+    return {"psnr_y": f"{value:.2f}", "ssim_y": f"{value:.4f}", "piqe": f"{value:.1f}", "clipiqa": f"{value:.3f}",
+            "grid": f"{value:.1f}"}[key]
+
+
+def _t(a: np.ndarray) -> torch.Tensor:
+    h, w = a.shape[0] // 4 * 4, a.shape[1] // 4 * 4
+    return torch.from_numpy(np.ascontiguousarray(a[:h, :w])).permute(2, 0, 1)[None]
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

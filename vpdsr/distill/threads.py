@@ -166,3 +166,84 @@ def _grads(forward, params, forward_threads: int, train_threads: int) -> list:
 def grads_equal(a: list, b: list) -> bool:
     return len(a) == len(b) and all((x is None and y is None) or (x is not None and y is not None and torch.equal(x, y))
                                     for x, y in zip(a, b))
+
+
+MODES = {"1 thread": (1, "same"), "forward 2, train 1": (1, 2), "2 threads": (2, "same")}
+
+
+def measure(config, steps: int = 20, student_steps: int = 8, rounds: int = 2, teacher="tiny-teacher") -> list[dict]:
+    """Seconds per step of the teacher and the student stage for each of `MODES`, side by side.
+
+    Modes alternate within each round (so a change of machine load hits all of them), the loop's own
+    clock is read from log.csv (set-up and evaluation excluded), and each mode's weights are
+    compared bit for bit with the first mode's.
+
+    Example:
+        python -m vpdsr.distill.threads configs/tiny.yaml --steps 20 --student-steps 8
+    """
+    import csv
+    import tempfile
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from vpdsr.distill.config import load_config
+    from vpdsr.distill.trainer import train_student, train_teacher
+
+    rows: dict[str, dict] = {m: {"mode": m, "teacher_s": [], "student_s": []} for m in MODES}
+    first: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            for mode, (train, forward) in MODES.items():
+                cfg = load_config(config)
+                cfg.accelerate.num_threads, cfg.accelerate.forward_threads = train, forward
+                cfg.eval.enabled = False
+                cfg.teacher.log_every = cfg.student.log_every = 1
+                for stage, n, run in (("teacher", steps, lambda c, o: train_teacher(c, o, progress=False, stop_at=steps)),
+                                      ("student", student_steps,
+                                       lambda c, o: train_student(c, teacher, o, progress=False, stop_at=student_steps))):
+                    if not n:
+                        continue
+                    out = Path(tmp) / f"{stage}-{r}-{mode.replace(' ', '_').replace(',', '')}"
+                    run(cfg, out)
+                    log = list(csv.DictReader((out / "log.csv").open()))
+                    rows[mode][f"{stage}_s"].append(float(log[-1]["seconds"]) / n)
+                    weights = load_file(str(out / "checkpoint" / "modules.safetensors"))
+                    ref = first.setdefault(stage, weights)
+                    same = all(torch.equal(ref[k], weights[k]) for k in ref)
+                    rows[mode][f"{stage}_identical"] = rows[mode].get(f"{stage}_identical", True) and same
+    for row in rows.values():
+        for stage in ("teacher", "student"):
+            times = row.pop(f"{stage}_s")
+            row[f"{stage}_s_per_step"] = min(times) if times else None
+            row[f"{stage}_s_all"] = times
+    return list(rows.values())
+
+
+def _main(argv=None) -> int:
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(description="steps/s of distillation with 1 and 2 threads, side by side")
+    p.add_argument("config")
+    p.add_argument("--steps", type=int, default=20, help="teacher steps per mode and round")
+    p.add_argument("--student-steps", type=int, default=8, help="student steps per mode and round")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--teacher", default="tiny-teacher", help="the student stage's teacher")
+    args = p.parse_args(argv)
+    rows = measure(args.config, args.steps, args.student_steps, args.rounds, args.teacher)
+    print("| mode | teacher s/step (steps/s) | student s/step (steps/s) | weights as with 1 thread |")
+    print("|---|---|---|---|")
+    for r in rows:
+        cells = []
+        for stage in ("teacher", "student"):
+            s = r[f"{stage}_s_per_step"]
+            cells.append(f"{s:.3f} ({1 / s:.2f})" if s else "")
+        same = all(r.get(f"{st}_identical", True) for st in ("teacher", "student"))
+        print(f"| {r['mode']} | {cells[0]} | {cells[1]} | {'identical' if same else 'DIFFERENT'} |")
+    print(json.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

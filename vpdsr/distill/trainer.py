@@ -37,7 +37,8 @@ from vpdsr.distill.state import load_training_state, save_training_state
 from vpdsr.errors import CheckpointError, ConfigError
 from vpdsr.utils import atomic_write_text
 
-LOG_COLUMNS = ("step", "lr", "loss", "distill", "recon", "ess", "hfp", "adv", "fm", "d_loss", "fwd_threads", "seconds")
+LOG_COLUMNS = ("step", "lr", "loss", "distill", "recon", "ess", "hfp", "grid", "adv", "fm", "d_loss", "fwd_threads",
+               "seconds")
 
 
 @dataclass
@@ -273,7 +274,7 @@ def train_student(cfg: DistillConfig, teacher: str | Path | None, out: str | Pat
             the config's `student.teacher`.
     """
     from vpdsr.distill.losses import (PatchDiscriminator, discriminator_step, feature_matching_loss,
-                                      generator_adv_loss, hfp_loss, load_ess, pixel_loss)
+                                      generator_adv_loss, grid_loss, hfp_loss, load_ess, pixel_loss)
     from vpdsr.models import build
     from vpdsr.models.checkpoint import load_directory
 
@@ -357,6 +358,8 @@ def train_student(cfg: DistillConfig, teacher: str | Path | None, out: str | Pat
             terms["recon"] = pixel_loss(sr, hr, lc.recon_kind)
         if lc.hfp > 0:
             terms["hfp"] = hfp_loss(sr, hr, lc.hfp_levels, lc.hfp_kind, lc.hfp_pool)
+        if lc.grid > 0:
+            terms["grid"] = grid_loss(sr, hr, model.config.scale, lc.grid_pool)
         if ess is not None:
             terms["ess"] = ess(sr.clamp(0, 1), hr)
         adv_on = disc is not None and step > lc.adv_start_step

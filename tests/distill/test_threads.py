@@ -92,3 +92,22 @@ def test_auto_forward_threads_train_the_same_weights(tmp_path, train_images):
     probed = json.loads((tmp_path / "t-auto" / "threads.json").read_text())
     assert set(probed["bit_identical"]) == {str(n) for n in range(1, available_cpus() + 1)}
     assert probed["bit_identical"][str(probed["chosen"])] is True
+
+
+@pytest.mark.skipif(available_cpus() < 2, reason="one CPU: there is no second thread count to compare")
+def test_measure_reports_each_mode_and_whether_its_weights_match(tmp_path, train_images):
+    import yaml
+
+    from vpdsr.distill.threads import MODES, measure
+    from vpdsr.distill.trainer import train_teacher
+
+    cfg = tiny_config(train_images)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    teacher = train_teacher(load_config(cfg), tmp_path / "t", progress=False).model_dir
+    rows = measure(path, steps=2, student_steps=2, rounds=1, teacher=teacher)
+    assert [r["mode"] for r in rows] == list(MODES)
+    for r in rows:
+        assert r["teacher_s_per_step"] > 0 and r["student_s_per_step"] > 0
+        assert len(r["teacher_s_all"]) == 1
+    assert rows[0]["teacher_identical"] is True and rows[0]["student_identical"] is True

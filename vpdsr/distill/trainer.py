@@ -196,7 +196,7 @@ def run_loop(stage: str, cfg: DistillConfig, scfg: StageConfig, out: Path, accel
         bar.update(1)
         if step % scfg.log_every == 0 or step == scfg.steps:
             row = {"step": step, "lr": f"{optimizers['denoiser'].param_groups[0]['lr']:.3e}",
-                   "seconds": f"{time.perf_counter() - t0:.1f}", **shown}
+                   "seconds": f"{time.perf_counter() - t0:.3f}", **shown}
             if plan is not None and plan.enabled:
                 row["fwd_threads"] = plan.current
             row.update({t: "disabled" for t in disabled})

@@ -23,7 +23,8 @@ def _cfg(train_images, **losses):
     cfg = tiny_config(train_images, eval={"images": [str(train_images)], "crop_size": 32, "noise_control": 0})
     cfg["teacher"]["steps"] = 2
     cfg["student"]["steps"] = 2
-    cfg["losses"].update({"hfp": 0.1, "adv": 0.01, "feature_match": 0.5, "ess": 0.1, "on_missing_weights": "error",
+    cfg["losses"].update({"hfp": 0.1, "adv": 0.01, "feature_match": 0.5, "grid": 2.0, "ess": 0.1,
+                          "on_missing_weights": "error",
                           **losses})
     return cfg
 
@@ -35,8 +36,8 @@ def test_variants_switch_terms_off_and_explain_absent_rows(train_images):
     assert plan["+hfp"][0] is None and "`losses.hfp` is 0" in plan["+hfp"][1]
     assert plan["+ess"][0] is None and plan["+ess"][1].startswith("no CLIP weights: CLIP weights not found")
     d, adv, every = plan["distill"][0].losses, plan["+adv"][0].losses, plan["all"][0].losses
-    assert (d.hfp, d.adv, d.feature_match, d.ess, d.distill, d.recon) == (0, 0, 0, 0, 1.0, 1.0)
-    assert (adv.adv, adv.feature_match, adv.hfp) == (0.01, 0.5, 0)
+    assert (d.hfp, d.adv, d.feature_match, d.grid, d.ess, d.distill, d.recon) == (0, 0, 0, 0, 0, 1.0, 1.0)
+    assert (adv.adv, adv.feature_match, adv.grid, adv.hfp) == (0.01, 0.5, 2.0, 0)
     assert (every.adv, every.ess) == (0.01, 0.0) and plan["all"][1] == "without ESS (no CLIP weights)"
     with_clip = {name: v for name, _, v, _ in variants(cfg, clip_missing=None)}
     assert with_clip["+ess"].losses.ess == 0.1 and with_clip["all"].losses.ess == 0.1

@@ -5,7 +5,7 @@ seed and optimiser; only the loss terms differ:
 
     distill   the distillation term (+ the config's reconstruction anchor), ESS/HFP/adversarial off
     +hfp      distill + HFP (the config's weight and choices)
-    +adv      distill + the adversarial term (with feature matching if the config has it)
+    +adv      distill + the adversarial term (with its feature matching and block-grid penalty, if set)
     +ess      distill + ESS; absent, with the reason, when no CLIP weights are found
     all       the config as written (ESS dropped, and said so, when CLIP weights are missing)
 
@@ -27,7 +27,7 @@ from pathlib import Path
 from vpdsr.distill.config import DistillConfig, load_config
 from vpdsr.utils import atomic_write_text
 
-TERMS = ("distill", "recon", "hfp", "adv", "feature_match", "ess")
+TERMS = ("distill", "recon", "hfp", "adv", "feature_match", "grid", "ess")
 VARIANTS = (("distill", "distill"), ("+hfp", "plus-hfp"), ("+adv", "plus-adv"), ("+ess", "plus-ess"), ("all", "all"))
 
 
@@ -59,9 +59,9 @@ def variants(cfg: DistillConfig, clip_missing: str | None) -> list[tuple[str, st
     for name, folder in VARIANTS:
         v = copy.deepcopy(cfg)
         v.disabled_terms = {}
-        keep = {"distill": (), "+hfp": ("hfp",), "+adv": ("adv", "feature_match"), "+ess": ("ess",),
-                "all": ("hfp", "adv", "feature_match", "ess")}[name]
-        for term in ("hfp", "adv", "feature_match", "ess"):
+        keep = {"distill": (), "+hfp": ("hfp",), "+adv": ("adv", "feature_match", "grid"), "+ess": ("ess",),
+                "all": ("hfp", "adv", "feature_match", "grid", "ess")}[name]
+        for term in ("hfp", "adv", "feature_match", "grid", "ess"):
             if term not in keep:
                 setattr(v.losses, term, 0.0)
         note = ""

@@ -1,17 +1,18 @@
 """Typed run config of the distill stage, loaded from YAML (unknown keys are a one-line ConfigError).
 
-Layout of a config file (every field optional; see configs/tiny.yaml):
+Layout of a config file (every field optional; see configs/tiny.yaml and configs/tiny-perceptual.yaml):
 
     seed: 0
     model:        {preset: tiny, autoencoder: {...}, denoiser: {...}, schedule: {...}}  # preset + overrides
     data:         {images: [samples:train], crop_size: 128, batch_size: 32}
     degradation:  {mode: bicubic | realesrgan, ...}                 # vpdsr.data.degrade.DegradationConfig
     teacher:      {steps, grad_accum, loss, optim: {...}, ema: {...}, checkpoint_every, log_every}
-    student:      {steps, grad_accum, optim, ema, ..., init_from_teacher, teacher_noise: ...}
-    losses:       {distill, recon, ess, hfp, adv weights and their choices}
-    discriminator: {channels, layers, optim: {...}}
-    accelerate:   {mixed_precision: "no" | fp16 | bf16, cpu: false}
-    eval:         {images: samples:holdout, crop_border: 4, noise_seed: 0}
+    student:      {steps, grad_accum, optim, ema, ..., init_from_teacher, teacher, init_from}
+    losses:       {distill, recon, ess, hfp (+ hfp_kind, hfp_levels), grid, adv (+ adv_loss, adv_start_step,
+                   adv_ramp_steps), feature_match weights and their choices}
+    discriminator: {channels, layers, spectral_norm, lead_steps, optim: {...}}
+    accelerate:   {mixed_precision: "no" | fp16 | bf16, cpu: false, num_threads: N | auto}
+    eval:         {images: samples:holdout, crop_border: 4, noise_seed: 0, perceptual, crop_size, ...}
 
 Top-level sections owned by later stages (`export`, `bench`, `pipeline`) are accepted and ignored
 here, so one YAML drives `vpdsr pipeline`.
@@ -198,22 +199,17 @@ class DataConfig:
 
 @dataclass
 class AccelerateConfig:
-    """Device, precision and CPU threads (see vpdsr.distill.threads for why there are two counts).
+    """Device, precision and CPU threads.
 
     Attributes:
-        num_threads: torch CPU threads for everything that shapes the weights (0 = torch's default);
-            the result depends on it, so a reproducible config pins it.
-        forward_threads: threads for the denoiser's forward passes and the teacher's sampling, which
-            give the same bits with any count: same (= num_threads), a number, or auto (a short probe
-            at start picks the fastest count whose gradients are bit-identical).
-        reprobe_every: with auto, every this many steps one step tries another count (0 = never).
+        num_threads: torch CPU threads (0 = torch's default), or auto: a short probe at the start of each
+            stage picks the fastest count (vpdsr.distill.threads). The weights depend on the count, so a
+            config whose result is shipped pins it.
     """
 
     mixed_precision: str = "no"  # no | fp16 | bf16
     cpu: bool = False  # force CPU even where a GPU exists
-    num_threads: int = 0
-    forward_threads: int | str = "same"
-    reprobe_every: int = 50
+    num_threads: int | str = 0
 
 
 @dataclass
@@ -279,11 +275,9 @@ class DistillConfig:
     def validate(self) -> "DistillConfig":
         self.losses.validate()
         _choice("accelerate.mixed_precision", self.accelerate.mixed_precision, ("no", "fp16", "bf16"))
-        from vpdsr.distill.threads import parse_forward_threads
+        from vpdsr.distill.threads import parse_num_threads
 
-        self.accelerate.forward_threads = parse_forward_threads(self.accelerate.forward_threads)
-        if self.accelerate.num_threads < 0 or self.accelerate.reprobe_every < 0:
-            raise ConfigError("`accelerate.num_threads` and `accelerate.reprobe_every` must be >= 0")
+        self.accelerate.num_threads = parse_num_threads(self.accelerate.num_threads)
         for stage in ("teacher", "student"):
             s = getattr(self, stage)
             if s.steps < 0 or s.grad_accum < 1:

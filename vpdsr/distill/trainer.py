@@ -32,13 +32,11 @@ import torch
 from vpdsr.distill.config import DistillConfig, StageConfig
 from vpdsr.distill.data import CropDataset, step_generator
 from vpdsr.distill.evaluate import evaluate_run
-from vpdsr.distill.threads import ThreadPlan
 from vpdsr.distill.state import load_training_state, save_training_state
 from vpdsr.errors import CheckpointError, ConfigError
 from vpdsr.utils import atomic_write_text
 
-LOG_COLUMNS = ("step", "lr", "loss", "distill", "recon", "ess", "hfp", "grid", "adv", "fm", "d_loss", "fwd_threads",
-               "seconds")
+LOG_COLUMNS = ("step", "lr", "loss", "distill", "recon", "ess", "hfp", "grid", "adv", "fm", "d_loss", "seconds")
 
 
 @dataclass
@@ -54,44 +52,47 @@ class StageResult:
 def make_accelerator(cfg: DistillConfig, grad_accum: int):
     from accelerate import Accelerator
 
-    if cfg.accelerate.num_threads:
+    if isinstance(cfg.accelerate.num_threads, int) and cfg.accelerate.num_threads:
         torch.set_num_threads(cfg.accelerate.num_threads)
     return Accelerator(cpu=cfg.accelerate.cpu, mixed_precision=cfg.accelerate.mixed_precision,
                        gradient_accumulation_steps=grad_accum)
 
 
-def make_thread_plan(cfg: DistillConfig, acc, stage: str, out: Path, data: CropDataset, model, forward,
-                     params, progress: bool) -> ThreadPlan:
-    """The forward/train thread counts (vpdsr.distill.threads); `auto` probes on the first batch."""
+def choose_threads(cfg: DistillConfig, acc, stage: str, out: Path, step: Callable[[], None], progress: bool) -> None:
+    """`accelerate.num_threads: auto` on CPU: probe the counts (vpdsr.distill.threads), record the choice."""
     import json
 
-    from vpdsr.distill.threads import available_cpus, probe
+    from vpdsr.distill.threads import available_cpus, probe_threads
 
-    a = cfg.accelerate
-    train = a.num_threads or torch.get_num_threads()
-    if acc.device.type != "cpu" or a.forward_threads == "same":
-        return ThreadPlan(train, train, enabled=False)
-    if a.forward_threads != "auto":
-        return ThreadPlan(train, int(a.forward_threads))
-    batch = data.batch(1, 0, cfg.data.batch_size, stage)  # stateless draw: training sees the same batch
-    with torch.no_grad():
-        y = model.encode(batch.lr.to(acc.device))
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(y.shape, generator=g).to(y)
-    t = torch.full((y.shape[0],), model.schedule.steps - 1, dtype=torch.long, device=y.device)
-    params = [p for p in params if p.requires_grad]
-
-    def loss():  # `forward` runs under the caller's still inert plan: the probe sets the counts itself
-        return forward(x, y, t).float().square().mean()
-
-    result = probe(loss, params, train, tuple(range(1, available_cpus() + 1)))
+    if cfg.accelerate.num_threads != "auto" or acc.device.type != "cpu":
+        return
+    result = probe_threads(step, tuple(range(1, available_cpus() + 1)))
     if progress:
         print(f"{stage}: {result.summary()}", file=sys.stderr, flush=True)
-    atomic_write_text(out / "threads.json", json.dumps({"train_threads": train, "chosen": result.chosen,
-                                                        "seconds_per_forward": result.seconds,
-                                                        "bit_identical": result.identical}, indent=1) + "\n")
-    usable = tuple(n for n in sorted(result.seconds) if result.identical[n])
-    return ThreadPlan(train, result.chosen, usable, a.reprobe_every)
+    atomic_write_text(out / "threads.json", json.dumps(
+        {"num_threads": result.chosen, "seconds_per_probe_step": result.seconds,
+         "note": "the weights depend on the thread count: set accelerate.num_threads to this to repeat the run"},
+        indent=1) + "\n")
+
+
+def probe_step(model, denoiser, data: CropDataset, cfg: DistillConfig, stage: str, device) -> Callable[[], None]:
+    """One forward + backward pass of the one-step call on the stage's first batch; gradients cleared
+    afterwards and nothing else touched (the batch draw is stateless), so probing changes no result."""
+    batch = data.batch(1, 0, cfg.data.batch_size, stage)
+    lr, hr = batch.lr.to(device), batch.hr.to(device)
+    params = [p for p in denoiser.parameters() if p.requires_grad]
+
+    def step() -> None:
+        with torch.no_grad():
+            y = model.encode(lr)
+        x_T = model.schedule.prior_sample(y, torch.zeros_like(y))
+        t = torch.full((y.shape[0],), model.schedule.steps - 1, dtype=torch.long, device=y.device)
+        sr = model.autoencoder.decode(denoiser(x_T, y, t, model.schedule.input_scale(t, x_T)))
+        (sr - hr).abs().mean().backward()
+        for p in params:
+            p.grad = None
+
+    return step
 
 
 def lr_lambda(scfg: StageConfig) -> Callable[[int], float]:
@@ -153,8 +154,7 @@ class CsvLog:
 
 def run_loop(stage: str, cfg: DistillConfig, scfg: StageConfig, out: Path, accelerator, trained: dict,
              optimizers: dict, schedulers: dict, step_fn: Callable[[int, int], dict[str, float]],
-             ema: EMA | None, resume: bool, progress: bool, stop_at: int | None, disabled: dict,
-             plan: ThreadPlan | None = None) -> int:
+             ema: EMA | None, resume: bool, progress: bool, stop_at: int | None, disabled: dict) -> int:
     """The shared loop: resume, then `steps` optimizer steps of `grad_accum` micro-batches each.
 
     Returns the last completed step.
@@ -189,16 +189,12 @@ def run_loop(stage: str, cfg: DistillConfig, scfg: StageConfig, out: Path, accel
             s.step()
         if ema is not None and step > scfg.ema.start_step:
             ema.update(unwrapped["denoiser"])
-        if plan is not None:
-            plan.step_done(step)
         shown = {k: f"{v:.4f}" for k, v in terms.items()}
         bar.set_postfix(shown, refresh=False)
         bar.update(1)
         if step % scfg.log_every == 0 or step == scfg.steps:
             row = {"step": step, "lr": f"{optimizers['denoiser'].param_groups[0]['lr']:.3e}",
                    "seconds": f"{time.perf_counter() - t0:.3f}", **shown}
-            if plan is not None and plan.enabled:
-                row["fwd_threads"] = plan.current
             row.update({t: "disabled" for t in disabled})
             log.write(row)
         if (scfg.checkpoint_every and step % scfg.checkpoint_every == 0) or step == scfg.steps or step == stop_at:
@@ -232,21 +228,16 @@ def train_teacher(cfg: DistillConfig, out: str | Path, resume: bool = False, pro
     ema = EMA(acc.unwrap_model(denoiser), scfg.ema.decay) if scfg.ema.enabled else None
     cfg.save(out / "config.yaml")
 
-    def forward(x, yy, t):
-        with plan.forward():
-            return denoiser(x, yy, t, model.schedule.input_scale(t, x))
-
-    plan = ThreadPlan(0, 0, enabled=False)
-
-    plan = make_thread_plan(cfg, acc, "teacher", out, data, model, forward, denoiser.parameters(), progress)
+    choose_threads(cfg, acc, "teacher", out, probe_step(model, denoiser, data, cfg, "teacher", acc.device), progress)
 
     def step_fn(step: int, micro: int) -> dict[str, float]:
         batch = data.batch(step, micro, cfg.data.batch_size, "teacher")
         hr, lr = batch.hr.to(acc.device), batch.lr.to(acc.device)
-        with torch.no_grad(), plan.forward():
+        with torch.no_grad():
             x0, y = model.autoencoder.encode(hr), model.encode(lr)
         g = step_generator(cfg.seed, "teacher", step, 1000 + micro)
-        loss = resshift_loss(lambda x, yy, t: forward(x, yy, t), model.schedule, x0, y, g, scfg.loss)
+        loss = resshift_loss(lambda x, yy, t: denoiser(x, yy, t, model.schedule.input_scale(t, x)),
+                             model.schedule, x0, y, g, scfg.loss)
         acc.backward(loss)
         _clip(acc, denoiser, scfg.optim.grad_clip)
         opt.step()
@@ -254,7 +245,7 @@ def train_teacher(cfg: DistillConfig, out: str | Path, resume: bool = False, pro
         return {"loss": float(loss.detach())}
 
     step = run_loop("teacher", cfg, scfg, out, acc, {"denoiser": denoiser}, {"denoiser": opt}, {"denoiser": sched},
-                    step_fn, ema, resume, progress, stop_at, {}, plan)
+                    step_fn, ema, resume, progress, stop_at, {})
     if step < scfg.steps:
         return StageResult(out, None, step, time.perf_counter() - t_start)
     final = _final_model(model, acc.unwrap_model(denoiser), ema)
@@ -324,30 +315,21 @@ def train_student(cfg: DistillConfig, teacher: str | Path | None, out: str | Pat
     sched_t = model.schedule
     last_t = sched_t.steps - 1
 
-    plan = ThreadPlan(0, 0, enabled=False)
-
-    def forward(y, noise):
-        with plan.forward():
-            x_T = sched_t.prior_sample(y, noise)
-            t = torch.full((y.shape[0],), last_t, dtype=torch.long, device=y.device)
-            x0 = denoiser(x_T, y, t, sched_t.input_scale(t, x_T))
-            return x0, model.autoencoder.decode(x0)  # unclamped: clamping would stop gradients
-
-    def forward_xy(x, yy, t):  # the probe's call, shaped like the teacher's
-        return forward(yy, x)[0]
-
-    plan = make_thread_plan(cfg, acc, "student", out, data, model, forward_xy, denoiser.parameters(), progress)
+    choose_threads(cfg, acc, "student", out, probe_step(model, denoiser, data, cfg, "student", acc.device), progress)
 
     def step_fn(step: int, micro: int) -> dict[str, float]:
         batch = data.batch(step, micro, cfg.data.batch_size, "student")
         hr, lr = batch.hr.to(acc.device), batch.lr.to(acc.device)
         g = step_generator(cfg.seed, "student", step, 1000 + micro)
         tg = step_generator(cfg.seed, "student", step, 2000 + micro, device=str(acc.device))
-        with torch.no_grad(), plan.forward():
+        with torch.no_grad():
             y = model.encode(lr)
             noise = torch.randn(y.shape, generator=g).to(y)
             target = teacher_model.teacher_sample_latent(y, noise, generator=tg) if lc.distill > 0 else None
-        x0, sr = forward(y, noise)
+        x_T = sched_t.prior_sample(y, noise)
+        t = torch.full((y.shape[0],), last_t, dtype=torch.long, device=y.device)
+        x0 = denoiser(x_T, y, t, sched_t.input_scale(t, x_T))
+        sr = model.autoencoder.decode(x0)  # unclamped: clamping would stop gradients
         terms: dict[str, torch.Tensor] = {}
         if lc.distill > 0:
             if lc.distill_space == "latent":
@@ -392,7 +374,7 @@ def train_student(cfg: DistillConfig, teacher: str | Path | None, out: str | Pat
         return logged
 
     step = run_loop("student", cfg, scfg, out, acc, trained, optimizers, schedulers, step_fn, ema, resume, progress,
-                    stop_at, disabled, plan)
+                    stop_at, disabled)
     if step < scfg.steps:
         return StageResult(out, None, step, time.perf_counter() - t_start, disabled_terms=disabled)
     final = _final_model(model, acc.unwrap_model(denoiser), ema)

@@ -67,3 +67,26 @@ def test_crop_grid_is_a_png_with_a_column_per_method():
     img = mpimg.imread(io.BytesIO(png))
     # three columns of 32 px crops shown 2x (64 px each), two rows of 64 px plus a title line each
     assert img.shape[1] == 3 * 64 and img.shape[0] == round(2 * (64 + 35))
+
+
+@pytest.mark.slow
+def test_shipped_perceptual_student_meets_its_targets_and_its_eval_file():
+    """Recomputes the held-out evaluation of the shipped tiny-perceptual student (about 20 s)."""
+    import json
+
+    from vpdsr.distill.config import default_config_path, load_config
+    from vpdsr.distill.evaluate import evaluate_run
+    from vpdsr.models import from_pretrained
+    from vpdsr.models.checkpoint import SHIPPED
+
+    model = from_pretrained("tiny-perceptual")
+    assert model.config.preset == "tiny-perceptual"
+    cfg = load_config(default_config_path("tiny-perceptual"))
+    result = evaluate_run(cfg, None, student=model)
+    for part in (result["mean"], result["crops"]["mean"]):
+        assert part["student_1step"]["piqe"] <= 60.0
+        assert part["student_1step"]["psnr_y"] >= part["bicubic"]["psnr_y"] + 0.3
+        assert part["student_1step"]["grid"] < part["bicubic"]["grid"] + 0.5  # no mesh drawn over the photos
+    shipped = json.loads((SHIPPED / "tiny-perceptual" / "eval.json").read_text())
+    for k in ("psnr_y", "ssim_y", "piqe"):
+        assert result["mean"]["student_1step"][k] == pytest.approx(shipped["mean"]["student_1step"][k], abs=1e-6)

@@ -91,7 +91,7 @@ def test_shipped_teacher_by_name_and_the_student_named_after_its_preset(tmp_path
     from vpdsr.distill.api import run_distill
     from vpdsr.distill.trainer import resolve_model_dir
     from vpdsr.errors import CheckpointError
-    from vpdsr.models.config import ModelConfig
+    from vpdsr.models.checkpoint import load_config as load_model_config
 
     assert resolve_model_dir("tiny-teacher").name == "tiny-teacher"
     with pytest.raises(CheckpointError, match="shipped checkpoint .*tiny-teacher"):
@@ -101,4 +101,4 @@ def test_shipped_teacher_by_name_and_the_student_named_after_its_preset(tmp_path
     cfg["student"].update(teacher="tiny-teacher", steps=1)
     result = run_distill(cfg, tmp_path / "run", progress=False)
     assert result.teacher is None and not (tmp_path / "run" / "teacher").exists()  # no teacher trained
-    assert ModelConfig.load(result.model_dir).preset == "tiny-perceptual"
+    assert load_model_config(result.model_dir).preset == "tiny-perceptual"

@@ -108,7 +108,7 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     for spec in tqdm(specs, desc="bench", unit="backend", disable=None):  # a bar on a terminal only
         rows.append(_run_backend(spec, state))
         if spec.name == specs[0].name and rows[-1]["status"] != "ok":
-            raise VpdsrError(f"the reference backend {spec.name} failed: {rows[-1]['reason']}")
+            raise VpdsrError(f"the reference backend {spec.name} {rows[-1]['status']}: {rows[-1]['reason']}")
 
     baseline = cfg.gates.baseline
     if baseline is not None:

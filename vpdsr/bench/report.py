@@ -71,8 +71,8 @@ def markdown(report: dict) -> str:
         text = (b["name"], b["precision"], b["device"], b["status"])
         lines.append("| " + " | ".join((*text, *(c.cell(b) for c in NUMERIC_COLUMNS))) + " |")
     bic = report.get("bicubic") or {}
-    if bic.get("psnr_vs_hr") is not None or bic.get("clipiqa") is not None:
-        lines += ["", f"Bicubic baseline: PSNR vs HR {num(bic.get('psnr_vs_hr'))} dB, "
+    if any(bic.get(k) is not None for k in ("psnr_vs_hr", "clipiqa", "piqe")):
+        lines += ["", f"Bicubic baseline: PSNR vs HR {num(bic.get('psnr_vs_hr'))} dB, PIQE {num(bic.get('piqe'))}, "
                       f"CLIPIQA {num(bic.get('clipiqa'), '{:.4f}')}."]
     stages = [b for b in report["backends"] if b.get("stage_latency_ms")]
     for b in stages:

@@ -2,8 +2,12 @@
 
 A backend is either the torch model itself at some precision (``torch-fp32``, ``torch-fp16``,
 ``torch-bf16``: the reference is one of these) or one entry of an artifacts manifest (its
-folder name, e.g. ``onnx-int8``). An entry the export skipped or failed, or a runner that
-cannot start here (a missing package, no GPU), becomes a *skipped* backend with its reason.
+folder name, e.g. ``onnx-int8``). Its status before anything runs is the export's: an entry the
+export *skipped* (cannot be built or run on that machine) is a skipped backend, one the export
+*failed* (build error, validation below its floor) is a failed backend, each with its reason.
+The harness then decides the rest: a runner that cannot start here (CapabilityError: a missing
+package, no GPU, no bf16) is skipped; any other load or run error (a file changed after export,
+a corrupt graph) is failed.
 """
 from __future__ import annotations
 
@@ -72,8 +76,14 @@ def resolve_backends(model: str, artifacts: str | Path | None, names: list[str] 
             known = ["torch-fp32", "torch-fp16", "torch-bf16", *entries]
             where = f"the manifest in {artifacts}" if artifacts else "no --artifacts given"
             raise InputError(f"unknown backend {name!r} ({where}); expected one of {', '.join(known)}")
-        status = "ok" if entry.status == "ok" else "skipped"
+        status = entry.status  # ok, skipped or failed, as the export recorded it
         reason = None if status == "ok" else f"export {entry.status}: {entry.reason or 'no reason recorded'}"
+        if status == "ok":  # a path that leaves its folder (a link too) is bad input: refused before anything runs
+            from vpdsr.artifacts import MANIFEST_NAME, resolve_inside
+
+            for f in entry.files:
+                resolve_inside(Path(artifacts) / entry.name, f.path, f"{Path(artifacts) / MANIFEST_NAME}: "
+                                                                     f"`{entry.name}` file")
         return BackendSpec(name=entry.name, target=entry.target, backend=entry.backend, precision=entry.precision,
                            device=_entry_device(entry), stages=entry.stages, status=status, reason=reason,
                            artifact=Path(artifacts) / entry.name)
@@ -89,6 +99,37 @@ def resolve_backends(model: str, artifacts: str | Path | None, names: list[str] 
     if specs[0].status != "ok":
         raise InputError(f"the reference backend {reference!r} cannot run: {specs[0].reason}")
     return specs
+
+
+def parse_names(text: str | None, flag: str) -> frozenset[str]:
+    """`--require` / `--allow-failed`: a comma list of backend names (or ``all``), checked later."""
+    if text is None:
+        return frozenset()
+    names = frozenset(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise InputError(f"`{flag}` is empty; expected a comma list of backend names, or all")
+    return names
+
+
+def resolve_names(names: frozenset[str], specs: list[BackendSpec], flag: str) -> frozenset[str]:
+    """Backend names (a manifest entry's name or target, or ``all``) -> the names of this run's rows.
+
+    Raises:
+        InputError: a name that is not a backend of this run (a typo must not be a silent policy).
+    """
+    out, unknown = set(), []
+    for name in names:
+        if name == "all":
+            out.update(s.name for s in specs)
+            continue
+        match = [s.name for s in specs if name in (s.name, s.target)]
+        if not match:
+            unknown.append(name)
+        out.update(match)
+    if unknown:
+        raise InputError(f"`{flag}`: {', '.join(sorted(unknown))} is not a backend of this run "
+                         f"(its backends: {', '.join(s.name for s in specs)}; or all)")
+    return frozenset(out)
 
 
 def _entry_device(entry) -> str:

@@ -29,8 +29,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from vpdsr.commands.checks import output_folder
     from vpdsr.export.api import export
     from vpdsr.export.validation import ValidationConfig
+
+    output_folder(args.out)  # before the model is loaded
 
     manifest = export(args.model, args.out, args.targets, stages=args.stages, tile=args.tile, dynamic=args.dynamic,
                       calib=args.calib, calib_count=args.calib_count,

@@ -93,7 +93,7 @@ def resolve_backends(model: str, artifacts: str | Path | None, names: list[str] 
 
 def _entry_device(entry) -> str:
     if entry.backend == "tensorrt":
-        return "cuda"
+        return str(entry.options.get("device") or "cuda")
     return str(entry.options.get("device", "cpu")) if isinstance(entry.options, dict) else "cpu"
 
 

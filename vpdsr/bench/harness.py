@@ -44,6 +44,8 @@ class BenchConfig:
     backends: list[str] | None = None
     reference: str = "torch-fp32"
     device: str = "cpu"
+    torch_compile: str | None = None  # torch.compile mode for the non-reference torch backends
+    cuda_graphs: bool = False  # CUDA graphs for the non-reference torch backends
     seed: int = 0
     tile: int = 64
     overlap: int = 8
@@ -79,7 +81,8 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     TileConfig(cfg.tile, cfg.overlap, cfg.batch)  # a bad tiling is a user error before anything runs
     set_torch_threads(cfg.latency.threads)
     images = load_bench_images(cfg.images, cfg.hr, max_images=cfg.max_images)
-    specs = resolve_backends(cfg.model, cfg.artifacts, cfg.backends, cfg.reference, cfg.device)
+    specs = resolve_backends(cfg.model, cfg.artifacts, cfg.backends, cfg.reference, cfg.device,
+                             cfg.torch_compile, cfg.cuda_graphs)
     suite = MetricSuite.build(cfg.clip_weights, cfg.lpips_weights)
     if cfg.gates.max_clipiqa_drift is not None and suite.clip is None:
         raise MissingWeightsError(f"`--max-clipiqa-drift` needs CLIPIQA, which is {suite.clip_reason}")
@@ -167,6 +170,8 @@ def _run_backend(spec: BackendSpec, st: _RunState) -> dict:
             return row
         row["load_s"] = time.perf_counter() - t0
         row["device"] = getattr(runner, "device", spec.device)
+        if hasattr(runner, "describe"):  # the torch GPU path: compile mode, CUDA graphs captured or why not, fp8 layers
+            row["runner_options"] = runner.describe()
         try:
             _measure_backend(runner, spec, st, row, mem)
         except (VpdsrError, RuntimeError, ValueError, OSError) as e:  # a backend that breaks mid-run

@@ -47,3 +47,15 @@ def test_convert_replaces_eligible_linears_only():
 def test_fp8_needs_ada_or_hopper():
     assert not fp8_supported((8, 6)) and not fp8_supported((7, 5))
     assert fp8_supported((8, 9)) and fp8_supported((9, 0)) and fp8_supported((10, 0))
+
+
+def test_fp8_linear_takes_a_transposed_activation_and_ignores_autocast():
+    torch.manual_seed(1)
+    linear = nn.Linear(32, 16)
+    layer = Fp8Linear(linear, out_dtype=torch.float32)
+    x = torch.randn(1, 32, 24).transpose(1, 2)  # [1, 24, 32] with column-major strides, as attention hands it over
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)
+    with torch.no_grad():
+        ref = linear(x)
+    assert y.shape == (1, 24, 16) and _rel_mse(y, ref) < 5e-3

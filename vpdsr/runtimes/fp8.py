@@ -47,18 +47,20 @@ class Fp8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
-        x2 = x.reshape(-1, self.in_features)
-        rows = x2.shape[0]
-        scale = _scale(x2)
-        xq = (x2.float() / scale).to(FP8)
-        pad = (-rows) % _ALIGN
-        if pad:
-            xq = F.pad(xq.view(torch.uint8), (0, 0, 0, pad)).view(FP8)  # pad as bytes: F.pad has no fp8 kernel
-        # mat2 must be column-major: the transposed view of the row-major [out, in] weight is
-        y = torch._scaled_mm(xq, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale,
-                             out_dtype=self.out_dtype)[:rows]
-        if self.bias is not None:
-            y = y + self.bias
+        with torch.autocast(x.device.type, enabled=False):  # the casts here are the point: autocast must not redo them
+            x2 = x.reshape(-1, self.in_features)
+            rows = x2.shape[0]
+            scale = _scale(x2)
+            # mat1 must be row-major: a reshaped transposed activation can be a column-major view
+            xq = (x2.float() / scale).to(FP8).contiguous()
+            pad = (-rows) % _ALIGN
+            if pad:
+                xq = F.pad(xq.view(torch.uint8), (0, 0, 0, pad)).view(FP8)  # pad as bytes: F.pad has no fp8 kernel
+            # mat2 must be column-major: the transposed view of the row-major [out, in] weight is
+            y = torch._scaled_mm(xq, self.weight_fp8.t(), scale_a=scale, scale_b=self.weight_scale,
+                                 out_dtype=self.out_dtype)[:rows]
+            if self.bias is not None:
+                y = y + self.bias
         return y.reshape(*lead, self.out_features).to(x.dtype)
 
     def extra_repr(self) -> str:

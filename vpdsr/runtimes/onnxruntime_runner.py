@@ -177,7 +177,10 @@ class OnnxRuntimeRunner(Runner):
             for k, v in feed.items():
                 b.bind_cpu_input(k, np.ascontiguousarray(v))
             for name in self._outputs:
-                b.bind_output(name, "cuda" if self.device == "cuda" else "cpu")
+                if self.device.startswith("cuda"):  # on the provider's GPU (cuda:N -> device_id N)
+                    b.bind_output(name, "cuda", int(self.providers[0][1].get("device_id", 0)))
+                else:
+                    b.bind_output(name, "cpu")
             self.session.run_with_iobinding(b)
             outs = b.copy_outputs_to_cpu()
         return {name: as_float32(o) for name, o in zip(self._outputs, outs)}

@@ -106,7 +106,10 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
 
     from vpdsr.models import SRModel, from_pretrained
 
+    from vpdsr.runtimes.cuda import cuda_index
+
     specs = parse_targets(targets)
+    cuda_index(device)  # a `--device` that names no CUDA device is a user error before anything is built
     opts = ExportOptions(stages, tile, dynamic, str(calib), calib_count,
                          validation=validation or ValidationConfig()).validate()
     source = model if not isinstance(model, SRModel) else "<in-memory>"

@@ -170,14 +170,14 @@ def _run_backend(spec: BackendSpec, st: _RunState) -> dict:
             return row
         row["load_s"] = time.perf_counter() - t0
         row["device"] = getattr(runner, "device", spec.device)
-        if hasattr(runner, "describe"):  # the torch GPU path: compile mode, CUDA graphs captured or why not, fp8 layers
-            row["runner_options"] = runner.describe()
         try:
             _measure_backend(runner, spec, st, row, mem)
         except (VpdsrError, RuntimeError, ValueError, OSError) as e:  # a backend that breaks mid-run
             row.update(status="failed", reason=one_line(e), latency_ms=None, quality=None)
             log.warning(f"bench: {spec.name}: FAILED ({row['reason']})")
         finally:
+            if hasattr(runner, "describe"):  # the torch GPU path: compile mode, CUDA graphs captured or why not
+                row["runner_options"] = runner.describe()
             runner.deactivate()
     if row["status"] == "ok":
         row["peak_mem_mb"] = mem.peak_mb

@@ -51,6 +51,8 @@ class BenchConfig:
     backends: list[str] | None = None
     reference: str = "torch-fp32"
     device: str = "cpu"
+    torch_compile: str | None = None  # torch.compile mode for the non-reference torch backends
+    cuda_graphs: bool = False  # CUDA graphs for the non-reference torch backends
     seed: int = 0
     tile: int = 64
     overlap: int = 8
@@ -87,7 +89,8 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     TileConfig(cfg.tile, cfg.overlap, cfg.batch)  # a bad tiling is a user error before anything runs
     set_torch_threads(cfg.latency.threads)
     images = load_bench_images(cfg.images, cfg.hr, max_images=cfg.max_images)
-    specs = resolve_backends(cfg.model, cfg.artifacts, cfg.backends, cfg.reference, cfg.device)
+    specs = resolve_backends(cfg.model, cfg.artifacts, cfg.backends, cfg.reference, cfg.device,
+                             cfg.torch_compile, cfg.cuda_graphs)
     policy = replace(cfg.gates, require=resolve_names(cfg.gates.require, specs, "--require"),
                      allow_failed=resolve_names(cfg.gates.allow_failed, specs, "--allow-failed"))
     suite = MetricSuite.build(cfg.clip_weights, cfg.lpips_weights)
@@ -201,6 +204,8 @@ def _run_backend(spec: BackendSpec, st: _RunState) -> dict:
         except Exception as e:  # noqa: BLE001 - a backend that breaks mid-run fails, the others still run
             _not_run(row, "failed", e, "runtime error")
         finally:
+            if hasattr(runner, "describe"):  # the torch GPU path: compile mode, CUDA graphs captured or why not
+                row["runner_options"] = runner.describe()
             runner.deactivate()
     if row["status"] == "ok":
         row["peak_mem_mb"] = mem.peak_mb

@@ -41,9 +41,15 @@ def register(sub) -> None:
     p.add_argument("--hr", help="folder of HR images named like the LR ones (4x their size): adds PSNR/SSIM vs HR")
     p.add_argument("--out", required=True, help="report folder (report.json, report.md, report.html)")
     p.add_argument("--backends", help="comma list: torch-fp32,torch-bf16,<manifest names> (default: the "
-                                      "reference + every manifest entry)")
+                                      "reference + every manifest entry); on a GPU also torch-fp16-compiled, "
+                                      "torch-bf16-compiled-graphs, torch-fp8, onnx@cuda, onnx-fp16@tensorrt-ep")
     p.add_argument("--reference", default="torch-fp32", help="reference backend (default torch-fp32)")
-    p.add_argument("--device", default="cpu", help="torch device of the torch backends (cpu, cuda)")
+    p.add_argument("--device", default="cpu", help="torch device of the torch backends and of <onnx artifact>@cuda "
+                                                   "(cpu, cuda, cuda:N)")
+    p.add_argument("--torch-compile", metavar="MODE", help="torch.compile every torch backend but the reference "
+                   "(their names get -compiled): default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs")
+    p.add_argument("--cuda-graphs", action="store_true", help="CUDA graphs for every torch backend but the reference "
+                   "(names get -graphs; needs --device cuda)")
     p.add_argument("--baseline", help="previous report.json to compare latency with")
     p.add_argument("--max-clipiqa-drift", type=float, metavar="X",
                    help="gate: CLIPIQA (higher is better) may drop by at most X on any image (needs CLIP weights)")
@@ -90,11 +96,17 @@ def config_from_args(args):
         raise InputError(f"{', '.join(both)} is both in `--require` and in `--allow-failed`; keep one")
     baseline = read_baseline(args.baseline) if args.baseline else None
     backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
+    if args.torch_compile is not None:
+        from vpdsr.runtimes.torch_runner import COMPILE_MODES
+
+        if args.torch_compile not in COMPILE_MODES:
+            raise InputError(f"`--torch-compile` must be one of {', '.join(COMPILE_MODES)}, got {args.torch_compile!r}")
     if args.max_images is not None and args.max_images < 1:
         raise InputError(f"`--max-images` must be >= 1, got {args.max_images}")
     return BenchConfig(
         model=args.model, images=args.images, artifacts=args.artifacts, hr=args.hr, backends=backends,
-        reference=args.reference, device=args.device, seed=args.seed, tile=args.tile, overlap=args.overlap,
+        reference=args.reference, device=args.device, torch_compile=args.torch_compile, cuda_graphs=args.cuda_graphs,
+        seed=args.seed, tile=args.tile, overlap=args.overlap,
         batch=args.batch, max_images=args.max_images,
         latency=LatencyConfig(warmup=args.warmup, iters=args.iters, budget_s=args.budget_s, threads=args.threads),
         gates=GateConfig(max_clipiqa_drift=args.max_clipiqa_drift, max_piqe_drift=args.max_piqe_drift,

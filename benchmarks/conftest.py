@@ -72,7 +72,7 @@ def artifact_runner(opts, model, artifacts_dir):
         from vpdsr.export.api import export
         from vpdsr.runtimes import load
 
-        manifest = export(model, artifacts_dir, target, tile=opts["tile"], log=lambda m: None)
+        manifest = export(model, artifacts_dir, target, tile=opts["tile"])
         entry = manifest.entry(target)
         if entry.status != "ok":
             pytest.skip(f"{target}: export {entry.status}: {entry.reason}")

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vpdsr.export.evaluate import psnr
-from vpdsr.export.manifest import Manifest
+from vpdsr.artifacts import Manifest
+from vpdsr.export.validation import safe_psnr
 from vpdsr.models import from_pretrained
 
 
@@ -61,7 +61,7 @@ def latency_table(model_spec: str, artifacts: Path, size: int = 64, runs: int = 
             out = runner.infer(feed)["sr"]
             times = timed(lambda: runner.infer(feed), runs)
         rows.append({"name": entry.name, "precision": entry.precision, "median_ms": statistics.median(times),
-                     "min_ms": min(times), "psnr_db": round(psnr(out, ref), 2)})
+                     "min_ms": min(times), "psnr_db": round(safe_psnr(out[0].transpose(1, 2, 0), ref[0].transpose(1, 2, 0)), 2)})
     base = rows[0]["median_ms"]
     for r in rows:
         if "median_ms" in r:

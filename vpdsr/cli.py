@@ -23,6 +23,7 @@ COMMANDS = {
     "bench": "vpdsr.commands.bench",
     "pipeline": "vpdsr.commands.pipeline",
     "convert": "vpdsr.commands.convert",
+    "score": "vpdsr.commands.score",
 }
 
 
@@ -51,14 +52,20 @@ def _register_missing(sub, name: str, err: ModuleNotFoundError) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command: its messages go to stderr (concise) and, for the long ones, to a log file
+    in its output folder (`log_file` in the sub-command's defaults: (path, buffered))."""
+    from vpdsr.logs import session
+
     os.environ.setdefault("TQDM_MININTERVAL", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    log_file, buffered = args.log_file(args) if getattr(args, "log_file", None) else (None, False)
     try:
-        return int(args.func(args) or 0)
+        with session(log_file, buffered):
+            return int(args.func(args) or 0)
     except VpdsrError as e:
         msg = " ".join(str(e).split())  # one line, always
         print(f"vpdsr {args.command}: error: {msg}", file=sys.stderr)

@@ -29,7 +29,14 @@ class ArtifactError(VpdsrError):
     """An exported artifact is incomplete, modified after export, or built for another tool/device."""
 
 
-class MissingDependencyError(VpdsrError):
+class CapabilityError(VpdsrError):
+    """This machine lacks what the request needs (a GPU, a CPU feature such as bf16, a package).
+
+    The thing asked for is fine; it cannot run *here*: reports list it as "skipped", not "failed".
+    """
+
+
+class MissingDependencyError(CapabilityError):
     """An optional package is needed for what was asked; the message says what to install."""
 
 

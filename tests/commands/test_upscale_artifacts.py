@@ -60,3 +60,37 @@ def test_tampered_artifact_exits_2_with_one_line(setup, capsys):
 def test_backend_without_artifact_exits_2(setup, capsys):
     assert main(["upscale", str(setup / "photo.png"), "--backend", "openvino", "--out", str(setup / "x")]) == 2
     assert "needs `--artifact PATH`" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def static_artifact(setup):
+    """A static-shape artifact (8x8 LR tiles) made by the real export."""
+    from vpdsr.export import export
+    from vpdsr.export.validation import ValidationConfig
+
+    export(tiny_model(), setup / "static", "onnx", tile=8, validation=ValidationConfig(max_size=16, overlap=2))
+    return setup / "static" / "onnx"
+
+
+def test_static_artifact_takes_its_own_tile(setup, static_artifact):
+    """No `--tile`: the artifact's 8-pixel tile is used (the torch reference ran with --tile 8 --overlap 2)."""
+    assert main(["upscale", str(setup / "photo.png"), "--artifact", str(static_artifact), "--out",
+                 str(setup / "static-out"), "--overlap", "2"]) == 0
+    assert_matches_torch(setup, "static-out")
+
+
+def test_static_onnx_artifact_run_by_openvino_takes_its_own_tile(setup, static_artifact):
+    """Issue 9's exact case: `--backend openvino --artifact <static artifact>` without `--tile` (was a shape error)."""
+    pytest.importorskip("openvino", reason="openvino not installed")
+    assert main(["upscale", str(setup / "photo.png"), "--backend", "openvino", "--artifact", str(static_artifact),
+                 "--out", str(setup / "static-ov"), "--overlap", "2"]) == 0
+    assert_matches_torch(setup, "static-ov")
+
+
+@pytest.mark.parametrize("tile", ["16", "0"])
+def test_contradicting_tile_is_one_line_exit_2(setup, static_artifact, capsys, tile):
+    assert main(["upscale", str(setup / "photo.png"), "--artifact", str(static_artifact), "--out",
+                 str(setup / "bad-tile"), "--tile", tile, "--overlap", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "contradicts" in err and "fixed at 8x8" in err and "--tile 8" in err
+    assert not (setup / "bad-tile").exists()

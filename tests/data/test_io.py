@@ -16,6 +16,7 @@ from vpdsr.data.io import (
     apply_orientation,
     list_images,
     read_image,
+    read_image_size,
     rgb_to_y,
     to_numpy,
     to_tensor,
@@ -262,6 +263,14 @@ def test_orientation_matches_pillow_exif_transpose(tmp_path: Path, orientation: 
     assert np.array_equal(read_image(tmp_path / "o.png"), expected)
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_read_image_size_is_the_shape_read_image_returns(tmp_path: Path, orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(random_u8(3, 5)).save(tmp_path / "o.jpg", exif=exif)
+    assert read_image_size(tmp_path / "o.jpg") == read_image(tmp_path / "o.jpg").shape[:2]
+
+
 def test_apply_orientation_ignores_unknown_values() -> None:
     image = random_u8()
     assert apply_orientation(image, 0) is image and apply_orientation(image, 9) is image
@@ -319,6 +328,14 @@ def test_bad_files_raise_one_line_input_error(tmp_path: Path, kind: str) -> None
         read_image(path)
     message = str(info.value)
     assert path.name in message and "\n" not in message
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "text", "empty", "zero_width"])
+def test_bad_headers_raise_one_line_input_error_from_read_image_size(tmp_path: Path, kind: str) -> None:
+    path = make_bad(tmp_path, kind)
+    with pytest.raises(InputError) as info:
+        read_image_size(path)
+    assert path.name in str(info.value) and "\n" not in str(info.value)
 
 
 def test_decompression_bomb_is_input_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SMALL, vpdsr_log_lines
 from tests.export.conftest import TILE
+from vpdsr.artifacts import Manifest, read_entry
 from vpdsr.errors import ArtifactError
 from vpdsr.export import TargetSpec, export, register_target
-from vpdsr.export.manifest import Manifest, read_entry
 from vpdsr.export.targets import TARGETS
 
 
@@ -34,8 +35,7 @@ def failing_target():
 
 
 def test_failing_target_leaves_nothing_loadable(model_dir, tmp_path, failing_target):
-    logs: list[str] = []
-    manifest = export(str(model_dir), tmp_path, ["onnx", "test-fails"], tile=TILE, log=logs.append)
+    manifest = export(str(model_dir), tmp_path, ["onnx", "test-fails"], tile=TILE, validation=SMALL)
     entry = manifest.entry("test-fails")
     assert entry.status == "failed" and "injected failure" in entry.reason
     assert not (tmp_path / "test-fails").exists()
@@ -89,18 +89,18 @@ def test_killed_export_leaves_no_loadable_artifact(model_dir, tmp_path):
     with pytest.raises(ArtifactError):
         read_entry(out / "test-slow")
     assert list(out.glob(".test-slow.tmp-*")), "SIGKILL leaves the hidden temporary behind"
-    export(str(model_dir), out, ["onnx"], tile=TILE, log=lambda _: None)  # the next export removes it
+    export(str(model_dir), out, ["onnx"], tile=TILE, validation=SMALL)  # the next export removes it
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
 def test_changed_file_is_refused_in_one_line(model_dir, tmp_path):
-    export(str(model_dir), tmp_path, ["onnx"], tile=TILE, log=lambda _: None)
+    export(str(model_dir), tmp_path, ["onnx"], tile=TILE, validation=SMALL)
     graph = tmp_path / "onnx" / "model.onnx"
     graph.write_bytes(graph.read_bytes()[:-1] + b"\x00")
     with pytest.raises(ArtifactError, match="sha256 mismatch") as err:
         read_entry(tmp_path / "onnx").verify(tmp_path / "onnx")
     assert "\n" not in str(err.value)
-    logs: list[str] = []
-    export(str(model_dir), tmp_path, ["onnx"], tile=TILE, log=logs.append)
+    with vpdsr_log_lines() as logs:
+        export(str(model_dir), tmp_path, ["onnx"], tile=TILE, validation=SMALL)
     assert not any("reused" in line for line in logs), "a changed artifact is rebuilt, not reused"
     read_entry(tmp_path / "onnx").verify(tmp_path / "onnx")

@@ -33,3 +33,17 @@ def test_tensorrt_skipped_exit_0_unless_strict(model_dir, tmp_path, capsys):
     assert "skipped" in capsys.readouterr().out
     assert main(args + ["--strict"]) == 1
     assert "tensorrt-fp16" in capsys.readouterr().err
+
+
+def test_export_cli_writes_its_log_and_one_line_per_target(model_dir, tmp_path, capsys):
+    import logging
+    import sys
+
+    out = tmp_path / "art"
+    assert main(["export", "--model", str(model_dir), "--out", str(out), "--targets", "onnx,tensorrt-fp16",
+                 "--tile", "32", "--validation-images", "1"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [line.split(":")[0] for line in err] == ["onnx", "tensorrt-fp16"], err
+    text = (out / "export.log").read_text()
+    assert "DEBUG" in text and "exporting fp32 ONNX graph 'model'" in text and "onnx: ok" in text
+    assert sys.modules.get("nncf") is None or logging.getLogger("nncf").propagate is False

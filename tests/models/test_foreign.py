@@ -41,7 +41,7 @@ def test_missing_and_corrupt_files(tmp_path):
         read_state_dict(tmp_path / "nope.pth")
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a torch file at all")
-    with pytest.raises(CheckpointError, match="bad.pth"):
+    with pytest.raises(CheckpointError, match="bad.pth: not a readable torch checkpoint"):
         read_state_dict(bad)
 
 

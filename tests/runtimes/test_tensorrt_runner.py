@@ -8,8 +8,8 @@ import pytest
 
 from tests.runtimes.test_runner_contract import RunnerContract
 from tests.runtimes.tiny_artifacts import SIZE, export_fused_onnx, tiny_model
+from vpdsr.artifacts import ArtifactEntry, file_entries, write_entry
 from vpdsr.errors import ArtifactError
-from vpdsr.export.manifest import ArtifactEntry, file_entries, write_entry
 from vpdsr.runtimes import load
 from vpdsr.runtimes.tensorrt_runner import check_engine_compatibility, read_engine_metadata
 
@@ -24,27 +24,17 @@ def tensorrt_skip_reason() -> str | None:
     return None if torch.cuda.is_available() else "no CUDA device"
 
 
-def build_engine(onnx_path, engine_path, fp16: bool = True) -> dict:
-    """A TensorRT 10 engine with one dynamic profile covering the contract's shapes; returns its metadata."""
-    import tensorrt as trt
-    import torch
+def build_engine(onnx_path, engine_path) -> dict:
+    """A strongly typed engine of the fp16 graph (the export's own builder), one profile covering the
+    contract's shapes; returns its metadata."""
+    from vpdsr.export.fp16 import convert_fp16
+    from vpdsr.export.tensorrt_engine import build_engine as build
 
-    logger = trt.Logger(trt.Logger.ERROR)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse_from_file(str(onnx_path)), parser.get_error(0)
-    config = builder.create_builder_config()
-    if fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
-    profile = builder.create_optimization_profile()
+    half = convert_fp16(onnx_path, onnx_path.with_name("model-fp16.onnx"))
     c = tiny_model().latent_channels
-    for name, ch in (("lr", 3), ("noise", c)):
-        profile.set_shape(name, (1, ch, 8, 8), (1, ch, SIZE, SIZE), (2, ch, SIZE, SIZE))
-    config.add_optimization_profile(profile)
-    engine_path.write_bytes(bytes(builder.build_serialized_network(network, config)))
-    return {"tensorrt_version": trt.__version__, "gpu_name": torch.cuda.get_device_name(),
-            "compute_capability": list(torch.cuda.get_device_capability())}
+    shapes = {name: {"min": [1, ch, 8, 8], "opt": [1, ch, SIZE, SIZE], "max": [2, ch, SIZE, SIZE]}
+              for name, ch in (("lr", 3), ("noise", c))}
+    return build(half, engine_path, shapes, device="cuda")
 
 
 class TestTensorRTFp16(RunnerContract):
@@ -67,6 +57,16 @@ class TestTensorRTFp16(RunnerContract):
 
 
 META = {"tensorrt_version": "10.3.0", "gpu_name": "NVIDIA L4", "compute_capability": [8, 9]}
+
+
+def test_versions_are_compared_as_numbers():
+    built = {**META, "tensorrt_version": "10.12.0.36", "version_compatible": True}
+    check_engine_compatibility(built, "10.12.0", "NVIDIA L4", (8, 9))  # only the build number differs
+    check_engine_compatibility(built, "10.13.1", "NVIDIA L4", (8, 9))  # a later 10.x runs a version-compatible engine
+    with pytest.raises(ArtifactError, match="built with TensorRT 10.12.0.36, this machine has TensorRT 10.9.0"):
+        check_engine_compatibility(built, "10.9.0", "NVIDIA L4", (8, 9))  # "10.9" > "10.12" as strings: older here
+    # an ampere+ engine runs on compute capability 10.0 ("10.0" < "8.0" as text)
+    check_engine_compatibility({**META, "hardware_compatibility": "ampere+"}, "10.3.0", "NVIDIA B200", (10, 0))
 
 
 def test_same_tensorrt_and_gpu_are_accepted():
@@ -101,3 +101,32 @@ def test_metadata_is_read_from_beside_the_engine(tmp_path):
     (tmp_path / "model.engine.json").write_text("{oops")
     with pytest.raises(ArtifactError, match="not valid JSON"):
         read_engine_metadata(engine)
+
+
+def test_engine_metadata_round_trip_from_the_export_writer_to_the_runner(tmp_path):
+    """What the export writes (`engine_record` -> engine.json and `options.engine`) is what the runner reads."""
+    import importlib.util
+
+    from vpdsr.artifacts import ENGINE_KEYS, engine_record, entry_engine_metadata, read_entry, write_engine_metadata
+
+    folder = tmp_path / "tensorrt-fp16"
+    folder.mkdir()
+    (folder / "model.plan").write_bytes(b"\0" * 64)
+    record = engine_record("10.3.0.26", "NVIDIA L4", (8, 9), builder_optimization_level=3, precision="fp16")
+    profiles = {"model": {"lr": {"min": [1, 3, 64, 64], "opt": [4, 3, 64, 64], "max": [8, 3, 64, 64]}}}
+    write_engine_metadata(folder, {**record, "profiles": profiles})
+    write_entry(folder, ArtifactEntry(name=folder.name, target="tensorrt-fp16", backend="tensorrt", precision="fp16",
+                                      files=file_entries(folder), versions={"tensorrt": "10.3.0.26"},
+                                      options={"graphs": {"model": "model.plan"}, "engine": record}))
+    beside = read_engine_metadata(folder / "model.plan")
+    assert beside == {**record, "profiles": profiles} and set(beside) <= set(ENGINE_KEYS)
+    meta = entry_engine_metadata(read_entry(folder), folder / "model.plan")  # what `load` hands the runner
+    assert meta["tensorrt_version"] == "10.3.0.26" and meta["gpu_name"] == "NVIDIA L4"
+    assert meta["compute_capability"] == "8.9" and meta["profiles"] == profiles
+    check_engine_compatibility(meta, "10.3.0", "NVIDIA L4", (8, 9))  # the same machine accepts it
+    with pytest.raises(ArtifactError, match="built with TensorRT 10.3.0.26, this machine has TensorRT 10.7.0"):
+        check_engine_compatibility(meta, "10.7.0", "NVIDIA L4", (8, 9))
+    with pytest.raises(ArtifactError, match=r"built for NVIDIA L4 \(compute capability 8.9\)"):
+        check_engine_compatibility(meta, "10.3.0", "NVIDIA H100", (9, 0))
+    if importlib.util.find_spec("tensorrt") is None:  # with TensorRT present, load checks this machine at once
+        assert load(folder).metadata == meta

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vpdsr.export.manifest import ArtifactEntry, Manifest, file_entries, read_entry, write_entry
+from vpdsr.artifacts import ArtifactEntry, Manifest, file_entries, read_entry, write_entry
 from vpdsr.models import DenoiserConfig, ModelConfig, build
 from vpdsr.models.vpdsr import DecoderStage, DenoiserStage, EncoderStage
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 import html
 import math
 
-from vpdsr.bench.report import _num
+from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num
+from vpdsr.bench.gates import verdict_text
+from vpdsr.bench.quality import metric_notes
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 24px; color: #222; max-width: 1350px; }
@@ -14,7 +16,7 @@ th { background: #f4f4f4; } td.n { text-align: right; font-variant-numeric: tabu
 .ok { color: #1a7f37; } .skipped { color: #9a6700; } .failed, .fail { color: #cf222e; font-weight: bold; }
 .pass { color: #1a7f37; } td.why { min-width: 180px; max-width: 280px; font-size: 11px; color: #555; } .note { color: #666; font-size: 13px; } .fig svg { max-width: 100%; height: auto; }
 .verdict { font-size: 16px; padding: 8px 12px; display: inline-block; border-radius: 4px; }
-.verdict.pass { background: #dafbe1; } .verdict.fail { background: #ffebe9; }
+.verdict.pass { background: #dafbe1; } .verdict.fail { background: #ffebe9; } .verdict.none { background: #eee; }
 """
 
 
@@ -23,22 +25,15 @@ def _e(v) -> str:
 
 
 def _table(report: dict) -> str:
-    head = ("backend", "precision", "device", "status", "p50 ms", "p90 ms", "p99 ms", "mean ms",
-            "images/s", "peak MiB", "CLIPIQA", "CLIPIQA drift mean", "CLIPIQA drift worst", "PSNR vs ref",
-            "SSIM vs ref", "LPIPS vs ref", "PSNR vs HR", "notes")
+    head = (*TEXT_HEADERS, *(c.header for c in NUMERIC_COLUMNS), "notes")
     out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for b in report["backends"]:
-        lat, q = b.get("latency_ms") or {}, b.get("quality") or {}
         cells = [
             _e(b["name"]) if b["target"] == b["name"] else f"{_e(b['name'])} ({_e(b['target'])})",
             _e(b["precision"]), _e(b["device"]),
             f'<span class="{_e(b["status"])}">{_e(b["status"])}</span>',
         ]
-        nums = [_num(lat.get("p50"), "{:.1f}"), _num(lat.get("p90"), "{:.1f}"), _num(lat.get("p99"), "{:.1f}"),
-                _num(lat.get("mean"), "{:.1f}"), _num(b.get("throughput_ips")), _num(b.get("peak_mem_mb"), "{:.0f}"),
-                _num(q.get("clipiqa"), "{:.4f}"), _num(q.get("clipiqa_drift"), "{:+.4f}"),
-                _num(q.get("clipiqa_drift_worst"), "{:+.4f}"), _num(q.get("psnr_vs_ref")),
-                _num(q.get("ssim_vs_ref"), "{:.4f}"), _num(q.get("lpips_vs_ref"), "{:.4f}"), _num(q.get("psnr_vs_hr"))]
+        nums = [c.cell(b) for c in NUMERIC_COLUMNS]
         note = b.get("reason") or ("reference" if b["name"] == report["reference"] else "")
         if b.get("latency_change_pct") is not None:
             note = f"p50 {b['latency_change_pct']:+.1f}% vs baseline " + note
@@ -66,7 +61,7 @@ def _gates(report: dict) -> str:
     for g in report["gates"]:
         cls = "pass" if g["passed"] else "fail"
         value = g["value"]
-        value = _num(value, "{:.4g}") if not isinstance(value, str) else value
+        value = num(value, "{:.4g}") if not isinstance(value, str) else value
         rows.append(f"<tr><td>{_e(g['name'])}</td><td>{_e(g['backend'])}</td><td class='n'>{_e(g['threshold'])}</td>"
                     f"<td class='n'>{_e(value)}</td><td class='{cls}'>{'pass' if g['passed'] else 'FAIL'}</td>"
                     f"<td>{_e(g.get('detail', ''))}</td></tr>")
@@ -87,7 +82,7 @@ def _per_image(report: dict) -> str:
             r = b["quality"]["per_image"][i]
             psnr = r.get("psnr_vs_ref")
             psnr_s = "ref" if psnr is None else ("inf" if isinstance(psnr, float) and math.isinf(psnr) else f"{psnr:.2f}")
-            cells.append(f"{_num(r.get('clipiqa'), '{:.4f}')} / {psnr_s}")
+            cells.append(f"{num(r.get('clipiqa'), '{:.4f}')} / {psnr_s}")
         rows.append(f"<tr><td>{_e(name)}</td>" + "".join(f"<td class='n'>{_e(c)}</td>" for c in cells) + "</tr>")
     rows.append("</table>")
     return "\n".join(rows)
@@ -107,17 +102,16 @@ def render_html(result) -> str:
     except ImportError as e:
         bars = scatter = crops = None
         missing = f"plots need matplotlib ({e}); pip install 'vpdsr[metrics]'"
-    verdict = "pass" if report["passed"] else "fail"
-    failed = [f"{g['name']}[{g['backend']}]" for g in report["gates"] if not g["passed"]]
-    verdict_text = "every gate held" if report["passed"] else "FAILED: " + ", ".join(failed)
-    metrics_notes = "".join(f"<li>{_e(n)}: {_e(m['reason'])}</li>" for n, m in report["metrics"].items()
-                            if not m["available"])
+    text = verdict_text(report)
+    # green only when a gate was set and held: "no gates set" checked nothing beyond the backends running
+    verdict = "fail" if not report["passed"] else ("none" if text.startswith("no gates set") else "pass")
+    metrics_notes = "".join(f"<li>{_e(n)}</li>" for n in metric_notes(report))
     env = report["environment"]
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>vpdsr benchmark: {_e(report['model'].get('source'))}</title><style>{_STYLE}</style></head><body>",
         f"<h1>vpdsr benchmark: {_e(report['model'].get('source'))}</h1>",
-        f"<p><span class='verdict {verdict}'>{_e(verdict_text)}</span></p>",
+        f"<p><span class='verdict {verdict}'>{_e(text)}</span></p>",
         f"<p class='note'>{report['images']} image(s) ({_e(', '.join(report.get('image_names', [])))}), reference "
         f"<b>{_e(report['reference'])}</b>, noise seed {report['seed']}; latency = one whole image upscaled "
         f"(tiled, tile {report['tiling']['tile']}), {report['latency_config']['warmup']} warm-up + up to "
@@ -137,6 +131,6 @@ def render_html(result) -> str:
     if missing:
         parts.append(f"<p class='note'>{_e(missing)}</p>")
     if metrics_notes:
-        parts.append(f"<h2>Metrics not computed</h2><ul class='note'>{metrics_notes}</ul>")
+        parts.append(f"<h2>Metrics</h2><ul class='note'>{metrics_notes}</ul>")
     parts.append("</body></html>\n")
     return "\n".join(parts)

@@ -23,10 +23,6 @@ class BenchImage:
     hr: np.ndarray | None = None
     source: str = ""
 
-    @property
-    def lr_chw(self) -> np.ndarray:
-        return np.ascontiguousarray(self.lr.transpose(2, 0, 1), dtype=np.float32)
-
 
 def load_bench_images(images: str | os.PathLike, hr: str | os.PathLike | None = None, scale: int = 4,
                       max_images: int | None = None) -> list[BenchImage]:

@@ -17,9 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num
+from vpdsr.bench.gates import verdict_text
+from vpdsr.bench.quality import metric_notes
 from vpdsr.utils import atomic_directory
 
 REPORT_FILES = ("report.json", "report.md", "report.html")
+OWN_FILES = (*REPORT_FILES, "bench.log")  # `vpdsr bench` writes its log beside the report
 
 
 def json_safe(obj):
@@ -48,45 +52,28 @@ def to_json(report: dict) -> str:
     return json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n"
 
 
-def _num(v, fmt: str = "{:.2f}") -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, str):
-        return v
-    if isinstance(v, float) and math.isinf(v):
-        return "inf"
-    return fmt.format(v)
-
-
 def markdown(report: dict) -> str:
-    """The report as Markdown: the backend table, gates, skipped backends, metric notes."""
+    """The report as Markdown: the verdict, the backend table, gates, skipped/failed backends, metric notes."""
     lines = [
         f"# vpdsr benchmark: {report['model'].get('source')}",
+        "",
+        f"**{verdict_text(report)}**",
         "",
         f"{report['images']} image(s), reference `{report['reference']}`, noise seed {report['seed']}, "
         f"tile {report['tiling']['tile']} / overlap {report['tiling']['overlap']}; "
         f"latency = one whole image upscaled (tiled), {report['latency_config']['warmup']} warm-up + up to "
         f"{report['latency_config']['iters']} timed runs.",
         "",
-        "| backend | precision | device | status | p50 ms | p90 ms | p99 ms | mean ms | images/s | peak MiB "
-        "| CLIPIQA | CLIPIQA drift (mean / worst) | PSNR vs ref dB | SSIM vs ref | PSNR vs HR dB |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| " + " | ".join((*TEXT_HEADERS, *(c.header for c in NUMERIC_COLUMNS))) + " |",
+        "|" + "---|" * len(TEXT_HEADERS) + "---:|" * len(NUMERIC_COLUMNS),
     ]
     for b in report["backends"]:
-        lat = b.get("latency_ms") or {}
-        q = b.get("quality") or {}
-        drift = "-" if q.get("clipiqa_drift") is None else f"{q['clipiqa_drift']:+.4f} / {q['clipiqa_drift_worst']:+.4f}"
-        lines.append(
-            f"| {b['name']} | {b['precision']} | {b['device']} | {b['status']} | {_num(lat.get('p50'), '{:.1f}')} "
-            f"| {_num(lat.get('p90'), '{:.1f}')} | {_num(lat.get('p99'), '{:.1f}')} | {_num(lat.get('mean'), '{:.1f}')} "
-            f"| {_num(b.get('throughput_ips'))} | {_num(b.get('peak_mem_mb'), '{:.0f}')} "
-            f"| {_num(q.get('clipiqa'), '{:.4f}')} | {drift} | {_num(q.get('psnr_vs_ref'))} "
-            f"| {_num(q.get('ssim_vs_ref'), '{:.4f}')} | {_num(q.get('psnr_vs_hr'))} |"
-        )
+        text = (b["name"], b["precision"], b["device"], b["status"])
+        lines.append("| " + " | ".join((*text, *(c.cell(b) for c in NUMERIC_COLUMNS))) + " |")
     bic = report.get("bicubic") or {}
-    if bic.get("psnr_vs_hr") is not None or bic.get("clipiqa") is not None:
-        lines += ["", f"Bicubic baseline: PSNR vs HR {_num(bic.get('psnr_vs_hr'))} dB, "
-                      f"CLIPIQA {_num(bic.get('clipiqa'), '{:.4f}')}."]
+    if any(bic.get(k) is not None for k in ("psnr_vs_hr", "clipiqa", "piqe")):
+        lines += ["", f"Bicubic baseline: PSNR vs HR {num(bic.get('psnr_vs_hr'))} dB, PIQE {num(bic.get('piqe'))}, "
+                      f"CLIPIQA {num(bic.get('clipiqa'), '{:.4f}')}."]
     stages = [b for b in report["backends"] if b.get("stage_latency_ms")]
     for b in stages:
         parts = ", ".join(f"{k} {v['p50']:.1f} ms" for k, v in b["stage_latency_ms"].items())
@@ -95,16 +82,19 @@ def markdown(report: dict) -> str:
     if report["gates"]:
         lines += ["| gate | backend | threshold | value | result |", "|---|---|---:|---:|---|"]
         for g in report["gates"]:
-            lines.append(f"| {g['name']} | {g['backend']} | {_num(g['threshold'], '{:g}')} "
-                         f"| {_num(g['value'], '{:.4g}')} | {'pass' if g['passed'] else '**FAIL**'} |")
+            lines.append(f"| {g['name']} | {g['backend']} | {num(g['threshold'], '{:g}')} "
+                         f"| {num(g['value'], '{:.4g}')} | {'pass' if g['passed'] else '**FAIL**'} |")
     else:
         lines.append("No gates were set.")
     not_run = [b for b in report["backends"] if b["status"] != "ok"]
     if not_run:
-        lines += ["", "## Not run", ""] + [f"- `{b['name']}` {b['status']}: {b['reason']}" for b in not_run]
-    notes = [f"- {name}: {m['reason']}" for name, m in report["metrics"].items() if not m["available"]]
+        lines += ["", "## Not run", "", "skipped = cannot run on this machine; failed = should run here and did not.",
+                  ""] + [f"- `{b['name']}` {b['status']}: {b['reason']}" for b in not_run]
+    notes = metric_notes(report)
     if notes:
-        lines += ["", "## Metrics not computed", ""] + notes
+        about = "'vs ref' compares with the reference backend's output of the same image and noise; drift = " \
+                "backend minus reference; 'worst' / 'min' = the least favourable image."
+        lines += ["", "## Metrics", "", about, ""] + [f"- {n}" for n in notes]
     env = report["environment"]
     lines += ["", f"Measured on {env['cpu']['name']} ({env['cpu']['cores']} cores, torch threads "
                   f"{env['torch_threads']}), {', '.join(g['name'] for g in env['gpus']) or 'no GPU'}; "
@@ -126,7 +116,7 @@ def write_report(out: str | Path, result) -> Path:
     text_html = render_html(result)  # before touching the folder: a plotting error writes nothing
     texts = {"report.json": text_json, "report.md": text_md, "report.html": text_html}
     out = Path(out)
-    if not out.exists() or {p.name for p in out.iterdir()} <= set(REPORT_FILES):
+    if not out.exists() or {p.name for p in out.iterdir()} <= set(OWN_FILES):
         with atomic_directory(out) as tmp:  # a fresh folder, or only an older report in it
             umask = os.umask(0)
             os.umask(umask)

@@ -1,6 +1,10 @@
 """`vpdsr export --model DIR_OR_PRESET --out DIR --targets LIST`: deployable artifacts + manifest.json."""
 from __future__ import annotations
 
+from pathlib import Path
+
+LOG_NAME = "export.log"
+
 
 def register(sub) -> None:
     from vpdsr.export.targets import ALIASES, TARGETS
@@ -17,16 +21,25 @@ def register(sub) -> None:
                    help="one graph, or encoder/denoiser/decoder graphs (default fused)")
     p.add_argument("--tile", type=int, default=64, help="LR tile size of the static shape and calibration (default 64)")
     p.add_argument("--dynamic", action="store_true", help="dynamic H/W (batch is always dynamic)")
+    p.add_argument("--validation-images", type=int, metavar="N",
+                   help="validate on the first N held-out photos only (default: all three; each target runs them all)")
+    p.add_argument("--device", default="cuda", help="GPU for TensorRT targets: cuda or cuda:N (default cuda)")
     p.add_argument("--strict", action="store_true", help="exit 1 if any target is skipped, failed or below its floor")
     p.add_argument("--force", action="store_true", help="rebuild even when a cached artifact matches")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, log_file=lambda a: (Path(a.out) / LOG_NAME, False))
 
 
 def run(args) -> int:
+    from vpdsr.commands.checks import output_folder
     from vpdsr.export.api import export
+    from vpdsr.export.validation import ValidationConfig
+
+    output_folder(args.out)  # before the model is loaded
 
     manifest = export(args.model, args.out, args.targets, stages=args.stages, tile=args.tile, dynamic=args.dynamic,
-                      calib=args.calib, calib_count=args.calib_count, strict=args.strict, force=args.force)
+                      calib=args.calib, calib_count=args.calib_count,
+                      validation=ValidationConfig(max_images=args.validation_images), strict=args.strict,
+                      force=args.force, progress=None, device=args.device)
     requested = {a.name for a in manifest.artifacts}
     failed = [a.name for a in manifest.artifacts if a.name in requested and a.status == "failed"]
     print(f"manifest: {args.out}/manifest.json")

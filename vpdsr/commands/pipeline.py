@@ -12,14 +12,15 @@ RUN/pipeline.json records each stage's wall time and outputs.
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
 from pathlib import Path
 
 from vpdsr.utils import atomic_write_text
 
+log = logging.getLogger(__name__)
 BENCH_SAMPLES = "samples:holdout"
-SCALE = 4
+LOG_NAME = "pipeline.log"
 
 
 def register(sub) -> None:
@@ -35,7 +36,7 @@ def register(sub) -> None:
                    help="stop timing a backend after this many seconds (default 10; keeps the job within minutes)")
     p.add_argument("--clip-weights", help="OpenAI CLIP RN50.pt for CLIPIQA (else searched; null if absent)")
     p.add_argument("--tile", type=int, default=64, help="export/bench LR tile size (default 64)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, log_file=lambda a: (Path(a.out) / LOG_NAME, False))
 
 
 def default_config() -> Path | None:
@@ -49,10 +50,6 @@ def default_config() -> Path | None:
     return None
 
 
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def stage_distill(config, out: Path, retrain: bool) -> tuple[str, dict]:
     """The model to export: shipped weights of the config's preset, or a freshly distilled student."""
     from vpdsr.distill.config import load_config
@@ -63,11 +60,11 @@ def stage_distill(config, out: Path, retrain: bool) -> tuple[str, dict]:
     preset = _preset_of(cfg)
     shipped = SHIPPED / preset if preset else None
     if not retrain and shipped is not None and (shipped / WEIGHTS_NAME).is_file():
-        _say(f"[1/3] distill: skipped, shipped {preset} checkpoint {shipped} (use --retrain to train)")
+        log.info(f"[1/3] distill: skipped, shipped {preset} checkpoint {shipped} (use --retrain to train)")
         return str(shipped), {"skipped": True, "model": str(shipped)}
     from vpdsr.distill.api import run_distill
 
-    _say(f"[1/3] distill: training {preset or 'the configured model'} into {out / 'distill'}")
+    log.info(f"[1/3] distill: training {preset or 'the configured model'} into {out / 'distill'}")
     result = run_distill(cfg, out / "distill", stage="all", progress=True)
     return str(result.model_dir), {"skipped": False, "model": str(result.model_dir)}
 
@@ -81,22 +78,17 @@ def _preset_of(cfg) -> str | None:
 
 
 def make_bench_inputs(folder: Path, spec: str = BENCH_SAMPLES) -> tuple[Path, Path]:
-    """HR photos cropped to a multiple of 4 and their bicubic x4 LR (8-bit levels), as PNGs."""
-    import torch
+    """The export's held-out validation photos as PNG files: HR cropped to a multiple of 4, its x4 bicubic LR.
 
-    from vpdsr.data.degrade import bicubic_downscale
-    from vpdsr.data.io import to_numpy, to_tensor, write_image
-    from vpdsr.data.samples import resolve_images
+    The LR arrays are already at 8-bit levels, so the bench reads back exactly what the export validated on.
+    """
+    from vpdsr.data.io import write_image
+    from vpdsr.export.validation import holdout_images
 
     lr_dir, hr_dir = folder / "lr", folder / "hr"
-    for src in resolve_images(spec):
-        hr = src.load()
-        h, w = (hr.shape[0] // SCALE) * SCALE, (hr.shape[1] // SCALE) * SCALE
-        hr = hr[:h, :w]
-        with torch.no_grad():
-            lr = to_numpy(bicubic_downscale(to_tensor(hr), SCALE))
-        write_image(hr_dir / f"{src.name}.png", hr)
-        write_image(lr_dir / f"{src.name}.png", lr)
+    for name, lr, hr in holdout_images(spec):
+        write_image(hr_dir / f"{name}.png", hr)
+        write_image(lr_dir / f"{name}.png", lr)
     return lr_dir, hr_dir
 
 
@@ -105,9 +97,10 @@ def run(args) -> int:
     from vpdsr.bench.harness import BenchConfig
     from vpdsr.bench.latency import LatencyConfig
     from vpdsr.commands.bench import bench_and_report
+    from vpdsr.commands.checks import output_folder
     from vpdsr.export.api import export
 
-    out = Path(args.out)
+    out = output_folder(args.out, inside=("distill", "artifacts", "bench-inputs", "report"))
     config = args.config or default_config()
     t_start = time.perf_counter()
     summary: dict = {"config": str(config) if config else None, "stages": {}}
@@ -121,27 +114,27 @@ def run(args) -> int:
     summary["stages"]["distill"] = {**info, "seconds": time.perf_counter() - t0}
 
     t0 = time.perf_counter()
-    _say(f"[2/3] export: targets {args.targets} -> {out / 'artifacts'}")
-    manifest = export(model, out / "artifacts", args.targets, tile=args.tile, log=lambda m: _say(f"  export: {m}"))
+    log.info(f"[2/3] export: targets {args.targets} -> {out / 'artifacts'}")
+    manifest = export(model, out / "artifacts", args.targets, tile=args.tile, progress=None)
     summary["stages"]["export"] = {
         "seconds": time.perf_counter() - t0,
         "artifacts": {a.name: a.status if a.status == "ok" else f"{a.status}: {a.reason}" for a in manifest.artifacts},
     }
 
     t0 = time.perf_counter()
-    _say(f"[3/3] bench: {BENCH_SAMPLES} (x4 bicubic LR, HR for fidelity) -> {out / 'report'}")
+    log.info(f"[3/3] bench: {BENCH_SAMPLES} (x4 bicubic LR, HR for fidelity) -> {out / 'report'}")
     lr_dir, hr_dir = make_bench_inputs(out / "bench-inputs")
     cfg = BenchConfig(
         model=model, images=str(lr_dir), hr=str(hr_dir), artifacts=str(out / "artifacts"), tile=args.tile,
         latency=LatencyConfig(warmup=args.warmup, iters=args.iters, budget_s=args.budget_s, threads=args.threads),
-        gates=GateConfig(), clip_weights=args.clip_weights, log=lambda m: _say(f"  {m}"),
+        gates=GateConfig(), clip_weights=args.clip_weights,
     )
     try:
-        return bench_and_report(cfg, out / "report")
+        return bench_and_report(cfg, out / "report", print_table=False)
     finally:
         summary["stages"]["bench"] = {"seconds": time.perf_counter() - t0, "report": str(out / "report")}
         summary["seconds"] = time.perf_counter() - t_start
         atomic_write_text(out / "pipeline.json", json.dumps(summary, indent=2) + "\n")
-        _say(f"pipeline: {summary['seconds']:.0f} s in all (distill {summary['stages']['distill']['seconds']:.0f} s, "
+        log.info(f"pipeline: {summary['seconds']:.0f} s in all (distill {summary['stages']['distill']['seconds']:.0f} s, "
              f"export {summary['stages']['export']['seconds']:.0f} s, bench {summary['stages']['bench']['seconds']:.0f} s)"
              f"; report: {out / 'report' / 'report.html'}")

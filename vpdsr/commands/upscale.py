@@ -1,19 +1,24 @@
-"""`vpdsr upscale IMAGE... --model DIR_OR_PRESET --out DIR`: tiled x4 super-resolution."""
+"""`vpdsr upscale IMAGE... --model DIR_OR_PRESET --out DIR`: tiled super-resolution (the model's scale).
+
+Each result is `OUT/<stem>_x<scale>.png`. Checked before the model is loaded: `--out` is a folder
+(or can be made), and no two inputs share a file stem (they would write the same output).
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from vpdsr.errors import InputError
 
+DEFAULT_TILE = 128
+
 
 def register(sub) -> None:
-    p = sub.add_parser("upscale", help="x4 super-resolve images (tiled, any size)")
+    p = sub.add_parser("upscale", help="super-resolve images with a model or artifact (tiled, any size)")
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--model", default="tiny", help="model directory or preset name (default: tiny)")
-    p.add_argument("--out", required=True, help="output folder; each result is <name>_x4.png")
+    p.add_argument("--out", required=True, help="output folder; each result is <name>_x<scale>.png (e.g. _x4)")
     p.add_argument("--backend", choices=("torch", "onnxruntime", "openvino", "tensorrt"),
                    help="runner: torch without --artifact (default), else the artifact's own backend by default")
     p.add_argument("--artifact", help="exported artifact folder (or export folder + --target) to run instead of --model")
@@ -21,7 +26,8 @@ def register(sub) -> None:
     p.add_argument("--device", help="cpu (default) or cuda[:N]; openvino: its device name (CPU, GPU)")
     p.add_argument("--precision", help="torch: fp32 (default), fp16, bf16; openvino: override the artifact's "
                                        "pinned execution precision (f32, bf16, f16)")
-    p.add_argument("--tile", type=int, default=128, help="tile size in LR pixels; 0 = whole image (default 128)")
+    p.add_argument("--tile", type=int, help=f"tile size in LR pixels; 0 = whole image (default: a static artifact's "
+                                            f"own tile, else {DEFAULT_TILE})")
     p.add_argument("--overlap", type=int, default=16, help="tile overlap in LR pixels (default 16)")
     p.add_argument("--batch", type=int, default=4, help="tiles per inference call (default 4)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
@@ -30,60 +36,45 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from vpdsr.commands.checks import distinct_outputs, output_folder
     from vpdsr.data.io import list_images, read_image, write_image
     from vpdsr.runtimes.tiling import TileConfig
+    from vpdsr.runtimes.upscale import Upscaler
 
-    files = [f for spec in args.images for f in list_images(spec)]
-    cfg = TileConfig(tile=args.tile or None, overlap=args.overlap if args.tile else 0, batch=args.batch)
-    upscaler = make_upscaler(args)
-    out = Path(args.out)
-    for path in tqdm(files, desc="upscale", unit="img", disable=len(files) < 2):
-        img = read_image(path)
-        sr = upscaler(img, cfg)
-        target = out / f"{Path(path).stem}_x4.png"
-        write_image(target, sr, bit_depth=args.bit_depth)
-        print(f"{path} ({img.shape[1]}x{img.shape[0]}) -> {target} ({sr.shape[1]}x{sr.shape[0]})")
+    out = output_folder(args.out)
+    files = list(dict.fromkeys(f for spec in args.images for f in list_images(spec)))  # a file named twice runs once
+    # before the model loads (the scale is the runner's): one stem, one output, whatever the scale
+    distinct_outputs((f, out / f"{f.stem}_x<scale>.png") for f in files)
+    tile = DEFAULT_TILE if args.tile is None else (args.tile or None)
+    cfg = TileConfig(tile=tile, overlap=args.overlap if tile else 0, batch=args.batch)
+    runner = make_runner(args).activate()
+    try:
+        # `--tile` given: a static artifact of another tile size is a one-line error, not a silent change
+        upscaler = Upscaler(runner, cfg, args.seed, explicit_tile=args.tile is not None)
+        scale = upscaler.tiles.scale  # the model's (x2/x3 GAN presets), as the runner reports it
+        targets = [out / f"{Path(path).stem}_x{scale}.png" for path in files]
+        distinct_outputs(zip(files, targets))  # also refuses an output name that exists as a folder
+        for path, target in tqdm(list(zip(files, targets)), desc="upscale", unit="img", disable=len(files) < 2):
+            img = read_image(path)
+            sr = upscaler(img, progress=img.shape[0] * img.shape[1] > 512 * 512)
+            write_image(target, sr, bit_depth=args.bit_depth)
+            print(f"{path} ({img.shape[1]}x{img.shape[0]}) -> {target} ({sr.shape[1]}x{sr.shape[0]})")
+    finally:
+        runner.deactivate()
     return 0
 
 
-def make_upscaler(args):
-    """Returns `fn(img HWC float32, TileConfig) -> sr HWC float32` for the chosen backend."""
-    from vpdsr.runtimes.noise import NoiseField
-    from vpdsr.runtimes.tiling import upscale_tiled
+def make_runner(args):
+    """The (inactive) runner of the chosen backend: torch over `--model`, or an exported `--artifact`."""
+    if not args.artifact and args.backend in (None, "torch"):
+        from vpdsr.runtimes.torch_runner import TorchRunner
 
-    infer, channels = _artifact_infer(args) if args.artifact or args.backend not in (None, "torch") \
-        else _torch_infer(args.model, args.device or "cpu", args.precision or "fp32")
-
-    def upscale(img: np.ndarray, cfg) -> np.ndarray:
-        lr = np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)
-        big = lr.shape[1] * lr.shape[2] > 512 * 512
-        sr = upscale_tiled(infer, lr, NoiseField(args.seed, channels), cfg, progress=big)
-        return sr.transpose(1, 2, 0)
-
-    return upscale
-
-
-def _torch_infer(model_spec: str, device: str, precision: str = "fp32"):
-    from vpdsr.runtimes.torch_runner import TorchRunner
-
-    runner = TorchRunner.from_pretrained(model_spec, device=device, precision=precision).activate()
-    return runner.as_tile_fn(), runner.noise_channels
-
-
-def _artifact_infer(args):
+        return TorchRunner.from_pretrained(args.model, device=args.device or "cpu", precision=args.precision or "fp32")
     if not args.artifact:
         raise InputError(f"`--backend {args.backend}` needs `--artifact PATH` (an exported artifact)")
-    from vpdsr.runtimes import load
-
-    options = {}
-    if args.target:
-        options["target"] = args.target
-    if args.precision:
-        options["precision"] = args.precision
-    if args.device:
-        options["device"] = args.device
     if args.backend == "torch":
         raise InputError("`--backend torch` runs `--model`, not an exported `--artifact`; drop one of them")
-    runner = load(args.artifact, backend=args.backend, **options)
-    runner.activate()
-    return runner.as_tile_fn(), runner.noise_channels
+    from vpdsr.runtimes import load
+
+    options = {k: v for k, v in (("target", args.target), ("precision", args.precision), ("device", args.device)) if v}
+    return load(args.artifact, backend=args.backend, **options)

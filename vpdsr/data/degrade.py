@@ -15,8 +15,6 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -25,199 +23,17 @@ from kornia.color import rgb_to_grayscale
 from kornia.enhance import jpeg_codec_differentiable
 from kornia.filters import filter2d
 
+from vpdsr.data.degrade_config import (  # noqa: F401 - the configs are part of this module's API
+    KERNEL_TYPES,
+    MODES,
+    RESIZE_MODES,
+    DegradationConfig,
+    OrderConfig,
+    second_order_defaults,
+)
 from vpdsr.data.kernels import Draws, circular_lowpass_kernel, random_blur_kernel
-from vpdsr.errors import ConfigError, InputError
+from vpdsr.errors import InputError
 
-KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
-RESIZE_MODES = ("area", "bilinear", "bicubic")
-MODES = ("bicubic", "realesrgan")
-_ODD_SIZES = tuple(range(7, 22, 2))
-
-
-@dataclass
-class OrderConfig:
-    """Probabilities and ranges of one degradation order (Real-ESRGAN's first-order defaults).
-
-    Ranges are ``(low, high)``, drawn uniformly. ``resize_prob`` is (up, down, keep).
-    Noise sigma is in 8-bit levels. ``jpeg_*`` of the second order drive the final JPEG.
-    """
-
-    blur_prob: float = 1.0
-    kernel_sizes: tuple[int, ...] = _ODD_SIZES
-    kernel_list: tuple[str, ...] = KERNEL_TYPES
-    kernel_prob: tuple[float, ...] = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
-    sinc_prob: float = 0.1
-    blur_sigma: tuple[float, ...] = (0.2, 3.0)
-    betag_range: tuple[float, ...] = (0.5, 4.0)
-    betap_range: tuple[float, ...] = (1.0, 2.0)
-    resize_prob: tuple[float, ...] = (0.2, 0.7, 0.1)
-    resize_range: tuple[float, ...] = (0.15, 1.5)
-    noise_prob: float = 1.0
-    gaussian_noise_prob: float = 0.5
-    noise_range: tuple[float, ...] = (1.0, 30.0)
-    poisson_scale_range: tuple[float, ...] = (0.05, 3.0)
-    gray_noise_prob: float = 0.4
-    jpeg_prob: float = 1.0
-    jpeg_range: tuple[float, ...] = (30.0, 95.0)
-
-
-def second_order_defaults() -> OrderConfig:
-    """Real-ESRGAN's second-order settings (``*2`` keys of ``train_realesrgan_x4plus.yml``)."""
-    return OrderConfig(blur_prob=0.8, blur_sigma=(0.2, 1.5), resize_prob=(0.3, 0.4, 0.3),
-                       resize_range=(0.3, 1.2), noise_range=(1.0, 25.0), poisson_scale_range=(0.05, 2.5))
-
-
-@dataclass
-class DegradationConfig:
-    """How LR inputs are made from HR crops; lives in the ``degradation:`` section of a config.
-
-    ``enabled: false`` or ``mode: bicubic`` gives the clean case: an antialiased bicubic
-    downscale by ``scale``. ``mode: realesrgan`` runs the second-order pipeline with the
-    ``first`` / ``second`` order settings and the final-step fields below.
-    """
-
-    enabled: bool = True
-    mode: str = "realesrgan"
-    scale: int = 4
-    first: OrderConfig = field(default_factory=OrderConfig)
-    second: OrderConfig = field(default_factory=second_order_defaults)
-    final_sinc_prob: float = 0.8
-    final_kernel_sizes: tuple[int, ...] = _ODD_SIZES
-    resize_before_jpeg_prob: float = 0.5  # final [resize + sinc] then JPEG, else JPEG first
-    resize_modes: tuple[str, ...] = RESIZE_MODES
-    rotation_range: tuple[float, ...] = (-math.pi, math.pi)
-    sinc_cutoff_range: tuple[float, ...] = (math.pi / 3, math.pi)
-    # Real-ESRGAN lets large sinc kernels cut lower: fewer taps would truncate the ringing badly.
-    sinc_cutoff_range_large_kernel: tuple[float, ...] = (math.pi / 5, math.pi)
-    sinc_large_kernel_size: int = 13
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            if f.name not in ("first", "second"):
-                setattr(self, f.name, _coerce(f"degradation.{f.name}", getattr(self, f.name), f.default))
-        for name, base in (("first", OrderConfig()), ("second", second_order_defaults())):
-            order = getattr(self, name)
-            if isinstance(order, Mapping):
-                order = _order_from_dict(order, base, f"degradation.{name}")
-            if not isinstance(order, OrderConfig):
-                raise ConfigError(f"degradation.{name}: expected a mapping of order settings, got {order!r}")
-            setattr(self, name, _checked_order(order, f"degradation.{name}"))
-        self._validate()
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> DegradationConfig:
-        """Build from a YAML section; missing keys keep Real-ESRGAN's defaults (per order)."""
-        data = dict(data or {})
-        _reject_unknown(data, {f.name for f in fields(cls)}, "degradation")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of lists and numbers that ``from_dict`` reads back unchanged."""
-        return _listify(asdict(self))
-
-    def _validate(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"degradation.mode: expected one of {list(MODES)}, got {self.mode!r}")
-        if self.scale < 1:
-            raise ConfigError(f"degradation.scale: expected a positive integer, got {self.scale}")
-        for name in ("final_sinc_prob", "resize_before_jpeg_prob"):
-            _check_prob(f"degradation.{name}", getattr(self, name))
-        _check_kernel_sizes("degradation.final_kernel_sizes", self.final_kernel_sizes)
-        if not self.resize_modes or set(self.resize_modes) - set(RESIZE_MODES):
-            raise ConfigError(f"degradation.resize_modes: expected a non-empty subset of {list(RESIZE_MODES)}, "
-                              f"got {list(self.resize_modes)}")
-        _check_range("degradation.rotation_range", self.rotation_range, -math.inf)
-        for name in ("sinc_cutoff_range", "sinc_cutoff_range_large_kernel"):
-            _check_range(f"degradation.{name}", getattr(self, name), 1e-6, math.pi + 1e-6)
-
-
-# ---------------------------------------------------------------- config helpers
-
-def _coerce(where: str, value: Any, default: Any) -> Any:
-    """Convert a YAML value to the type of the field's default (lists -> tuples, ints -> floats)."""
-    if isinstance(default, tuple):
-        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return tuple(_coerce(f"{where}[{i}]", v, default[0]) for i, v in enumerate(value))
-    if isinstance(default, bool) or isinstance(value, bool):
-        if type(value) is not type(default):
-            raise ConfigError(f"{where}: expected {type(default).__name__}, got {value!r}")
-        return value
-    if isinstance(default, int):
-        if not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return int(value)
-    if isinstance(default, float):
-        if not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    return value
-
-
-def _reject_unknown(data: Mapping[str, Any], known: set[str], where: str) -> None:
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {unknown}; expected some of {sorted(known)}")
-
-
-def _order_from_dict(data: Mapping[str, Any], base: OrderConfig, where: str) -> OrderConfig:
-    _reject_unknown(data, {f.name for f in fields(OrderConfig)}, where)
-    return replace(base, **data)
-
-
-def _checked_order(order: OrderConfig, where: str) -> OrderConfig:
-    defaults = OrderConfig()
-    for f in fields(order):
-        setattr(order, f.name, _coerce(f"{where}.{f.name}", getattr(order, f.name), getattr(defaults, f.name)))
-    for name in ("blur_prob", "sinc_prob", "noise_prob", "gaussian_noise_prob", "gray_noise_prob", "jpeg_prob"):
-        _check_prob(f"{where}.{name}", getattr(order, name))
-    _check_kernel_sizes(f"{where}.kernel_sizes", order.kernel_sizes)
-    if not order.kernel_list or set(order.kernel_list) - set(KERNEL_TYPES):
-        raise ConfigError(f"{where}.kernel_list: expected a non-empty subset of {list(KERNEL_TYPES)}, "
-                          f"got {list(order.kernel_list)}")
-    _check_weights(f"{where}.kernel_prob", order.kernel_prob, len(order.kernel_list))
-    _check_weights(f"{where}.resize_prob", order.resize_prob, 3)
-    for name in ("blur_sigma", "betag_range", "betap_range", "resize_range"):
-        _check_range(f"{where}.{name}", getattr(order, name), 1e-3)
-    if not order.resize_range[0] <= 1.0 <= order.resize_range[1]:
-        raise ConfigError(f"{where}.resize_range: expected [low <= 1, high >= 1], got {list(order.resize_range)}")
-    for name in ("noise_range", "poisson_scale_range"):
-        _check_range(f"{where}.{name}", getattr(order, name), 0.0)
-    _check_range(f"{where}.jpeg_range", order.jpeg_range, 1.0, 100.0)
-    return order
-
-
-def _check_prob(where: str, p: float) -> None:
-    if not 0.0 <= p <= 1.0:
-        raise ConfigError(f"{where}: expected a probability in [0, 1], got {p}")
-
-
-def _check_range(where: str, rng: tuple[float, ...], low: float, high: float = math.inf) -> None:
-    if len(rng) != 2 or not low <= rng[0] <= rng[1] <= high:
-        raise ConfigError(f"{where}: expected [low, high] with {low:g} <= low <= high <= {high:g}, got {list(rng)}")
-
-
-def _check_weights(where: str, weights: tuple[float, ...], count: int) -> None:
-    if len(weights) != count or min(weights) < 0 or sum(weights) <= 0:
-        raise ConfigError(f"{where}: expected {count} non-negative weights with a positive sum, got {list(weights)}")
-
-
-def _check_kernel_sizes(where: str, sizes: tuple[int, ...]) -> None:
-    if not sizes or any(s < 1 or s % 2 == 0 for s in sizes):
-        raise ConfigError(f"{where}: expected a non-empty list of positive odd sizes, got {list(sizes)}")
-
-
-def _listify(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _listify(v) for k, v in value.items()}
-    if isinstance(value, (tuple, list)):
-        return [_listify(v) for v in value]
-    return value
-
-
-# ---------------------------------------------------------------- random draws
 
 def _random_resize_factor(order: OrderConfig, draw: Draws) -> float:
     direction = draw.choice(("up", "down", "keep"), order.resize_prob)

@@ -14,6 +14,8 @@ import os
 import secrets
 import struct
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,17 +70,47 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         >>> img = read_image("photo.png")  # doctest: +SKIP
     """
     path = Path(path)
+    with _opened(path) as im:
+        im.load()  # Pillow decodes lazily: force it so truncation surfaces here
+        array = _precise_array(path, im)
+        if array is None:
+            array = _pil_array(im)
+        orientation = _orientation(im)
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise InputError(f"{path}: image has zero width or height (expected at least 1x1 pixels)")
+    return apply_orientation(_to_rgb_float(array, path), orientation)
+
+
+def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) of the array :func:`read_image` would return, from the file header only.
+
+    Cheap (no pixels are decoded), so a command can check every input's size before the
+    expensive work starts; a file whose pixels are corrupt still fails later, in read_image.
+
+    Raises:
+        InputError: the file is missing or not an image, as in :func:`read_image`.
+    """
+    path = Path(path)
+    with _opened(path) as im:
+        width, height = im.size
+        orientation = _orientation(im)
+    if orientation in (5, 6, 7, 8):  # the EXIF transforms that swap the axes
+        width, height = height, width
+    if width == 0 or height == 0:
+        raise InputError(f"{path}: image has zero width or height (expected at least 1x1 pixels)")
+    return height, width
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[Image.Image]:
+    """``Image.open(path)``, with a missing file and Pillow's errors turned into one-line InputErrors."""
     if not path.exists():
         raise InputError(f"image file not found: {path} (expected {_EXPECTED})")
     if not path.is_file():
         raise InputError(f"{path} is a directory, not a file (expected {_EXPECTED})")
     try:
         with Image.open(path) as im:
-            im.load()  # Pillow decodes lazily: force it so truncation surfaces here
-            array = _precise_array(path, im)
-            if array is None:
-                array = _pil_array(im)
-            orientation = _orientation(im)
+            yield im
     except Image.DecompressionBombError as e:
         raise InputError(f"{path}: image too large to decode safely ({_one_line(e)})") from e
     except PermissionError as e:
@@ -87,9 +119,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise InputError(f"{path} is not an image Pillow can read (expected {_EXPECTED})") from e
     except _DECODE_ERRORS as e:
         raise InputError(f"{path}: corrupt or truncated image ({_one_line(e)})") from e
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise InputError(f"{path}: image has zero width or height (expected at least 1x1 pixels)")
-    return apply_orientation(_to_rgb_float(array, path), orientation)
 
 
 def _pil_array(im: Image.Image) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Every kernel is a square, odd-sized ``float64`` tensor on the CPU that sums to 1; the caller
 casts it to the image's dtype and device. Random draws come from :class:`Draws`, one
-``torch.Generator``; the ranges from :class:`vpdsr.data.degrade.DegradationConfig`. The shapes follow BasicSR's ``basicsr/data/degradations.py``
+``torch.Generator``; the ranges from :class:`vpdsr.data.degrade_config.DegradationConfig`. The shapes follow BasicSR's ``basicsr/data/degradations.py``
 (``bivariate_Gaussian``, ``bivariate_generalized_Gaussian``, ``bivariate_plateau``,
 ``circular_lowpass_kernel``), written again on torch.
 """
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-if TYPE_CHECKING:  # degrade imports this module at run time
-    from vpdsr.data.degrade import DegradationConfig, OrderConfig
+if TYPE_CHECKING:
+    from vpdsr.data.degrade_config import DegradationConfig, OrderConfig
 
 KERNEL_SHAPES = ("gaussian", "generalized", "plateau")
 

@@ -43,6 +43,13 @@ def run_distill(config: str | Path | dict | DistillConfig | None, out: str | Pat
         raise ConfigError(f"distill stage must be one of {', '.join(STAGES)}, got {stage!r}")
     cfg = config if isinstance(config, DistillConfig) else load_config(config)
     out = Path(out)
+    if resume:  # a corrupt checkpoint is one line now, not a traceback after the teacher has trained
+        from vpdsr.distill.state import STATE_NAME, check_training_state
+
+        runs = [out / "teacher", out / "student"] if stage == "all" else [out]
+        for run in runs:
+            if (run / "checkpoint" / STATE_NAME).is_file():  # what the trainer resumes from
+                check_training_state(run / "checkpoint")
     if stage == "autoencoder":
         from vpdsr.distill.autoencoder import train_autoencoder
 

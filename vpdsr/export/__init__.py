@@ -2,9 +2,9 @@
 
 Optional backends are imported inside the functions that use them, never here.
 """
+from vpdsr.artifacts import ArtifactEntry, Manifest
 from vpdsr.export.api import ExportOptions, export
 from vpdsr.export.calibration import CalibrationSet
-from vpdsr.export.manifest import ArtifactEntry, Manifest
 from vpdsr.export.targets import TARGETS, TargetSpec, parse_targets, register_target
 
 __all__ = ["export", "ExportOptions", "CalibrationSet", "Manifest", "ArtifactEntry", "TARGETS", "TargetSpec",

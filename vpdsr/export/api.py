@@ -1,38 +1,42 @@
 """`export(model, out_dir, targets, ...) -> Manifest`: build, validate and record every target.
 
-Each target is built in a hidden temporary folder beside its final place, validated against the
-torch fp32 reference on held-out inputs (the bundled holdout photos, never used for calibration),
+Each target is built in a hidden temporary folder beside its final place, validated on the engine
+that will run it (`vpdsr.runtimes.load` on the folder, the held-out photos through the same
+tiling path as `vpdsr bench`, see `vpdsr/export/validation.py`) against the torch fp32 reference,
 its `artifact.json` written, and only then renamed into place: a killed or failed export leaves
 no folder that loads. The manifest is rewritten after every target.
 
+Status (issue 9): `ok`; `skipped` when this machine cannot build or run the target (TensorRT
+without a GPU, bf16 on a CPU without it), with the reason; `failed` when it should have worked
+and did not (a build error, an artifact its runner cannot load, NaN, validation below the target's
+floor): the entry then keeps its validation figures and no folder is left.
+
 Re-running with unchanged inputs reuses an artifact: its `cache_key` hashes the model (config and
 tensors), the target's config (stages, tile, dynamic, options), the calibration set's hash
-(calibrated targets only) and the tool versions; if the folder's entry has the same key and its
-files still match their sha256, nothing is rebuilt.
+(calibrated targets only), the validation settings and the tool versions; if the folder's entry
+has the same key and its files still match their sha256, nothing is rebuilt.
 """
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata as md
 import json
+import logging
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from vpdsr import __version__
-from vpdsr.errors import ArtifactError, InputError, MissingDependencyError, VpdsrError
-from vpdsr.export.calibration import DEFAULT_CALIB, HOLDOUT, CalibrationSet
-from vpdsr.export.evaluate import compare, folder_outputs, torch_reference
-from vpdsr.export.manifest import ArtifactEntry, Manifest, file_entries, read_entry, write_entry
+from vpdsr import __version__, env
+from vpdsr.artifacts import ArtifactEntry, Manifest, file_entries, read_entry, write_entry
+from vpdsr.errors import ArtifactError, CapabilityError, InputError, VpdsrError
+from vpdsr.export.calibration import DEFAULT_CALIB, CalibrationSet
 from vpdsr.export.onnx_graph import EXPORTER, model_sha256
 from vpdsr.export.targets import BuildContext, TargetSkipped, TargetSpec, parse_targets
+from vpdsr.export.validation import ValidationConfig, ValidationFailed, upscale_all, validate
 from vpdsr.utils import atomic_directory
 
-TOOLS = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnxruntime", "openvino": "openvino", "nncf": "nncf",
-         "modelopt": "nvidia-modelopt", "tensorrt": "tensorrt", "onnxconverter_common": "onnxconverter-common"}
-VALIDATION_COUNT = 2  # held-out tiles per target
-VALIDATION_SEED = 1234
+log = logging.getLogger(__name__)
+# The versions an entry records and its cache key hashes (keys of the `vpdsr.env` table).
+TOOLS = ("torch", "onnx", "onnxruntime", "openvino", "nncf", "modelopt", "tensorrt", "onnxconverter_common")
 
 
 class ExportIncomplete(VpdsrError):
@@ -51,6 +55,7 @@ class ExportOptions:
     calib: str = DEFAULT_CALIB
     calib_count: int = 8
     calib_seed: int = 0
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def validate(self) -> "ExportOptions":
         if self.stages not in ("fused", "split"):
@@ -64,32 +69,32 @@ class ExportOptions:
 
 def tool_versions() -> dict[str, str | None]:
     """Installed versions (from package metadata: nothing is imported)."""
-    out = {"vpdsr": __version__}
-    for key, dist in TOOLS.items():
-        try:
-            out[key] = md.version(dist)
-        except md.PackageNotFoundError:
-            out[key] = None
-    return out
+    return {"vpdsr": __version__, **env.versions(TOOLS)}
 
 
 def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str = "fused", tile: int = 64,
-           dynamic: bool = False, calib: str = DEFAULT_CALIB, calib_count: int = 8, strict: bool = False,
-           force: bool = False, log: Callable[[str], None] = print) -> Manifest:
+           dynamic: bool = False, calib: str = DEFAULT_CALIB, calib_count: int = 8,
+           validation: ValidationConfig | None = None, strict: bool = False, force: bool = False,
+           progress: bool | None = False, device: str = "cuda") -> Manifest:
     """Export `model` to every target in `targets` under `out_dir`.
 
+    Progress and one summary line per target go to the `vpdsr.export` loggers (the CLI shows them).
+
     Args:
-        model: a VPDSR module, a model directory or a preset name.
+        model: a model (an `SRModel`), a model directory or a preset name.
         out_dir: artifacts folder (one sub-folder per target + manifest.json).
         targets: "onnx,openvino-int8" or a list; aliases "cpu" and "all".
         stages: "fused" (one graph) or "split" (encoder/denoiser/decoder graphs).
-        tile: static LR tile size (also the calibration crop size and the validation size).
+        tile: static LR tile size (also the calibration crop size and the validation tile).
         dynamic: dynamic H/W (the batch dimension is always dynamic).
         calib: calibration images (file, folder, or "samples[:subset]").
         calib_count: calibration samples.
+        validation: the held-out images, noise seed and overlap/batch of validation (default: the three
+            held-out photos whole, `vpdsr bench`'s seed and tiling at `tile`).
         strict: raise ExportIncomplete if any target is skipped, failed or below its floor.
         force: rebuild even when a cached artifact matches.
-        log: progress printer.
+        progress: a progress bar over the targets (None: on a terminal only).
+        device: the GPU TensorRT engines are built (and validated) on: "cuda" or "cuda:N".
 
     Returns:
         The manifest (also written to `out_dir/manifest.json`).
@@ -97,53 +102,77 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
     Example:
         >>> manifest = export("tiny", "artifacts", "onnx,openvino-int8")  # doctest: +SKIP
     """
-    from vpdsr.models import VPDSR, from_pretrained
+    from tqdm.auto import tqdm
+
+    from vpdsr.models import SRModel, from_pretrained
+
+    from vpdsr.runtimes.cuda import cuda_index
 
     specs = parse_targets(targets)
-    opts = ExportOptions(stages, tile, dynamic, str(calib), calib_count).validate()
-    source = model if not isinstance(model, VPDSR) else "<in-memory>"
-    if not isinstance(model, VPDSR):
+    cuda_index(device)  # a `--device` that names no CUDA device is a user error before anything is built
+    opts = ExportOptions(stages, tile, dynamic, str(calib), calib_count,
+                         validation=validation or ValidationConfig()).validate()
+    source = model if not isinstance(model, SRModel) else "<in-memory>"
+    if not isinstance(model, SRModel):
         model = from_pretrained(model)
     model = model.float().eval()
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"`--out` {out_dir} is a file; expected an artifacts folder (new or from `vpdsr export`)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(out_dir, log)
+    _remove_leftovers(out_dir)
     model_hash = model_sha256(model)
     manifest = _open_manifest(out_dir, model_hash, str(source), model)
     versions = tool_versions()
     calib_set = CalibrationSet(opts.calib, opts.calib_count, opts.tile, model.latent_channels, opts.calib_seed)
     work = out_dir / f".work-{model_hash[:12]}"
-    ctx = BuildContext(model, work, opts.stages, opts.tile, opts.dynamic, calib_set, log)
-    held_out = CalibrationSet(HOLDOUT, VALIDATION_COUNT, opts.tile, model.latent_channels, VALIDATION_SEED)
+    ctx = BuildContext(model, work, opts.stages, opts.tile, opts.dynamic, calib_set, device=device)
+    vcfg = opts.validation
     if any(s.calibrated for s in specs):
         calib_set.feeds()  # a bad --calib is a user error before anything is built
-    refs = None
+    reference = _Reference(model, vcfg, opts.tile)
     try:
-        for spec in specs:
+        for spec in tqdm(specs, desc="export", unit="target", disable=None if progress is None else not progress):
             key = _cache_key(spec, opts, model_hash, calib_set if spec.calibrated else None, versions)
             cached = None if force else _cached(out_dir / spec.name, key)
             if cached is not None:
-                log(f"{spec.name}: reused (cache_key {key[:12]} unchanged)")
+                log.info(f"{spec.name}: reused (cache_key {key[:12]} unchanged)")
                 manifest.upsert(cached)
                 manifest.write(out_dir)
                 continue
-            if refs is None:
-                refs = torch_reference(model, held_out.feeds())
-            entry = _build_one(ctx, spec, opts, key, versions, held_out, refs, out_dir)
+            entry = _build_one(ctx, spec, opts, key, versions, reference, out_dir)
             manifest.upsert(entry)
             manifest.write(out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if strict:
-        bad = [f"{a.name} ({a.status}: {a.reason})" if a.status != "ok" else f"{a.name} (below {a.validation.get('floor_db')} dB)"
-               for a in manifest.artifacts if a.name in {s.name for s in specs}
-               and (a.status != "ok" or not a.validation.get("passed", True))]
+        bad = [f"{a.name} ({a.status}: {a.reason})" for a in manifest.artifacts
+               if a.name in {s.name for s in specs} and a.status != "ok"]
         if bad:
             raise ExportIncomplete(f"--strict: {len(bad)} target(s) not produced or below floor: {'; '.join(bad)}")
     return manifest
 
 
-def _remove_leftovers(out_dir: Path, log) -> None:
+class _Reference:
+    """The validation images and the torch fp32 outputs on them, made when the first target needs them."""
+
+    def __init__(self, model, cfg: ValidationConfig, tile: int):
+        self.model, self.cfg, self.tile = model, cfg, tile
+        self._images: list | None = None
+        self._outputs: list | None = None
+
+    def get(self) -> tuple[list, list]:
+        from vpdsr.runtimes.torch_runner import TorchRunner
+
+        if self._outputs is None:
+            self._images = self.cfg.images()
+            log.debug(f"validation reference: torch fp32 on {len(self._images)} held-out image(s)")
+            with TorchRunner(self.model, noise_channels=self.model.latent_channels or 0) as runner:
+                self._outputs = upscale_all(runner, [lr for _, lr, _ in self._images], self.cfg, self.tile)
+        return self._images, self._outputs
+
+
+def _remove_leftovers(out_dir: Path) -> None:
     """Delete what a killed export left behind (hidden temp/old/work folders; none of them loads).
 
     One export at a time per folder is assumed, as the manifest itself needs.
@@ -152,17 +181,21 @@ def _remove_leftovers(out_dir: Path, log) -> None:
         for p in out_dir.glob(pattern):
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
-                log(f"removed {p.name} (left by an interrupted export)")
+                log.info(f"removed {p.name} (left by an interrupted export)")
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    return " ".join(str(e).split())[:limit]
 
 
 def _build_one(ctx: BuildContext, spec: TargetSpec, opts: ExportOptions, key: str, versions: dict,
-               held_out: CalibrationSet, refs: list, out_dir: Path) -> ArtifactEntry:
+               reference: _Reference, out_dir: Path) -> ArtifactEntry:
     entry = ArtifactEntry(name=spec.name, target=spec.name, backend=spec.backend, precision=spec.precision,
                           stages=opts.stages, tile=opts.tile, dynamic=opts.dynamic, versions=versions,
                           options={**spec.options, "exporter": EXPORTER}, cache_key=key)
     if spec.calibrated:
         entry.calibration = ctx.calib.describe()
-    ctx.log(f"{spec.name}: building")
+    log.debug(f"{spec.name}: building")
     try:
         with atomic_directory(out_dir / spec.name) as tmp:
             tmp.chmod(0o755)  # mkdtemp makes it private; artifacts are meant to be shared
@@ -170,39 +203,42 @@ def _build_one(ctx: BuildContext, spec: TargetSpec, opts: ExportOptions, key: st
             entry.options.update(result.options)
             for k, v in result.extra.items():
                 setattr(entry, k, v)
-            entry.inputs, entry.outputs = _io(ctx, result.options["graphs"])
-            outputs = folder_outputs(result.fns, held_out.feeds())
-            entry.validation = compare(outputs, refs, spec.floor_db)
-            entry.validation["inputs"] = {"source": HOLDOUT, "seed": VALIDATION_SEED, "tile": opts.tile}
-            del result, outputs  # close sessions before the folder is hashed and moved
+            entry.inputs, entry.outputs = ctx.io("model")  # fused or split, the chain maps lr, noise -> sr
             entry.files = file_entries(tmp)
+            # on the artifact's own runner, exactly as `vpdsr bench` will load it
+            images, refs = reference.get()
+            entry.validation = validate(entry, tmp, images, refs, opts.validation, opts.tile, spec.floor_db)
+            if not entry.validation["passed"]:
+                v = entry.validation
+                why = "NaN/Inf in its output" if not v["finite"] else f"PSNR {v['psnr_db']} dB vs torch fp32"
+                raise ValidationFailed(f"validation below its floor: {why} < {spec.floor_db} dB")
             write_entry(tmp, entry)
-    except (TargetSkipped, MissingDependencyError) as e:
-        entry.status, entry.reason = "skipped", " ".join(str(e).split())
-        ctx.log(f"{spec.name}: skipped: {entry.reason}")
+    except (TargetSkipped, CapabilityError) as e:
+        entry.status, entry.reason = "skipped", _one_line(e, 400)
+        log.info(f"{spec.name}: skipped: {entry.reason}")
         return entry
-    except (KeyboardInterrupt, SystemExit, VpdsrError):  # interrupts and user errors stop the export
+    except ValidationFailed as e:
+        entry.status, entry.reason = "failed", _one_line(e)
+        log.warning(f"{spec.name}: FAILED: {entry.reason}")
+        return entry
+    except (KeyboardInterrupt, SystemExit, InputError):  # interrupts and the user's own input stop the export
         raise
     except Exception as e:  # a failing target must not stop the others; the manifest records it
-        entry.status, entry.reason = "failed", f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
-        ctx.log(f"{spec.name}: FAILED: {entry.reason}")
+        entry.status, entry.reason = "failed", f"{type(e).__name__}: {_one_line(e)}"
+        log.warning(f"{spec.name}: FAILED: {entry.reason}")
         return entry
     v = entry.validation
-    verdict = "ok" if v.get("passed") else f"BELOW the {spec.floor_db} dB floor"
-    ctx.log(f"{spec.name}: {verdict}, PSNR vs torch fp32 {v['psnr_db']} dB (max abs {v['max_abs']})")
+    log.info(f"{spec.name}: ok, PSNR vs torch fp32 {v['psnr_db']:.2f} dB worst / {v['psnr_db_mean']:.2f} dB mean "
+             f"over {v['n_inputs']} held-out image(s) (floor {spec.floor_db:g}, max abs {v['max_abs']:.2g})")
     return entry
-
-
-def _io(ctx: BuildContext, graphs: dict[str, str]) -> tuple[dict, dict]:
-    """The artifact's external inputs/outputs: fused or split, the chain maps `lr`, `noise` -> `sr`."""
-    return ctx.io("model")
 
 
 def _cache_key(spec: TargetSpec, opts: ExportOptions, model_hash: str, calib: CalibrationSet | None,
                versions: dict) -> str:
     payload = {"target": spec.name, "backend": spec.backend, "precision": spec.precision, "options": spec.options,
                "stages": opts.stages, "tile": opts.tile, "dynamic": opts.dynamic, "model": model_hash,
-               "calibration": calib.describe() if calib else None, "versions": versions, "exporter": EXPORTER}
+               "calibration": calib.describe() if calib else None, "versions": versions, "exporter": EXPORTER,
+               "validation": asdict(opts.validation)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from vpdsr.errors import InputError
 
 DEFAULT_CALIB = "samples:calib"
-HOLDOUT = "samples:holdout"  # validation inputs: never seen by calibration or training
 
 
 @dataclass
@@ -94,6 +94,28 @@ class CalibrationSet:
     def reader(self, feeds: list[dict[str, np.ndarray]] | None = None):
         """An onnxruntime `CalibrationDataReader` over these samples (or over `feeds`), one at a time."""
         return make_reader(feeds if feeds is not None else self.feeds())
+
+
+def stage_feeds(graphs: dict[str, Path], feeds: list[dict[str, np.ndarray]]) -> dict[str, list[dict]]:
+    """For each stage graph of a chain, the feeds it sees when the fp32 chain runs on `feeds`.
+
+    Used to calibrate split graphs: the decoder is calibrated on the latents the fp32 denoiser makes.
+    Each graph runs on the onnxruntime runner and reads its inputs by name from what came before.
+    """
+    from contextlib import ExitStack
+
+    from vpdsr.runtimes.onnxruntime_runner import OnnxRuntimeRunner
+
+    per: dict[str, list[dict]] = {name: [] for name in graphs}
+    with ExitStack() as stack:
+        runners = {n: stack.enter_context(OnnxRuntimeRunner(p, name=n)) for n, p in graphs.items()}
+        for feed in feeds:
+            env = dict(feed)
+            for name, runner in runners.items():
+                inputs = {k: env[k] for k in runner.get_input_metadata()}
+                per[name].append(inputs)
+                env.update(runner.infer(inputs))
+    return per
 
 
 def make_reader(feeds: list[dict[str, np.ndarray]]):

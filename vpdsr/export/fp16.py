@@ -15,16 +15,20 @@ merged back into one graph (`onnx.compose`).
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from vpdsr.export.evaluate import compare, folder_outputs, ort_fn
-from vpdsr.export.onnx_graph import FUSED, OPSET, STAGE_ORDER, save_onnx
+from vpdsr.artifacts import FUSED, STAGES
+from vpdsr.export.onnx_graph import OPSET, save_onnx
 from vpdsr.export.onnx_targets import matching_nodes
-from vpdsr.export.targets import BuildContext, BuildResult, TargetSpec
+from vpdsr.export.targets import BuildContext, BuildResult, TargetSpec, float_patterns
+from vpdsr.export.validation import compare
+
+log = logging.getLogger(__name__)
 
 FP32_OPS = ("InstanceNormalization", "GroupNormalization", "LayerNormalization", "Softmax", "Exp", "Pow", "Sqrt",
             "ReduceMean", "ArgMin", "Sin", "Cos")
-FP32_NODES = (r"^/decoder/conv_norm_out/", r"^/decoder/conv_out/", r"^/quantize/")
+FP32_NODES = float_patterns("fp16")
 CHECK_SAMPLES = 4  # calibration images the per-stage check runs on
 
 
@@ -82,16 +86,23 @@ def merge_stages(paths: list[Path], dst: Path) -> Path:
     return save_onnx(merged, dst)
 
 
+def _chain_outputs(paths: dict[str, Path], feeds: list[dict]) -> list:
+    """`sr` of the stage graphs chained on the onnxruntime runner, as (H, W, 3) images."""
+    from vpdsr.runtimes.onnxruntime_runner import OnnxRuntimeRunner
+    from vpdsr.runtimes.staged import StagedRunner
+
+    with StagedRunner(*(OnnxRuntimeRunner(paths[s], name=s) for s in STAGES)) as chain:
+        return [chain.infer(f)["sr"][0].transpose(1, 2, 0) for f in feeds]
+
+
 def build_onnx_fp16(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildResult:
-    fp32 = {s: ctx.fp32_graph(s) for s in STAGE_ORDER}
-    half = {s: convert_fp16(fp32[s], ctx.work / "fp16" / f"{s}.onnx") for s in STAGE_ORDER}
+    fp32 = {s: ctx.fp32_graph(s) for s in STAGES}
+    half = {s: convert_fp16(fp32[s], ctx.work / "fp16" / f"{s}.onnx") for s in STAGES}
     feeds = ctx.calib.feeds()[:CHECK_SAMPLES]
-    fns32 = {s: ort_fn(p) for s, p in fp32.items()}
-    ref = folder_outputs(list(fns32.values()), feeds)
+    ref = _chain_outputs(fp32, feeds)
     chosen, checks, kept = {}, {}, {}
-    for stage in STAGE_ORDER:
-        fns = [ort_fn(half[s]) if s == stage else fns32[s] for s in STAGE_ORDER]
-        check = compare(folder_outputs(fns, feeds), ref, spec.floor_db)
+    for stage in STAGES:
+        check = compare(_chain_outputs({**fp32, stage: half[stage]}, feeds), ref, spec.floor_db)
         checks[stage] = {k: check[k] for k in ("psnr_db", "finite", "passed")}
         if check["passed"]:
             chosen[stage] = half[stage]
@@ -99,19 +110,19 @@ def build_onnx_fp16(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildR
             chosen[stage] = fp32[stage]
             kept[stage] = "NaN/Inf in fp16" if not check["finite"] else \
                 f"{check['psnr_db']} dB < {spec.floor_db} dB floor in fp16"
-            ctx.log(f"  {stage}: kept in fp32 ({kept[stage]})")
+            log.debug(f"onnx-fp16: {stage} kept in fp32 ({kept[stage]})")
     if ctx.stages == "fused":
-        merge_stages([chosen[s] for s in STAGE_ORDER], folder / f"{FUSED}.onnx")
+        merge_stages([chosen[s] for s in STAGES], folder / f"{FUSED}.onnx")
         graphs = {FUSED: f"{FUSED}.onnx"}
     else:
         graphs = {}
-        for s in STAGE_ORDER:
+        for s in STAGES:
             save_onnx(_load(chosen[s]), folder / f"{s}.onnx")
             graphs[s] = f"{s}.onnx"
-    options = {"graphs": graphs, "opset": OPSET, "fp16_stages": [s for s in STAGE_ORDER if s not in kept],
+    options = {"graphs": graphs, "opset": OPSET, "fp16_stages": [s for s in STAGES if s not in kept],
                "fp32_stages": kept, "stage_checks": checks, "fp32_ops": list(FP32_OPS),
                "fp32_node_patterns": list(FP32_NODES), "check_samples": len(feeds)}
-    return BuildResult(options=options, fns=[ort_fn(folder / g) for g in graphs.values()])
+    return BuildResult(options=options)
 
 
 def _load(path: Path):

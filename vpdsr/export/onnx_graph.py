@@ -22,17 +22,12 @@ from pathlib import Path
 
 import torch
 
+from vpdsr.artifacts import FUSED
 from vpdsr.models import VPDSR, DecoderStage, DenoiserStage, EncoderStage
 
 OPSET = 17
 EXPORTER = "torch.onnx.export(dynamo=False)"
-STAGE_ORDER = ("encoder", "denoiser", "decoder")
-FUSED = "model"
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's hard limit is 2 GB; stay clear of it
-
-
-def stage_names(stages: str) -> tuple[str, ...]:
-    return (FUSED,) if stages == "fused" else STAGE_ORDER
 
 
 def graph_io(model: VPDSR, name: str, tile: int | None) -> tuple[dict, dict]:

@@ -20,20 +20,18 @@ collected.".
 """
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from pathlib import Path
 
 from vpdsr.export.calibration import make_reader
-from vpdsr.export.evaluate import ort_fn
 from vpdsr.export.onnx_graph import EXTERNAL_DATA_BYTES, OPSET
-from vpdsr.export.targets import BuildContext, BuildResult, TargetSkipped, TargetSpec
+from vpdsr.export.targets import BuildContext, BuildResult, TargetSkipped, TargetSpec, float_patterns
 
-# Kept in float for INT8 (regexes over ONNX node names, which the exporter scopes by the innermost
-# named modules: "/decoder/conv_out/Conv" is the VQ/KL decoder's, "/denoiser/unet/conv_out/Conv" the
-# UNet's): the autoencoder decoder's last convolution maps straight to pixels, and the VQ codebook
-# lookup (distances + ArgMin) must pick the same code as fp32.
-INT8_EXCLUDE = (r"^/decoder/conv_out/", r"^/quantize/")
+log = logging.getLogger(__name__)
+# Kept in float for INT8 (see FLOAT_LAYERS in vpdsr/export/targets.py for why each one).
+INT8_EXCLUDE = float_patterns("int8")
 
 
 def build_onnx(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildResult:
@@ -43,7 +41,7 @@ def build_onnx(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildResult
         for f in src.parent.iterdir():  # the graph and any external-data files beside it
             shutil.copy2(f, folder / f.name)
         graphs[name] = src.name
-    return BuildResult(options={"graphs": graphs, "opset": OPSET}, fns=_fns(folder, graphs))
+    return BuildResult(options={"graphs": graphs, "opset": OPSET})
 
 
 def matching_nodes(path: Path, patterns=INT8_EXCLUDE) -> list[str]:
@@ -69,7 +67,7 @@ def build_ort_int8(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
         pre = work / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True, save_as_external_data=large)
         excluded[name] = matching_nodes(pre)
-        ctx.log(f"  calibrating {name!r} on {len(feeds[name])} samples (onnxruntime MinMax, symmetric)")
+        log.debug(f"ort-int8: calibrating {name!r} on {len(feeds[name])} samples (onnxruntime MinMax, symmetric)")
         cache = calibrate_ranges(pre, feeds[name], work, large)
         out = folder / f"{name}.onnx"
         quantize_static(
@@ -83,7 +81,7 @@ def build_ort_int8(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
         graphs[name] = out.name
     options = {"graphs": graphs, "opset": OPSET, "quant_format": "QDQ", "calibration_method": "MinMax",
                "symmetric": True, "per_channel": True, "excluded_nodes": excluded}
-    return BuildResult(options=options, fns=_fns(folder, graphs))
+    return BuildResult(options=options)
 
 
 def quantizable_ops() -> list[str]:
@@ -123,40 +121,38 @@ def build_modelopt(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
         raise TargetSkipped("nvidia-modelopt is not installed; pip install 'vpdsr[modelopt]' "
                             "(without its [onnx] extra on CPU machines)")
     mode = spec.options["quantize_mode"]
+    high = spec.options.get("high_precision_dtype", "fp32")  # fp16 for TensorRT's strongly typed engines
     graphs = {}
     feeds = ctx.calib_feeds()
     for name in ctx.names():
         src = ctx.fp32_graph(name)
         out = folder / f"{name}.onnx"
-        ctx.log(f"  modelopt {mode} PTQ of {name!r} on {len(feeds[name])} samples")
-        _modelopt_in_subprocess(src, out, mode, feeds[name], ctx.work / f"modelopt-{mode}-{name}")
+        log.debug(f"modelopt-{mode}: PTQ of {name!r} on {len(feeds[name])} samples")
+        _modelopt_in_subprocess(src, out, mode, feeds[name], ctx.work / f"modelopt-{mode}-{high}-{name}", high)
         graphs[name] = out.name
     options = {"graphs": graphs, "quantize_mode": mode, "calibration_method": "max",
-               "high_precision_dtype": "fp32", "excluded_patterns": list(INT8_EXCLUDE)}
-    try:
-        fns = _fns(folder, graphs)
-    except Exception as e:  # e.g. an FP8 Q/DQ graph that the CPU provider has no kernels for
-        if mode == "int8":
-            raise
-        raise TargetSkipped(f"modelopt-{mode} graph does not run on onnxruntime CPU ({_one_line(e)})") from None
-    return BuildResult(options=options, fns=fns)
+               "high_precision_dtype": high, "excluded_patterns": list(INT8_EXCLUDE)}
+    if mode != "int8":
+        _check_cpu_kernels(folder, graphs, mode)
+    return BuildResult(options=options)
 
 
 _MODELOPT_SCRIPT = """
 import sys, numpy as np
 from modelopt.onnx.quantization import quantize
 from vpdsr.export.calibration import make_reader
-src, out, mode, data, large = sys.argv[1:6]
+src, out, mode, data, large, high = sys.argv[1:7]
 arrays = np.load(data)
 n = len({k.split(":")[0] for k in arrays.files})
 feeds = [{k.split(":")[1]: arrays[k] for k in arrays.files if k.startswith(f"{i}:")} for i in range(n)]
 quantize(onnx_path=src, quantize_mode=mode, calibration_data_reader=make_reader(feeds), calibration_method="max",
-         calibration_eps=["cpu"], high_precision_dtype="fp32", nodes_to_exclude=sys.argv[6:],
+         calibration_eps=["cpu"], high_precision_dtype=high, nodes_to_exclude=sys.argv[7:],
          use_external_data_format=large == "1", output_path=out, log_level="ERROR")
 """
 
 
-def _modelopt_in_subprocess(src: Path, out: Path, mode: str, feeds: list[dict], work: Path) -> None:
+def _modelopt_in_subprocess(src: Path, out: Path, mode: str, feeds: list[dict], work: Path,
+                            high_precision: str = "fp32") -> None:
     """Run modelopt's ONNX PTQ in a child process.
 
     Importing modelopt.onnx.quantization patches onnxruntime's quantization module in place
@@ -174,15 +170,24 @@ def _modelopt_in_subprocess(src: Path, out: Path, mode: str, feeds: list[dict], 
     data = work / "calib.npz"
     np.savez(data, **{f"{i}:{k}": v for i, f in enumerate(feeds) for k, v in f.items()})
     cmd = [sys.executable, "-c", _MODELOPT_SCRIPT, str(src), str(out), mode, str(data),
-           "1" if _is_large(src) else "0", *INT8_EXCLUDE]
+           "1" if _is_large(src) else "0", high_precision, *INT8_EXCLUDE]
     res = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
     if res.returncode != 0 or not out.is_file():
         tail = [line for line in res.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
         raise RuntimeError(f"modelopt {mode} quantization failed: {tail[0][:300]}")
 
 
-def _fns(folder: Path, graphs: dict[str, str]) -> list:
-    return [ort_fn(folder / f) for f in graphs.values()]
+def _check_cpu_kernels(folder: Path, graphs: dict[str, str], mode: str) -> None:
+    """TargetSkipped when onnxruntime's CPU provider cannot load a graph (no FP8 Q/DQ kernels there)."""
+    from vpdsr.errors import ArtifactError
+    from vpdsr.runtimes.onnxruntime_runner import OnnxRuntimeRunner
+
+    for f in graphs.values():
+        try:
+            with OnnxRuntimeRunner(folder / f):
+                pass
+        except ArtifactError as e:
+            raise TargetSkipped(f"modelopt-{mode} graph does not run on onnxruntime CPU ({_one_line(e)})") from None
 
 
 def _is_large(path: Path) -> bool:

@@ -2,22 +2,50 @@
 
 A builder is `fn(ctx, spec, folder) -> BuildResult`: it writes the artifact's files into
 `folder` (a temporary folder renamed into place only after validation) and returns the options
-the runner needs plus the graph functions used to validate it. It raises `TargetSkipped` when
-the target cannot be built on this machine (TensorRT without a GPU, f16 on a CPU without it).
+the runner needs (`options["graphs"]` at least). The export then validates the folder on the
+artifact's own runner. A builder raises `TargetSkipped` when the target cannot be built on this
+machine (TensorRT without a GPU, f16 on a CPU without it).
 """
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vpdsr.artifacts import graph_names
 from vpdsr.errors import InputError
 from vpdsr.export.calibration import CalibrationSet
-from vpdsr.export.onnx_graph import export_graph, graph_io, stage_names
+from vpdsr.export.onnx_graph import export_graph, graph_io
 
+log = logging.getLogger(__name__)
 # Quality floors in dB PSNR against torch fp32 (issue 4's "must show").
 FLOOR_FP32, FLOOR_HALF, FLOOR_INT8 = 60.0, 40.0, 30.0
+
+
+# Layers kept in float, one table for every conversion, by the ONNX node-name prefix the exporter
+# scopes them with (the innermost named modules: "/decoder/conv_out/Conv" is the VQ/KL decoder's,
+# "/denoiser/unet/conv_out/Conv" the UNet's, "/Resize" the encoder's own bicubic upscale).
+FLOAT_LAYERS = {
+    "/decoder/conv_norm_out/": "the normalisation before the decoder's last convolution",
+    "/decoder/conv_out/": "the autoencoder decoder's last convolution: it maps straight to pixels",
+    "/quantize/": "the VQ codebook lookup: distances + ArgMin must pick the code fp32 picks",
+    "/denoiser/unet/conv_out/": "the denoiser's output convolution: its residual reaches the image unattenuated",
+    "/Resize": "the encoder's bicubic x4 of the LR image (NNCF INT8 there: 17-29 dB on held-out photos, 43 kept float)",
+}
+KEEP_FLOAT = {  # which of them each conversion keeps
+    "fp16": ("/decoder/conv_norm_out/", "/decoder/conv_out/", "/quantize/"),
+    "int8": ("/decoder/conv_out/", "/quantize/"),  # onnxruntime and modelopt Q/DQ
+    "nncf-int8": ("/decoder/conv_out/", "/quantize/", "/denoiser/unet/conv_out/", "/Resize"),
+}
+
+
+def float_patterns(kind: str, fullmatch: bool = False) -> tuple[str, ...]:
+    """Regexes of the layers `kind` keeps in float: prefix searches, or full matches (NNCF's ignored scope)."""
+    import re
+
+    return tuple(re.escape(p) + ".*" if fullmatch else "^" + re.escape(p) for p in KEEP_FLOAT[kind])
 
 
 class TargetSkipped(Exception):
@@ -52,7 +80,6 @@ class TargetSpec:
 @dataclass
 class BuildResult:
     options: dict  # merged into the entry's options; must hold "graphs" {name: file}
-    fns: list  # graph functions (evaluate.ort_fn / ov_fn ...) for validation, in chain order
     extra: dict = field(default_factory=dict)  # extra entry fields: profiles, ...
 
 
@@ -121,23 +148,20 @@ class BuildContext:
     tile: int
     dynamic: bool
     calib: CalibrationSet
-    log: Callable[[str], None] = print
+    device: str = "cuda"  # the GPU (cuda[:N]) GPU targets (TensorRT) are built on
     _graphs: dict = field(default_factory=dict)
     _stage_calib: dict = field(default_factory=dict)
 
     def names(self, stages: str | None = None) -> tuple[str, ...]:
-        return stage_names(stages or self.stages)
+        return graph_names(stages or self.stages)
 
     def fp32_graph(self, name: str) -> Path:
         """The fp32 ONNX graph `name` ("model" or a stage), exported on first use."""
         if name not in self._graphs:
             path = self.work / "fp32" / name / f"{name}.onnx"  # own folder: external data stays beside it
-            self.log(f"  exporting fp32 ONNX graph {name!r}")
+            log.debug(f"exporting fp32 ONNX graph {name!r}")
             self._graphs[name] = export_graph(self.model, name, path, self.tile, self.dynamic)
         return self._graphs[name]
-
-    def graph_inputs(self, name: str) -> list[str]:
-        return list(graph_io(self.model, name, None)[0])
 
     def io(self, name: str) -> tuple[dict, dict]:
         return graph_io(self.model, name, None if self.dynamic else self.tile)
@@ -150,8 +174,8 @@ class BuildContext:
             if names == ("model",):
                 self._stage_calib[stages] = {"model": self.calib.feeds()}
             else:
-                from vpdsr.export.evaluate import ort_fn, stage_feeds
+                from vpdsr.export.calibration import stage_feeds
 
-                fns = {n: ort_fn(self.fp32_graph(n)) for n in names}
-                self._stage_calib[stages] = stage_feeds(fns, self.calib.feeds(), {n: self.graph_inputs(n) for n in names})
+                graphs = {n: self.fp32_graph(n) for n in names}
+                self._stage_calib[stages] = stage_feeds(graphs, self.calib.feeds())
         return self._stage_calib[stages]

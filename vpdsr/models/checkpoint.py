@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import torch
@@ -10,7 +11,7 @@ from vpdsr.errors import CheckpointError, ConfigError
 from vpdsr.models.config import CONFIG_NAME, WEIGHTS_NAME
 from vpdsr.models.families import SRModel, config_from_dict, family_of
 from vpdsr.models.presets import get_preset, preset_names, preset_weights
-from vpdsr.utils import atomic_directory, read_json
+from vpdsr.utils import _umask, atomic_directory, read_json
 
 SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints"
 
@@ -33,6 +34,7 @@ def save_pretrained(model: SRModel, directory: str | Path, extra_files: dict[str
     with atomic_directory(directory) as tmp:
         save_config(cfg, tmp)
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "library": "vpdsr"})
+        os.chmod(tmp / WEIGHTS_NAME, 0o666 & ~_umask())  # safetensors writes 0600; a model folder is shared
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
     return directory

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 
-from vpdsr.errors import CheckpointError, ConfigError
+from vpdsr.errors import ConfigError
 from vpdsr.models.autoencoder import AutoencoderConfig
 from vpdsr.models.denoiser import DenoiserConfig
 from vpdsr.models.schedule import ScheduleConfig
@@ -57,17 +56,6 @@ class ModelConfig:
             raise ConfigError(f"{source}: unknown model config field(s) {sorted(rest)}")
         return self
 
-    def save(self, directory: Path) -> Path:
-        from vpdsr.models.checkpoint import save_config
-
-        return save_config(self, directory)
-
-    @classmethod
-    def load(cls, directory: Path):
-        """The config of a model directory, whichever family it is (see `vpdsr.models.checkpoint.load_config`)."""
-        from vpdsr.models.checkpoint import load_config
-
-        return load_config(directory)
 
 def _sub(cls, d: dict, source: str, section: str):
     if not isinstance(d, dict):

@@ -44,8 +44,11 @@ def read_state_dict(path: str | Path, unwrap: tuple[str, ...] = ("state_dict",))
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = " ".join(str(e).split())[:200]
-        raise CheckpointError(f"{path}: refused: it needs more than tensors to load (weights_only=True: {first}); "
+        text = " ".join(str(e).split())
+        if "global" not in text.lower():  # not a pickle of anything: a damaged or foreign file
+            raise CheckpointError(f"{path}: not a readable torch checkpoint (its pickle data is corrupt)") from None
+        detail = text[text.find("Unsupported global"):][:200] if "Unsupported global" in text else text[:200]
+        raise CheckpointError(f"{path}: refused: it needs more than tensors to load (weights_only=True: {detail}); "
                               "re-save it as a plain state dict") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({' '.join(str(e).split())[:200]})") from None

@@ -3,7 +3,8 @@
 The base class owns the checks (is it active, are the inputs the right names/dtypes/shapes) and
 the timing; a backend implements only `activate_impl`, `infer_impl`, `deactivate_impl` and
 `input_metadata_impl`. Runners are context managers. Inputs and outputs are numpy float32 NCHW:
-`lr` [B,3,h,w], `noise` [B,C,h,w] -> `sr` [B,3,4h,4w].
+`lr` [B,3,h,w], `noise` [B,C,h,w] -> `sr` [B,3,4h,4w]. `noise` is the diffusion models' explicit
+noise; a model without one (a GAN SR network) takes `lr` alone, and its `noise_channels` is None.
 
 Timing contract: `last_inference_time()` is the wall time of the last `infer_impl` call, measured
 with `time.perf_counter` on CPU; GPU runners override `_timer_start/_timer_stop` (CUDA events or
@@ -28,6 +29,8 @@ class Runner(abc.ABC):
     """
 
     backend = "abstract"
+    size_multiple = 1  # LR height/width must be a multiple of this (the model family's; tiling keeps to it)
+    scale = 4  # `sr` is this many times `lr` (x4 unless the model says otherwise)
 
     def __init__(self, name: str | None = None, device: str = "cpu", precision: str = "fp32"):
         self.name = name or self.backend
@@ -87,15 +90,19 @@ class Runner(abc.ABC):
         return self._last_time
 
     @property
-    def noise_channels(self) -> int:
-        shape = self.get_input_metadata()["noise"][1]
+    def noise_channels(self) -> int | None:
+        """Channels of the `noise` input; None for a model that takes no noise."""
+        meta = self.get_input_metadata()
+        if "noise" not in meta:
+            return None
+        shape = meta["noise"][1]
         if not isinstance(shape[1], int):
             raise VpdsrError(f"{self.name}: the `noise` input's channel count is not fixed ({shape})")
         return shape[1]
 
     def as_tile_fn(self):
-        """`fn(lr, noise) -> sr` for `vpdsr.runtimes.tiling.upscale_tiled`."""
-        return lambda lr, noise: self.infer({"lr": lr, "noise": noise})["sr"]
+        """`fn(lr, noise) -> sr` for `vpdsr.runtimes.tiling.upscale_tiled` (noise None: `lr` alone)."""
+        return lambda lr, noise: self.infer({"lr": lr} if noise is None else {"lr": lr, "noise": noise})["sr"]
 
     # -- timing hooks (GPU runners override) ----------------------------------------------------
     def _timer_start(self) -> None:

@@ -17,9 +17,6 @@ _PRECISION_ALIASES = {
     "fp8": "fp8",
 }
 
-# pip extra that brings each optional backend module
-_EXTRAS = {"onnxruntime": "onnx", "onnx": "onnx", "openvino": "openvino", "tensorrt": "gpu", "polygraphy": "gpu"}
-
 
 def import_optional(module: str, what: str) -> ModuleType:
     """Import an optional backend package, or raise a one-line MissingDependencyError.
@@ -31,7 +28,9 @@ def import_optional(module: str, what: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        extra = _EXTRAS.get(module.split(".")[0], "all")
+        from vpdsr.env import pip_extra
+
+        extra = pip_extra(module)
         raise MissingDependencyError(
             f"{what} needs the package {module!r} ({str(e).splitlines()[0]}): pip install 'vpdsr[{extra}]'"
         ) from None

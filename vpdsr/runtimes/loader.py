@@ -15,15 +15,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vpdsr.artifacts import (
+    ENTRY_NAME,
+    MANIFEST_NAME,
+    STAGES,
+    ArtifactEntry,
+    Manifest,
+    entry_engine_metadata,
+    graph_names,
+    read_entry,
+)
 from vpdsr.errors import ArtifactError, ConfigError
-from vpdsr.export.manifest import ENTRY_NAME, MANIFEST_NAME, ArtifactEntry, Manifest, read_entry
 from vpdsr.runtimes.base import Runner
 from vpdsr.runtimes.common import canonical_precision
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 # file types each backend reads; OpenVINO also reads ONNX directly
 MODEL_SUFFIXES = {"onnxruntime": (".onnx",), "openvino": (".xml", ".onnx"), "tensorrt": (".engine", ".plan")}
-STAGE_NAMES = ("encoder", "denoiser", "decoder")
 
 
 def load(source, folder: str | Path | None = None, backend: str | None = None, **options) -> Runner:
@@ -105,7 +113,7 @@ def _from_entry(entry: ArtifactEntry, folder: Path, backend: str | None, options
 
         stage_precisions = entry.options.get("stage_precisions", {})
         runners = [_runner(backend, entry, files[s], dict(options), stage_precisions.get(s), f"{label}/{s}")
-                   for s in STAGE_NAMES]
+                   for s in STAGES]
         runner = StagedRunner(*runners, name=label)
     else:
         runner = _runner(backend, entry, files["model"], dict(options), None, label)
@@ -123,10 +131,14 @@ def _runner(backend: str, entry: ArtifactEntry, path: Path, options: dict, stage
     if backend == "onnxruntime":
         from vpdsr.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 
-        if device and device.startswith("cuda"):  # cuda[:N] -> the CUDA provider on GPU N
+        if device and device.startswith("cuda"):  # cuda[:N] -> the CUDA (or TensorRT) provider on GPU N
+            from vpdsr.runtimes.cuda import cuda_index
+
+            index = cuda_index(device)
             options.setdefault("providers", "cuda")
-            options.setdefault("provider_options", {"cuda": {"device_id": int(device.partition(":")[2] or 0)}})
+            options.setdefault("provider_options", {"cuda": {"device_id": index}, "tensorrt": {"device_id": index}})
         options.setdefault("precision", entry.precision)
+        options.setdefault("trt_tile", entry.tile or 64)  # the TensorRT EP's profile (64: the export default tile)
         return OnnxRuntimeRunner(path, **options)
     if backend == "openvino":
         from vpdsr.runtimes.openvino_runner import OpenVINORunner
@@ -135,16 +147,15 @@ def _runner(backend: str, entry: ArtifactEntry, path: Path, options: dict, stage
             options["device"] = device.upper()
         options.setdefault("precision", stage_precision or execution_precision(entry))
         return OpenVINORunner(path, **options)
+    device = device or entry.options.get("device")  # default: the GPU the export built the engine on
     if device and not device.startswith("cuda"):
         raise ArtifactError(f"{path}: TensorRT engines run on CUDA devices only, not {device!r}")
     if device:
         options["device"] = device
-    from vpdsr.runtimes.tensorrt_runner import TensorRTRunner, read_engine_metadata
+    from vpdsr.runtimes.tensorrt_runner import TensorRTRunner
 
-    meta = {**read_engine_metadata(path), **entry.options.get("engine", {})}
-    if "tensorrt" in entry.versions:
-        meta.setdefault("tensorrt_version", entry.versions["tensorrt"])
-    _check_engine_early(meta, path)
+    meta = entry_engine_metadata(entry, path)
+    _check_engine_early(meta, path, device or "cuda")
     options.setdefault("precision", entry.precision)
     return TensorRTRunner(path, metadata=meta, **options)
 
@@ -167,7 +178,7 @@ def _graph_files(entry: ArtifactEntry, folder: Path, backend: str) -> dict[str, 
     The export names them in `options["graphs"]` (vpdsr/export/onnx_graph.py); older or hand-made
     entries without it are resolved from the file list (`model.*` / files named after the stages).
     """
-    keys = STAGE_NAMES if entry.stages == "split" else ("model",)
+    keys = graph_names(entry.stages)
     suffixes = MODEL_SUFFIXES[backend]
     graphs = entry.options.get("graphs") or {}
     out = {}
@@ -194,15 +205,18 @@ def _find_graph(entry: ArtifactEntry, folder: Path, key: str, suffixes: tuple[st
                         f"(files: {', '.join(f.path for f in entry.files)})")
 
 
-def _check_engine_early(meta: dict, path: Path) -> None:
-    """Where TensorRT and a GPU are present, refuse a foreign engine at load time, not only at activate."""
+def _check_engine_early(meta: dict, path: Path, device: str) -> None:
+    """Where TensorRT and that GPU are present, refuse a foreign engine at load time, not only at activate."""
     try:
         import tensorrt as trt
         import torch
     except ImportError:
         return
-    if torch.cuda.is_available():
+    from vpdsr.runtimes.cuda import cuda_index
+
+    index = cuda_index(device)
+    if torch.cuda.is_available() and index < torch.cuda.device_count():
         from vpdsr.runtimes.tensorrt_runner import check_engine_compatibility
 
-        check_engine_compatibility(meta, trt.__version__, torch.cuda.get_device_name(),
-                                   torch.cuda.get_device_capability(), str(path))
+        check_engine_compatibility(meta, trt.__version__, torch.cuda.get_device_name(index),
+                                   torch.cuda.get_device_capability(index), str(path))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vpdsr.errors import ArtifactError, ConfigError
+from vpdsr.errors import ArtifactError, CapabilityError, ConfigError
 from vpdsr.runtimes.base import Runner
 from vpdsr.runtimes.common import as_float32, canonical_precision, dim, import_optional
 
@@ -73,11 +73,11 @@ class OpenVINORunner(Runner):
             raise ArtifactError(f"{self.path}: OpenVINO model not found")
         core = ov.Core()
         if self.device not in core.available_devices and self.device.split(".")[0] not in core.available_devices:
-            raise ArtifactError(f"{self.name}: OpenVINO device {self.device!r} not present "
+            raise CapabilityError(f"{self.name}: OpenVINO device {self.device!r} not present "
                                 f"(available: {', '.join(core.available_devices)})")
         caps = set(core.get_property(self.device, "OPTIMIZATION_CAPABILITIES"))
         if self.precision != "fp32" and _CAPABILITY[self.precision] not in caps:
-            raise ArtifactError(f"{self.name}: OpenVINO device {self.device} cannot execute in "
+            raise CapabilityError(f"{self.name}: OpenVINO device {self.device} cannot execute in "
                                 f"{_OV_PRECISION[self.precision]} (its capabilities: {', '.join(sorted(caps))})")
         supported = set(core.get_property(self.device, "SUPPORTED_PROPERTIES"))
         try:

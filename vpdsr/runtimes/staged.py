@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from vpdsr.artifacts import STAGES
 from vpdsr.errors import ArtifactError
 from vpdsr.runtimes.base import Runner
-
-STAGES = ("encoder", "denoiser", "decoder")
 
 
 class StagedRunner(Runner):

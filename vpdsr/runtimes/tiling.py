@@ -24,7 +24,7 @@ import numpy as np
 from vpdsr.errors import ArtifactError, ConfigError, InputError
 from vpdsr.runtimes.noise import NoiseField
 
-InferFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+InferFn = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 ProgressFn = Callable[[int, int], None]
 
 
@@ -39,6 +39,8 @@ class TileConfig:
         scale: upscaling factor of the model.
         pad_batch: repeat the last tile so that every call gets exactly ``batch`` tiles
             (static-batch engines); the extra outputs are discarded.
+        multiple: the model takes sides that are multiples of this only; a whole-image call
+            (``tile=None``) is padded up to one (a tile must be one already).
     """
 
     tile: int | None = 64
@@ -46,6 +48,7 @@ class TileConfig:
     batch: int = 4
     scale: int = 4
     pad_batch: bool = False
+    multiple: int = 1
 
     def __post_init__(self) -> None:
         if self.tile is not None and self.tile <= 0:
@@ -56,6 +59,8 @@ class TileConfig:
             raise ConfigError(f"`batch` must be >= 1, got {self.batch}")
         if self.scale < 1:
             raise ConfigError(f"`scale` must be >= 1, got {self.scale}")
+        if self.multiple < 1 or (self.tile is not None and self.tile % self.multiple):
+            raise ConfigError(f"`tile` ({self.tile}) must be a multiple of {self.multiple} for this model")
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -146,7 +151,7 @@ def _progress_callback(progress: ProgressFn | bool | None, total: int):
 def upscale_tiled(
     infer: InferFn,
     lr: np.ndarray,
-    noise: NoiseField,
+    noise: NoiseField | None,
     cfg: TileConfig | None = None,
     progress: ProgressFn | bool | None = None,
 ) -> np.ndarray:
@@ -154,9 +159,9 @@ def upscale_tiled(
 
     Args:
         infer: the engine, ``infer(lr [B,C,t,t], noise [B,c,t,t]) -> sr [B,C,s*t,s*t]``,
-            numpy float32 NCHW.
+            numpy float32 NCHW (``noise`` is None for a model without a noise input).
         lr: the image, float32 [C,h,w] (CHW) in [0,1].
-        noise: the noise field; tile (y, x) gets ``noise.crop(y, x, t, t)``.
+        noise: the noise field, tile (y, x) gets ``noise.crop(y, x, t, t)``; None: no noise input.
         cfg: tiling settings (defaults: :class:`TileConfig`).
         progress: ``progress(done_tiles, total_tiles)`` after each call, True for a tqdm bar.
 
@@ -176,8 +181,9 @@ def upscale_tiled(
         raise InputError(f"`lr` must be a float32 array [C,h,w] with h, w >= 1, got shape {lr.shape}")
     channels, h, w = lr.shape
     s = cfg.scale
-    tile_h = h if cfg.tile is None else cfg.tile
-    tile_w = w if cfg.tile is None else cfg.tile
+    m = cfg.multiple
+    tile_h = -(-h // m) * m if cfg.tile is None else cfg.tile
+    tile_w = -(-w // m) * m if cfg.tile is None else cfg.tile
     padded = _pad_to(lr, tile_h, tile_w)
     ys = tile_starts(padded.shape[1], tile_h, cfg.overlap)
     xs = tile_starts(padded.shape[2], tile_w, cfg.overlap)
@@ -196,7 +202,8 @@ def upscale_tiled(
             group = positions[first : first + cfg.batch]
             calls = group + [group[-1]] * (cfg.batch - len(group)) if cfg.pad_batch else group
             lr_batch = np.stack([padded[:, ys[i] : ys[i] + tile_h, xs[j] : xs[j] + tile_w] for i, j in calls])
-            noise_batch = np.stack([noise.crop(ys[i], xs[j], tile_h, tile_w) for i, j in calls])
+            noise_batch = None if noise is None else np.stack([noise.crop(ys[i], xs[j], tile_h, tile_w)
+                                                               for i, j in calls])
             sr = np.asarray(infer(lr_batch, noise_batch))
             want = (len(calls), channels, s * tile_h, s * tile_w)
             if sr.shape != want:

@@ -1,0 +1,62 @@
+"""The report's backend table, written once: the columns report.md and report.html both show.
+
+A column is a header, where its value is in a backend row of report.json, and how it is printed.
+Adding a metric to the report is one line here.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+def num(v, fmt: str = "{:.2f}") -> str:
+    """A table cell: '-' for a missing value, 'inf' for an infinite one (identical images)."""
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    return fmt.format(v)
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    value: Callable[[dict], object]
+    fmt: str = "{:.2f}"
+
+    def cell(self, row: dict) -> str:
+        return num(self.value(row), self.fmt)
+
+
+def _latency(key: str) -> Callable[[dict], object]:
+    return lambda b: (b.get("latency_ms") or {}).get(key)
+
+
+def _quality(key: str) -> Callable[[dict], object]:
+    return lambda b: (b.get("quality") or {}).get(key)
+
+
+# After the text columns (backend, precision, device, status).
+NUMERIC_COLUMNS: tuple[Column, ...] = (
+    Column("p50 ms", _latency("p50"), "{:.1f}"),
+    Column("p90 ms", _latency("p90"), "{:.1f}"),
+    Column("p99 ms", _latency("p99"), "{:.1f}"),
+    Column("mean ms", _latency("mean"), "{:.1f}"),
+    Column("images/s", lambda b: b.get("throughput_ips")),
+    Column("peak MiB", lambda b: b.get("peak_mem_mb"), "{:.0f}"),
+    Column("PIQE", _quality("piqe")),
+    Column("PIQE drift worst", _quality("piqe_drift_worst"), "{:+.2f}"),
+    Column("CLIPIQA", _quality("clipiqa"), "{:.4f}"),
+    Column("CLIPIQA drift mean", _quality("clipiqa_drift"), "{:+.4f}"),
+    Column("CLIPIQA drift worst", _quality("clipiqa_drift_worst"), "{:+.4f}"),
+    Column("PSNR vs ref dB", _quality("psnr_vs_ref")),
+    Column("SSIM vs ref", _quality("ssim_vs_ref"), "{:.4f}"),
+    Column("MS-SSIM vs ref min", _quality("ms_ssim_vs_ref_min"), "{:.4f}"),
+    Column("GMSD vs ref", _quality("gmsd_vs_ref"), "{:.4f}"),
+    Column("LPIPS vs ref", _quality("lpips_vs_ref"), "{:.4f}"),
+    Column("PSNR vs HR dB", _quality("psnr_vs_hr")),
+)
+TEXT_HEADERS = ("backend", "precision", "device", "status")

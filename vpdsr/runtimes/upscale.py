@@ -1,0 +1,108 @@
+"""Upscale whole images on any Runner: the one tiling path of `upscale`, `bench` and export validation.
+
+What it decides, so that no caller writes it again:
+- the tile rule: a runner whose `lr` input has a static H/W (a static-shape artifact) takes tiles of
+  exactly that size (and a static batch is padded up to); a tile the user asked for that
+  contradicts it is a one-line InputError; otherwise the caller's tiling is used;
+- the noise: one :class:`NoiseField` per seed, cropped per tile (the result does not depend on the
+  tiling); a runner without a `noise` input (a GAN SR network) gets none;
+- HWC in, HWC out: images are (H, W, 3) float32 in [0, 1], as `vpdsr.data.io` reads them.
+
+Example:
+    >>> with load("artifacts/openvino-int8") as runner:
+    ...     sr = Upscaler(runner, TileConfig(tile=64, overlap=8), seed=0)(lr_image)
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from vpdsr.errors import ArtifactError, InputError
+from vpdsr.runtimes.base import Runner
+from vpdsr.runtimes.noise import NoiseField
+from vpdsr.runtimes.tiling import ProgressFn, TileConfig, upscale_tiled
+
+
+def tiles_for(runner: Runner, wanted: TileConfig, explicit: bool = False) -> TileConfig:
+    """The tiling `runner` can take, starting from `wanted`.
+
+    Args:
+        runner: an active runner.
+        wanted: the caller's tiling (``tile=None``: the whole image in one call).
+        explicit: the user chose `wanted.tile`; then a static artifact of another size is an error
+            instead of silently winning.
+
+    Raises:
+        InputError: `explicit` and the runner's static tile differs from `wanted.tile`, or is not a
+            multiple of the model's `size_multiple`.
+        ArtifactError: a static tile that is not square.
+    """
+    shape = runner.get_input_metadata()["lr"][1]
+    multiple = int(getattr(runner, "size_multiple", 1) or 1)
+    tiles = replace(wanted, multiple=1)
+    if multiple > 1 and wanted.tile is not None and wanted.tile % multiple:
+        if explicit:
+            raise InputError(f"`--tile {wanted.tile}` must be a multiple of {multiple} for {runner.name}")
+        tiles = replace(tiles, tile=-(-wanted.tile // multiple) * multiple)  # the next multiple up
+    tiles = replace(tiles, multiple=multiple, scale=int(getattr(runner, "scale", 4)))
+    if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):
+        h, w = shape[2], shape[3]
+        if h != w:
+            raise ArtifactError(f"{runner.name}: its input is fixed at {h}x{w}; only square static tiles are supported")
+        if explicit and wanted.tile != h:
+            asked = "0 (the whole image)" if wanted.tile is None else str(wanted.tile)
+            raise InputError(f"`--tile {asked}` contradicts {runner.name}, whose input is fixed at {h}x{h} LR pixels: "
+                             f"pass `--tile {h}` or leave `--tile` out")
+        tiles = replace(tiles, tile=h, overlap=min(wanted.overlap, h - 1))
+    if len(shape) == 4 and isinstance(shape[0], int):
+        tiles = replace(tiles, batch=int(shape[0]), pad_batch=True)
+    return tiles
+
+
+class Upscaler:
+    """A runner with its tiling and noise fixed: `upscaler(image) -> sr` for (H, W, 3) float32 images.
+
+    Args:
+        runner: an active runner.
+        tiles: the wanted tiling (see :func:`tiles_for`; default :class:`TileConfig`).
+        seed: noise seed (the same seed gives every backend the same noise).
+        explicit_tile: the user chose `tiles.tile` (a contradicting static artifact is an error).
+        on_call: called with the runner after every engine call (per-call timings, memory samples).
+        clip: clamp the output to [0, 1] (what is written and scored).
+
+    Attributes:
+        tiles: the resolved tiling; noise: the NoiseField, or None for a runner without noise.
+    """
+
+    def __init__(self, runner: Runner, tiles: TileConfig | None = None, seed: int = 0, *, explicit_tile: bool = False,
+                 on_call: Callable[[Runner], None] | None = None, clip: bool = True):
+        self.runner = runner
+        self.tiles = tiles_for(runner, tiles or TileConfig(), explicit_tile)
+        channels = runner.noise_channels
+        self.noise = NoiseField(seed, channels) if channels else None
+        self.on_call = on_call
+        self.clip = clip
+
+    def _infer(self, lr: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
+        feed = {"lr": lr} if noise is None else {"lr": lr, "noise": noise}
+        sr = self.runner.infer(feed)["sr"]
+        if self.on_call is not None:
+            self.on_call(self.runner)
+        return sr
+
+    def __call__(self, image: np.ndarray, progress: ProgressFn | bool | None = None) -> np.ndarray:
+        """Upscale one (H, W, 3) image; `progress` as in :func:`vpdsr.runtimes.tiling.upscale_tiled`."""
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise InputError(f"an image must be (H, W, 3), got shape {image.shape}")
+        lr = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+        sr = upscale_tiled(self._infer, lr, self.noise, self.tiles, progress=progress).transpose(1, 2, 0)
+        return np.clip(sr, 0.0, 1.0) if self.clip else sr
+
+
+def upscale_image(runner: Runner, image: np.ndarray, tiles: TileConfig | None = None, seed: int = 0,
+                  **kwargs) -> np.ndarray:
+    """One image through :class:`Upscaler` (see there for the arguments)."""
+    return Upscaler(runner, tiles, seed, **kwargs)(image)

@@ -32,7 +32,7 @@ class CalibrationSet:
         count: number of samples.
         tile: crop side in LR pixels (the exported tile size); images smaller than a tile are
             edge-padded.
-        channels: noise channels (the model's latent channels).
+        channels: noise channels (the model's latent channels); None or 0 for a model without noise.
         seed: picks the crop positions and the noise.
     """
 
@@ -66,8 +66,10 @@ class CalibrationSet:
                 y = int(rng.integers(0, img.shape[0] - self.tile + 1))
                 x = int(rng.integers(0, img.shape[1] - self.tile + 1))
                 crop = img[y:y + self.tile, x:x + self.tile].transpose(2, 0, 1)[None]
-                noise = rng.standard_normal((1, self.channels, self.tile, self.tile), dtype=np.float32)
-                out.append({"lr": np.ascontiguousarray(crop, dtype=np.float32), "noise": noise})
+                feed = {"lr": np.ascontiguousarray(crop, dtype=np.float32)}
+                if self.channels:  # None/0: a model without a noise input (GANSR) gets `lr` alone
+                    feed["noise"] = rng.standard_normal((1, self.channels, self.tile, self.tile), dtype=np.float32)
+                out.append(feed)
             self._feeds = out
         return self._feeds
 

@@ -66,7 +66,7 @@ def build_ort_int8(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
         work.mkdir(parents=True, exist_ok=True)
         pre = work / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True, save_as_external_data=large)
-        excluded[name] = matching_nodes(pre)
+        excluded[name] = matching_nodes(pre, ctx.keep_float("int8"))
         log.debug(f"ort-int8: calibrating {name!r} on {len(feeds[name])} samples (onnxruntime MinMax, symmetric)")
         cache = calibrate_ranges(pre, feeds[name], work, large)
         out = folder / f"{name}.onnx"
@@ -124,14 +124,16 @@ def build_modelopt(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
     high = spec.options.get("high_precision_dtype", "fp32")  # fp16 for TensorRT's strongly typed engines
     graphs = {}
     feeds = ctx.calib_feeds()
+    patterns = ctx.keep_float("int8")  # INT8_EXCLUDE + the model family's own
     for name in ctx.names():
         src = ctx.fp32_graph(name)
         out = folder / f"{name}.onnx"
         log.debug(f"modelopt-{mode}: PTQ of {name!r} on {len(feeds[name])} samples")
-        _modelopt_in_subprocess(src, out, mode, feeds[name], ctx.work / f"modelopt-{mode}-{high}-{name}", high)
+        _modelopt_in_subprocess(src, out, mode, feeds[name], ctx.work / f"modelopt-{mode}-{high}-{name}", high,
+                                patterns)
         graphs[name] = out.name
     options = {"graphs": graphs, "quantize_mode": mode, "calibration_method": "max",
-               "high_precision_dtype": high, "excluded_patterns": list(INT8_EXCLUDE)}
+               "high_precision_dtype": high, "excluded_patterns": list(patterns)}
     if mode != "int8":
         _check_cpu_kernels(folder, graphs, mode)
     return BuildResult(options=options)
@@ -152,7 +154,7 @@ quantize(onnx_path=src, quantize_mode=mode, calibration_data_reader=make_reader(
 
 
 def _modelopt_in_subprocess(src: Path, out: Path, mode: str, feeds: list[dict], work: Path,
-                            high_precision: str = "fp32") -> None:
+                            high_precision: str = "fp32", exclude: tuple[str, ...] = INT8_EXCLUDE) -> None:
     """Run modelopt's ONNX PTQ in a child process.
 
     Importing modelopt.onnx.quantization patches onnxruntime's quantization module in place
@@ -170,7 +172,7 @@ def _modelopt_in_subprocess(src: Path, out: Path, mode: str, feeds: list[dict], 
     data = work / "calib.npz"
     np.savez(data, **{f"{i}:{k}": v for i, f in enumerate(feeds) for k, v in f.items()})
     cmd = [sys.executable, "-c", _MODELOPT_SCRIPT, str(src), str(out), mode, str(data),
-           "1" if _is_large(src) else "0", high_precision, *INT8_EXCLUDE]
+           "1" if _is_large(src) else "0", high_precision, *exclude]
     res = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
     if res.returncode != 0 or not out.is_file():
         tail = [line for line in res.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]

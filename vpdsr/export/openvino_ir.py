@@ -63,11 +63,12 @@ def build_openvino_int8(ctx: BuildContext, spec: TargetSpec, folder: Path) -> Bu
     precision = spec.options["inference_precision"]
     graphs, ignored = {}, {}
     feeds = ctx.calib_feeds()
+    patterns = ctx.keep_float("nncf-int8", fullmatch=True)  # NNCF_IGNORED + the model family's own
     for name in ctx.names():
         model = ov.convert_model(str(ctx.fp32_graph(name)))
         names = [op.get_friendly_name() for op in model.get_ops()]
-        scope = nncf.IgnoredScope(patterns=list(NNCF_IGNORED), validate=False)
-        ignored[name] = _matched(names, NNCF_IGNORED)
+        scope = nncf.IgnoredScope(patterns=list(patterns), validate=False)
+        ignored[name] = _matched(names, patterns)
         log.debug(f"openvino-int8: NNCF INT8 of {name!r} on {len(feeds[name])} samples "
                   f"({len(ignored[name])} ops ignored)")
         with stdout_to_log("nncf"):  # its rich progress bars
@@ -76,7 +77,7 @@ def build_openvino_int8(ctx: BuildContext, spec: TargetSpec, folder: Path) -> Bu
         ov.save_model(quantized, str(folder / f"{name}.xml"), compress_to_fp16=False)
         graphs[name] = f"{name}.xml"
     options = {"graphs": graphs, "inference_precision": precision, "device": "CPU", "nncf_preset": "performance",
-               "ignored_patterns": list(NNCF_IGNORED), "ignored_ops": ignored}
+               "ignored_patterns": list(patterns), "ignored_ops": ignored}
     return BuildResult(options=options)
 
 

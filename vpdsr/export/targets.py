@@ -39,13 +39,38 @@ KEEP_FLOAT = {  # which of them each conversion keeps
     "int8": ("/decoder/conv_out/", "/quantize/"),  # onnxruntime and modelopt Q/DQ
     "nncf-int8": ("/decoder/conv_out/", "/quantize/", "/denoiser/unet/conv_out/", "/Resize"),
 }
+# Layers of one family's graphs only (by the model's class name), on top of KEEP_FLOAT: names that
+# other families' graphs also have (a top-level "/Add") must not change those families' artifacts.
+FAMILY_FLOAT_LAYERS = {
+    "SRVGGNetCompact": {
+        "/body.0/": "SRVGG's first convolution: it reads the LR image itself (NNCF INT8 there and on the "
+                    "last Add: 25.1 dB worst on realesr-animevideov3's held-out photos, both float: 35.2)",
+        "/Add": "SRVGG's last Add: the nearest-upsampled LR image plus the network's residual, straight to pixels",
+    },
+    "ResShiftSR": {
+        "/unet/out/": "the Swin-UNet's output layers (GroupNorm, SiLU, conv): x0 goes straight to the codebook "
+                      "lookup, where a small error picks another code",
+    },
+}
+FAMILY_KEEP_FLOAT = {
+    "SRVGGNetCompact": {"nncf-int8": ("/body.0/", "/Add")},
+    # the codebook lookup (/quantize/) and the VQ decoder's last conv are in KEEP_FLOAT already
+    "ResShiftSR": {"int8": ("/unet/out/",), "nncf-int8": ("/unet/out/",)},
+}
 
 
-def float_patterns(kind: str, fullmatch: bool = False) -> tuple[str, ...]:
-    """Regexes of the layers `kind` keeps in float: prefix searches, or full matches (NNCF's ignored scope)."""
+def float_patterns(kind: str, fullmatch: bool = False, family: str | None = None) -> tuple[str, ...]:
+    """Regexes of the layers `kind` keeps in float: prefix searches, or full matches (NNCF's ignored scope).
+
+    Args:
+        kind: fp16, int8 (onnxruntime, modelopt) or nncf-int8.
+        fullmatch: NNCF's ignored-scope form instead of prefix searches.
+        family: the model's class name (`type(model).__name__`); adds that family's own entries.
+    """
     import re
 
-    return tuple(re.escape(p) + ".*" if fullmatch else "^" + re.escape(p) for p in KEEP_FLOAT[kind])
+    prefixes = KEEP_FLOAT[kind] + FAMILY_KEEP_FLOAT.get(family or "", {}).get(kind, ())
+    return tuple(re.escape(p) + ".*" if fullmatch else "^" + re.escape(p) for p in prefixes)
 
 
 class TargetSkipped(Exception):
@@ -142,7 +167,7 @@ def parse_targets(spec: str | list[str]) -> list[TargetSpec]:
 class BuildContext:
     """What every builder shares: the model, the fp32 ONNX graphs (exported once), calibration."""
 
-    model: object  # VPDSR
+    model: object  # an SRModel of any family
     work: Path
     stages: str
     tile: int
@@ -162,6 +187,10 @@ class BuildContext:
             log.debug(f"exporting fp32 ONNX graph {name!r}")
             self._graphs[name] = export_graph(self.model, name, path, self.tile, self.dynamic)
         return self._graphs[name]
+
+    def keep_float(self, kind: str, fullmatch: bool = False) -> tuple[str, ...]:
+        """The layers `kind` keeps in float for this model's family (see `float_patterns`)."""
+        return float_patterns(kind, fullmatch, type(self.model).__name__)
 
     def io(self, name: str) -> tuple[dict, dict]:
         return graph_io(self.model, name, None if self.dynamic else self.tile)

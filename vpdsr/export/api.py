@@ -30,7 +30,7 @@ from vpdsr.artifacts import ArtifactEntry, Manifest, file_entries, read_entry, w
 from vpdsr.errors import ArtifactError, CapabilityError, InputError, VpdsrError
 from vpdsr.export.calibration import DEFAULT_CALIB, CalibrationSet
 from vpdsr.export.mixed_precision import BudgetOptions, make_plan
-from vpdsr.export.onnx_graph import EXPORTER, model_sha256
+from vpdsr.export.onnx_graph import EXPORTER, check_tile, graph_modules, model_sha256
 from vpdsr.export.targets import BuildContext, TargetSkipped, TargetSpec, parse_targets
 from vpdsr.export.validation import ValidationConfig, ValidationFailed, upscale_all, validate
 from vpdsr.utils import atomic_directory
@@ -80,17 +80,19 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
            dynamic: bool = False, calib: str = DEFAULT_CALIB, calib_count: int = 8,
            validation: ValidationConfig | None = None, strict: bool = False, force: bool = False,
            progress: bool | None = False, calib_crop: int | None = None, calib_seed: int = 0,
-           budget: BudgetOptions | None = None) -> Manifest:
+           budget: BudgetOptions | None = None, device: str = "cuda") -> Manifest:
     """Export `model` to every target in `targets` under `out_dir`.
 
     Progress and one summary line per target go to the `vpdsr.export` loggers (the CLI shows them).
 
     Args:
-        model: a model (an `SRModel`), a model directory or a preset name.
+        model: a model of any family (an `SRModel`), a model directory or a preset name. Its graph inputs
+            (`model.input_names`: no `noise` for a GAN), stages and size rule come from the model.
         out_dir: artifacts folder (one sub-folder per target + manifest.json).
         targets: "onnx,openvino-int8" or a list; aliases "cpu" and "all".
-        stages: "fused" (one graph) or "split" (encoder/denoiser/decoder graphs).
-        tile: static LR tile size (also the calibration crop size and the validation tile).
+        stages: "fused" (one graph) or "split" (encoder/denoiser/decoder graphs; families with stages).
+        tile: static LR tile size (also the calibration crop size and the validation tile); a multiple
+            of the model's `size_multiple`.
         dynamic: dynamic H/W (the batch dimension is always dynamic).
         calib: calibration images (file, folder, or "samples[:subset]").
         calib_count: calibration crops.
@@ -102,6 +104,7 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
         strict: raise ExportIncomplete if any target is skipped, failed or below its floor.
         force: rebuild even when a cached artifact matches.
         progress: a progress bar over the targets (None: on a terminal only).
+        device: the GPU TensorRT engines are built (and validated) on: "cuda" or "cuda:N".
 
     Returns:
         The manifest (also written to `out_dir/manifest.json`).
@@ -113,7 +116,10 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
 
     from vpdsr.models import SRModel, from_pretrained
 
+    from vpdsr.runtimes.cuda import cuda_index
+
     specs = parse_targets(targets)
+    cuda_index(device)  # a `--device` that names no CUDA device is a user error before anything is built
     opts = ExportOptions(stages, tile, dynamic, str(calib), calib_count, calib_seed,
                          validation=validation or ValidationConfig(), calib_crop=calib_crop,
                          budget=budget or BudgetOptions()).validate()
@@ -121,6 +127,9 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
     if not isinstance(model, SRModel):
         model = from_pretrained(model)
     model = model.float().eval()
+    check_tile(model, opts.tile)  # the family's size rule and `--stages split` of a model without stages:
+    if opts.stages == "split":  # user errors before anything is built
+        graph_modules(model, "encoder")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"`--out` {out_dir} is a file; expected an artifacts folder (new or from `vpdsr export`)")
@@ -132,7 +141,7 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
     calib_set = CalibrationSet(opts.calib, opts.calib_count, opts.tile, model.latent_channels, opts.calib_seed,
                                opts.calib_crop)
     work = out_dir / f".work-{model_hash[:12]}"
-    ctx = BuildContext(model, work, opts.stages, opts.tile, opts.dynamic, calib_set)
+    ctx = BuildContext(model, work, opts.stages, opts.tile, opts.dynamic, calib_set, device=device)
     vcfg = opts.validation
     if any(s.calibrated for s in specs):
         calib_set.feeds()  # a bad --calib is a user error before anything is built
@@ -201,7 +210,7 @@ def _build_one(ctx: BuildContext, spec: TargetSpec, opts: ExportOptions, key: st
                reference: _Reference, out_dir: Path) -> ArtifactEntry:
     entry = ArtifactEntry(name=spec.name, target=spec.name, backend=spec.backend, precision=spec.precision,
                           stages=opts.stages, tile=opts.tile, dynamic=opts.dynamic, versions=versions,
-                          options={**spec.options, "exporter": EXPORTER}, cache_key=key)
+                          options={**spec.options, "exporter": EXPORTER, **model_io(ctx.model)}, cache_key=key)
     if spec.calibrated:
         entry.calibration = ctx.calib.describe()
     log.debug(f"{spec.name}: building")
@@ -240,6 +249,12 @@ def _build_one(ctx: BuildContext, spec: TargetSpec, opts: ExportOptions, key: st
     log.info(f"{spec.name}: ok, PSNR vs torch fp32 {v['psnr_db']:.2f} dB worst / {v['psnr_db_mean']:.2f} dB mean "
              f"over {v['n_inputs']} held-out image(s) (floor {spec.floor_db:g}, max abs {v['max_abs']:.2g})")
     return entry
+
+
+def model_io(model) -> dict:
+    """What a runner of the artifact must know about the model: its scale and size rule (LR sides a
+    multiple of `size_multiple`), recorded in the entry's options for dynamic-shape artifacts."""
+    return {"scale": int(model.scale), "size_multiple": int(model.size_multiple)}
 
 
 def _cache_key(spec: TargetSpec, opts: ExportOptions, model_hash: str, calib: CalibrationSet | None,

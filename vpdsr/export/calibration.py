@@ -87,7 +87,7 @@ class CalibrationSet:
                     for tx in _starts(c, self.tile):
                         lr = crop[ty:ty + self.tile, tx:tx + self.tile].transpose(2, 0, 1)[None]
                         feed = {"lr": np.ascontiguousarray(lr, dtype=np.float32)}
-                        if self.channels:
+                        if self.channels:  # None/0: a model without a noise input (GANSR) gets `lr` alone
                             feed["noise"] = rng.standard_normal((1, self.channels, self.tile, self.tile),
                                                                 dtype=np.float32)
                         out.append(feed)

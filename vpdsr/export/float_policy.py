@@ -32,12 +32,37 @@ KEEP_FLOAT = {  # which of them each conversion keeps
     # every INT8 backend: onnxruntime and modelopt Q/DQ, NNCF's ignored scope
     "int8": ("/decoder/conv_out/", "/quantize/", "/denoiser/unet/conv_out/", "/Resize"),
 }
+# Layers of one family's graphs only (by the model's class name), on top of KEEP_FLOAT: names that
+# other families' graphs also have (a top-level "/Add") must not change those families' artifacts.
+FAMILY_FLOAT_LAYERS = {
+    "SRVGGNetCompact": {
+        "/body.0/": "SRVGG's first convolution: it reads the LR image itself (NNCF INT8 there and on the "
+                    "last Add: 25.1 dB worst on realesr-animevideov3's held-out photos, both float: 35.2)",
+        "/Add": "SRVGG's last Add: the nearest-upsampled LR image plus the network's residual, straight to pixels",
+    },
+    "ResShiftSR": {
+        "/unet/out/": "the Swin-UNet's output layers (GroupNorm, SiLU, conv): x0 goes straight to the codebook "
+                      "lookup, where a small error picks another code",
+    },
+}
+FAMILY_KEEP_FLOAT = {
+    "SRVGGNetCompact": {"int8": ("/body.0/", "/Add")},
+    # the codebook lookup (/quantize/) and the VQ decoder's last conv are in KEEP_FLOAT already
+    "ResShiftSR": {"int8": ("/unet/out/",)},
+}
 QUANTIZE_OPS = ("QuantizeLinear", "DequantizeLinear", "FakeQuantize", "FakeConvert")
 
 
-def float_patterns(kind: str, fullmatch: bool = False) -> tuple[str, ...]:
-    """Regexes of the layers `kind` keeps in float: prefix searches, or full matches (NNCF's ignored scope)."""
-    return tuple(re.escape(p) + ".*" if fullmatch else "^" + re.escape(p) for p in KEEP_FLOAT[kind])
+def float_patterns(kind: str, fullmatch: bool = False, family: str | None = None) -> tuple[str, ...]:
+    """Regexes of the layers `kind` keeps in float: prefix searches, or full matches (NNCF's ignored scope).
+
+    Args:
+        kind: fp16 or int8 (every INT8 backend).
+        fullmatch: NNCF's ignored-scope form instead of prefix searches.
+        family: the model's class name (`type(model).__name__`); adds that family's own entries.
+    """
+    prefixes = KEEP_FLOAT[kind] + FAMILY_KEEP_FLOAT.get(family or "", {}).get(kind, ())
+    return tuple(re.escape(p) + ".*" if fullmatch else "^" + re.escape(p) for p in prefixes)
 
 
 def matching(names: Iterable[str], patterns: Sequence[str]) -> list[str]:

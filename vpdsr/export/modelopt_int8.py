@@ -40,15 +40,17 @@ def build_modelopt(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
         raise TargetSkipped("nvidia-modelopt is not installed; pip install 'vpdsr[modelopt]' "
                             "(without its [onnx] extra on CPU machines)")
     mode = spec.options["quantize_mode"]
+    high = spec.options.get("high_precision_dtype", "fp32")  # fp16 for TensorRT's strongly typed engines
+    patterns = ctx.keep_float("int8")  # the float policy + the model family's own
     graphs, extra, rss = {}, {}, {}
     feeds = ctx.calib_feeds()
     for name in ctx.names():
         src = ctx.fp32_graph(name)
         out = folder / f"{name}.onnx"
-        work = (ctx.work / f"modelopt-{mode}-{name}").resolve()
+        work = (ctx.work / f"modelopt-{mode}-{high}-{name}").resolve()
         log.debug(f"modelopt-{mode}: PTQ of {name!r} on {len(feeds[name])} samples")
         plan = ctx.int8.save(work / "plan") if ctx.int8 is not None and mode == "int8" else None
-        result = run_child(src, out, mode, feeds[name], work, folder, spec.name, plan)
+        result = run_child(src, out, mode, feeds[name], work, folder, spec.name, plan, high, patterns)
         rss[name] = result["peak_rss_mb"]
         extra.update(result.get("options", {}))
         if extra.get("accuracy_control"):
@@ -56,14 +58,14 @@ def build_modelopt(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
                 {"fp32": src, "all_int8": work / "all-int8.onnx", "final": out}, ctx.int8.feeds[0])
         graphs[name] = out.name
     options = {"graphs": graphs, "quantize_mode": mode, "calibration_method": "max",
-               "high_precision_dtype": "fp32", "excluded_patterns": list(INT8_EXCLUDE), "peak_rss_mb": rss, **extra}
+               "high_precision_dtype": high, "excluded_patterns": list(patterns), "peak_rss_mb": rss, **extra}
     if mode != "int8":
         _check_cpu_kernels(folder, graphs, mode)
     return BuildResult(options=options)
 
 
 def run_child(src: Path, out: Path, mode: str, feeds: list[dict], work: Path, folder: Path, target: str,
-              plan: Path | None) -> dict:
+              plan: Path | None, high_precision: str = "fp32", patterns: tuple[str, ...] = INT8_EXCLUDE) -> dict:
     """Quantize `src` -> `out` in a child process; returns its result (options, peak RSS)."""
     import numpy as np
 
@@ -72,7 +74,7 @@ def run_child(src: Path, out: Path, mode: str, feeds: list[dict], work: Path, fo
     work.mkdir(parents=True, exist_ok=True)
     np.savez(work / "calib.npz", **{f"{i}:{k}": v for i, f in enumerate(feeds) for k, v in f.items()})
     job = {"src": str(src), "out": str(out), "mode": mode, "calib": str(work / "calib.npz"), "large": _is_large(src),
-           "policy": matching_nodes(src), "folder": str(folder), "target": target,
+           "policy": matching_nodes(src, patterns), "high": high_precision, "folder": str(folder), "target": target,
            "plan": str(plan) if plan else None, "result": str(work / "result.json")}
     (work / "job.json").write_text(json.dumps(job))
     proc = subprocess.Popen([sys.executable, "-m", "vpdsr.export.modelopt_int8", str(work / "job.json")], cwd=work,
@@ -158,7 +160,7 @@ def _child(job_path: str) -> int:
 
     def build(dst: Path, kept: list[str]) -> Path:
         quantize(onnx_path=job["src"], quantize_mode=job["mode"], calibration_data_reader=make_reader(feeds),
-                 calibration_method="max", calibration_eps=["cpu"], high_precision_dtype="fp32",
+                 calibration_method="max", calibration_eps=["cpu"], high_precision_dtype=job.get("high", "fp32"),
                  nodes_to_exclude=list(job["policy"]) + list(kept), use_external_data_format=job["large"],
                  output_path=str(dst), log_level="ERROR")
         return dst

@@ -68,7 +68,7 @@ def build_ort_int8(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
         work.mkdir(parents=True, exist_ok=True)
         pre = work / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True, save_as_external_data=large)
-        excluded[name] = matching_nodes(pre)
+        excluded[name] = matching_nodes(pre, ctx.keep_float("int8"))
         log.debug(f"ort-int8: calibrating {name!r} on {len(feeds[name])} samples (onnxruntime MinMax, symmetric)")
         cache = calibrate_ranges(pre, feeds[name], work, large)
         out = folder / f"{name}.onnx"
@@ -86,7 +86,7 @@ def build_ort_int8(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
         graphs[name] = out.name
     options = {"graphs": graphs, "opset": OPSET, "quant_format": "QDQ", "calibration_method": "MinMax",
                "symmetric": True, "per_channel": True, "excluded_nodes": excluded,
-               "float_policy": list(INT8_EXCLUDE), **extra}
+               "float_policy": list(ctx.keep_float("int8")), **extra}
     return BuildResult(options=options)
 
 

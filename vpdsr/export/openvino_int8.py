@@ -41,29 +41,30 @@ def build_openvino_int8(ctx: BuildContext, spec: TargetSpec, folder: Path) -> Bu
     precision = spec.options["inference_precision"]
     graphs, ignored, extra = {}, {}, {}
     feeds = ctx.calib_feeds()
+    patterns = ctx.keep_float("int8", fullmatch=True)  # NNCF_IGNORED + the model family's own
     for name in ctx.names():
         model = ov.convert_model(str(ctx.fp32_graph(name)))
         names = [op.get_friendly_name() for op in model.get_ops()]
-        ignored[name] = matching(names, float_patterns("int8"))
+        ignored[name] = matching(names, ctx.keep_float("int8"))
         log.debug(f"openvino-int8: NNCF INT8 of {name!r} on {len(feeds[name])} samples "
                   f"({len(ignored[name])} ops ignored)")
-        quantized = nncf_quantize(model, feeds[name])
+        quantized = nncf_quantize(model, feeds[name], patterns=patterns)
         if ctx.int8 is not None:
             quantized, extra = _with_plan(ctx, spec, model, quantized, feeds[name], folder)
         ov.save_model(quantized, str(folder / f"{name}.xml"), compress_to_fp16=False)
         graphs[name] = f"{name}.xml"
     options = {"graphs": graphs, "inference_precision": precision, "device": "CPU", "nncf_preset": "performance",
-               "ignored_patterns": list(NNCF_IGNORED), "ignored_ops": ignored, **extra}
+               "ignored_patterns": list(patterns), "ignored_ops": ignored, **extra}
     return BuildResult(options=options)
 
 
-def nncf_quantize(model, feeds: list[dict], extra_ignored: list[str] = ()):
-    """Plain NNCF INT8 (performance preset) with the float policy (+ `extra_ignored` op names) ignored."""
+def nncf_quantize(model, feeds: list[dict], extra_ignored: list[str] = (), patterns: tuple[str, ...] = NNCF_IGNORED):
+    """Plain NNCF INT8 (performance preset) with the float policy (`patterns`, + `extra_ignored` op names) ignored."""
     import nncf
 
     from vpdsr.logs import stdout_to_log
 
-    scope = nncf.IgnoredScope(patterns=list(NNCF_IGNORED), names=list(extra_ignored), validate=False)
+    scope = nncf.IgnoredScope(patterns=list(patterns), names=list(extra_ignored), validate=False)
     with stdout_to_log("nncf"):  # its rich progress bars
         return nncf.quantize(model, nncf.Dataset(feeds), subset_size=len(feeds),
                              preset=nncf.QuantizationPreset.PERFORMANCE, ignored_scope=scope)
@@ -104,23 +105,25 @@ def compile_f32(model):
 def _with_plan(ctx: BuildContext, spec: TargetSpec, model, quantized, calib: list[dict], folder: Path):
     from vpdsr.export.mixed_precision import choose_kept
 
+    patterns = ctx.keep_float("int8", fullmatch=True)
     plan = ctx.int8
     options: dict = {}
     if plan.options.sensitivity:
         candidates = quantized_ops(quantized)  # the policy's ops are ignored, hence not among them
 
         def run(kept: list[str]) -> list:
-            return outputs(compile_f32(nncf_quantize(model, calib, kept)), plan.feeds)
+            return outputs(compile_f32(nncf_quantize(model, calib, kept, patterns)), plan.feeds)
 
         _, options = choose_kept(plan, spec.name, candidates, run, folder, search=False)
     if plan.budget is None:
         return quantized, options
-    final, control = accuracy_control(model, quantized, calib, plan, spec.name)
+    final, control = accuracy_control(model, quantized, calib, plan, spec.name, patterns)
     control["latency_ms"] = _latency({"fp32": model, "all_int8": quantized, "final": final}, plan.feeds[0])
     return final, {**options, "accuracy_control": control}
 
 
-def accuracy_control(model, quantized, calib: list[dict], plan, label: str):
+def accuracy_control(model, quantized, calib: list[dict], plan, label: str,
+                     patterns: tuple[str, ...] = NNCF_IGNORED):
     """`nncf.quantize_with_accuracy_control` within `plan.budget`; returns (model, the entry's figures)."""
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
@@ -160,7 +163,7 @@ def accuracy_control(model, quantized, calib: list[dict], plan, label: str):
                  f"(max drop {max_drop:.4g} from the float IR's {m_fp32:.4g}, at most {MAX_ITERATIONS} layers)")
         params = AdvancedAccuracyRestorerParameters(max_num_iterations=MAX_ITERATIONS, num_ranking_workers=1,
                                                     ranking_subset_size=len(plan.feeds))
-        scope = nncf.IgnoredScope(patterns=list(NNCF_IGNORED), validate=False)
+        scope = nncf.IgnoredScope(patterns=list(patterns), validate=False)
         with stdout_to_log("nncf"):
             final = nncf.quantize_with_accuracy_control(
                 model, nncf.Dataset(calib), nncf.Dataset(list(enumerate(plan.feeds)), lambda item: item[1]),

@@ -119,12 +119,13 @@ def parse_targets(spec: str | list[str]) -> list[TargetSpec]:
 class BuildContext:
     """What every builder shares: the model, the fp32 ONNX graphs (exported once), calibration."""
 
-    model: object  # VPDSR
+    model: object  # an SRModel of any family
     work: Path
     stages: str
     tile: int
     dynamic: bool
     calib: CalibrationSet
+    device: str = "cuda"  # the GPU (cuda[:N]) GPU targets (TensorRT) are built on
     int8: object | None = None  # a mixed_precision.Int8Plan under --int8-budget / --sensitivity
     _graphs: dict = field(default_factory=dict)
     _stage_calib: dict = field(default_factory=dict)
@@ -139,6 +140,10 @@ class BuildContext:
             log.debug(f"exporting fp32 ONNX graph {name!r}")
             self._graphs[name] = export_graph(self.model, name, path, self.tile, self.dynamic)
         return self._graphs[name]
+
+    def keep_float(self, kind: str, fullmatch: bool = False) -> tuple[str, ...]:
+        """The layers `kind` keeps in float for this model's family (see `float_patterns`)."""
+        return float_patterns(kind, fullmatch, type(self.model).__name__)
 
     def io(self, name: str) -> tuple[dict, dict]:
         return graph_io(self.model, name, None if self.dynamic else self.tile)

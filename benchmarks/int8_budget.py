@@ -33,7 +33,7 @@ def export_both(args) -> dict:
     from vpdsr.export.validation import ValidationConfig
 
     val = ValidationConfig(max_images=args.max_images, max_size=args.max_size)
-    common = dict(tile=args.tile, calib_count=args.calib_count, validation=val)
+    common = {"tile": args.tile, "calib_count": args.calib_count, "validation": val}
     out, manifests = Path(args.out), {}
     for kind, budget in (("plain", BudgetOptions()), ("budget", BudgetOptions(
             args.budget, args.sensitivity, count=args.budget_count, max_groups=args.max_groups,
@@ -101,8 +101,8 @@ def per_photo(args, manifests: dict) -> tuple[list[str], dict[str, list[float]]]
 
 def markdown(rows: list[dict], names: list[str], table: dict, budget: str) -> str:
     lines = [f"Budget `{budget}` (worst validation tile vs torch fp32).", "",
-             "| target | method | all INT8 (before) | final (after) | float IR | float: policy + added | "
-             "latency ms fp32 / all INT8 / final | evaluations | search s | held-out photos vs fp32 (after) |",
+             ("| target | method | all INT8 (before) | final (after) | float IR | float: policy + added | "
+              "latency ms fp32 / all INT8 / final | evaluations | search s | held-out photos vs fp32 (after) |"),
              "|---|---|---:|---:|---:|---|---|---:|---:|---|"]
     for r in rows:
         if r["status"] != "ok":

@@ -49,7 +49,13 @@ def build_modelopt(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
         out = folder / f"{name}.onnx"
         work = (ctx.work / f"modelopt-{mode}-{high}-{name}").resolve()
         log.debug(f"modelopt-{mode}: PTQ of {name!r} on {len(feeds[name])} samples")
-        plan = ctx.int8.save(work / "plan") if ctx.int8 is not None and mode == "int8" else None
+        # the budget search scores the graph on onnxruntime CPU: the fp32-typed Q/DQ graph, not the fp16-typed
+        # source of a TensorRT engine (tensorrt-int8 keeps the float policy only)
+        searchable = ctx.int8 is not None and mode == "int8" and high == "fp32"
+        if ctx.int8 is not None and not searchable:
+            log.warning(f"{spec.name}: --int8-budget/--sensitivity not applied to the {mode} graph with "
+                        f"{high} between its Q/DQ pairs (float policy only)")
+        plan = ctx.int8.save(work / "plan") if searchable else None
         result = run_child(src, out, mode, feeds[name], work, folder, spec.name, plan, high, patterns)
         rss[name] = result["peak_rss_mb"]
         extra.update(result.get("options", {}))

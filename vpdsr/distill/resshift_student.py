@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from vpdsr.distill.config import DistillConfig
-from vpdsr.distill.data import CropDataset, step_generator
+from vpdsr.distill.data import CropDataset
 from vpdsr.errors import ConfigError
 
 FAMILY = "ResShiftSR"
@@ -159,7 +159,7 @@ def train_resshift_student(cfg: DistillConfig, teacher_dir: Path, out: str | Pat
     from vpdsr.distill.evaluate import evaluate_run
     from vpdsr.distill.losses import pixel_loss
     from vpdsr.distill.trainer import (StageResult, _save_model, choose_threads, make_accelerator, run_loop,
-                                       setup_student, student_update)
+                                       setup_student, student_draw, student_update)
 
     teacher_model = load_teacher(cfg, Path(teacher_dir))
     out = Path(out)
@@ -178,13 +178,8 @@ def train_resshift_student(cfg: DistillConfig, teacher_dir: Path, out: str | Pat
     choose_threads(cfg, acc, "student", out, probe(model, unet, data, cfg, acc.device), progress)
 
     def step_fn(step: int, micro: int) -> dict[str, float]:
-        batch = data.batch(step, micro, cfg.data.batch_size, "student")
-        hr, lr = batch.hr.to(acc.device), batch.lr.to(acc.device)
-        g = step_generator(cfg.seed, "student", step, 1000 + micro)
-        tg = step_generator(cfg.seed, "student", step, 2000 + micro, device=str(acc.device))
+        hr, lr, y, noise, tg = student_draw(cfg, data, acc.device, model, step, micro)
         with torch.no_grad():
-            y = model.encode(lr)
-            noise = torch.randn(y.shape, generator=g).to(y)
             target = teacher_target(teacher_model, y, noise, lr, tg, rc.teacher_noise) if lc.distill > 0 else None
             gt = model.autoencoder.encode(model.to_lq(hr)) * scale_factor if rc.gt_latent > 0 else None
         x0 = student_x0(unet, model, y, noise, lr)

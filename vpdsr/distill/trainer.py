@@ -303,13 +303,8 @@ def train_student(cfg: DistillConfig, teacher: str | Path | None, out: str | Pat
     choose_threads(cfg, acc, "student", out, probe_step(model, denoiser, data, cfg, "student", acc.device), progress)
 
     def step_fn(step: int, micro: int) -> dict[str, float]:
-        batch = data.batch(step, micro, cfg.data.batch_size, "student")
-        hr, lr = batch.hr.to(acc.device), batch.lr.to(acc.device)
-        g = step_generator(cfg.seed, "student", step, 1000 + micro)
-        tg = step_generator(cfg.seed, "student", step, 2000 + micro, device=str(acc.device))
+        hr, lr, y, noise, tg = student_draw(cfg, data, acc.device, model, step, micro)
         with torch.no_grad():
-            y = model.encode(lr)
-            noise = torch.randn(y.shape, generator=g).to(y)
             target = teacher_model.teacher_sample_latent(y, noise, generator=tg) if lc.distill > 0 else None
         x_T = sched_t.prior_sample(y, noise)
         t = torch.full((y.shape[0],), last_t, dtype=torch.long, device=y.device)
@@ -334,6 +329,18 @@ def train_student(cfg: DistillConfig, teacher: str | Path | None, out: str | Pat
     if cfg.eval.enabled and acc.is_main_process:
         result = evaluate_run(cfg, out, teacher=teacher_model, student=final, device=acc.device)
     return StageResult(out, model_dir, step, time.perf_counter() - t_start, result, disabled)
+
+
+@torch.no_grad()
+def student_draw(cfg: DistillConfig, data: CropDataset, device, model, step: int, micro: int):
+    """Step `step`'s (hr, lr, y = model.encode(lr), noise, teacher generator): every draw from generators
+    seeded by (seed, step, micro), so a resumed run repeats them exactly."""
+    batch = data.batch(step, micro, cfg.data.batch_size, "student")
+    hr, lr = batch.hr.to(device), batch.lr.to(device)
+    g = step_generator(cfg.seed, "student", step, 1000 + micro)
+    tg = step_generator(cfg.seed, "student", step, 2000 + micro, device=str(device))
+    y = model.encode(lr)
+    return hr, lr, y, torch.randn(y.shape, generator=g).to(y), tg
 
 
 def student_ess(cfg: DistillConfig, device):

@@ -155,6 +155,10 @@ def test_bad_teacher_or_config_is_one_line_exit_2(tmp_path, train_images, teache
     code, err = _cli(["distill", "student", "--config", str(good), "--teacher", "tiny-teacher",
                       "--out", str(tmp_path / "o2"), "--no-progress"], capsys)
     assert code == 2 and "VPDSR" in err and len(err.splitlines()) == 1
+    # the packaged config by name, with the VPDSR teacher
+    code, err = _cli(["distill", "student", "--config", "resshift-tiny", "--teacher", "tiny-teacher",
+                      "--out", str(tmp_path / "o2"), "--no-progress"], capsys)
+    assert code == 2 and "VPDSR" in err and len(err.splitlines()) == 1
     # a VPDSR config with a ResShift teacher
     vp = tmp_path / "vp.yaml"
     vp.write_text(yaml.safe_dump(tiny_config(train_images)))

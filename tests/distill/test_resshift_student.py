@@ -35,12 +35,14 @@ def teacher_dir(tmp_path_factory) -> Path:
 
 
 def resshift_config(images: Path, **student) -> dict:
-    """Latent distillation only, deterministic teacher targets: the student should approach them."""
+    """Latent distillation only, deterministic teacher targets: the student should approach them. EMA on,
+    so that its state is part of what resume must restore and what the saved model holds."""
     cfg = tiny_config(images, model={"preset": "resshift-tiny"},
                       losses={"distill": 1.0, "recon": 0.0, "hfp": 0.0, "adv": 0.0, "ess": 0.0},
                       resshift={"teacher_noise": "none"})
     cfg["data"].update({"crop_size": 64, "batch_size": 2})
-    cfg["student"].update({"steps": 6, "checkpoint_every": 3, "optim": {"lr": 2e-3, "warmup_steps": 1}, **student})
+    cfg["student"].update({"steps": 6, "checkpoint_every": 3, "optim": {"lr": 2e-3, "warmup_steps": 1},
+                           "ema": {"enabled": True, "decay": 0.9}, **student})
     return cfg
 
 

@@ -70,6 +70,16 @@ def test_report_schema(full_report):
     assert 25 < bf16["quality"]["psnr_vs_ref"] < onnx["quality"]["psnr_vs_ref"]
     assert onnx["quality"]["ssim_vs_ref"] > 0.99
     assert onnx["call_latency_ms"]["tile"] == 16
+    # roofline: FLOPs of the 2x2 tiles of 16 (24x24 LR, overlap 8), the machine's peak, the tiling overhead
+    peaks = report["roofline"]["peak"]
+    assert peaks["fp32"]["gflops"] > 0 and report["roofline"]["threads"] >= 1
+    for b in (ref, onnx):
+        r = b["roofline"]
+        assert r["plan"]["tiles"] == 4 and r["tiling_overhead"] == pytest.approx(4 * 16 * 16 / (24 * 24))
+        assert r["gflop_per_image"] > 0 and r["gflops"] > 0 and r["peak_gflops"] == peaks["fp32"]["gflops"]
+        assert r["peak_pct"] == pytest.approx(100 * r["gflops"] / r["peak_gflops"])
+        assert r["ms_per_mpix"] == pytest.approx(b["latency_ms"]["p50"] / (96 * 96 / 1e6))
+    assert ref["roofline"]["gflop_per_image"] == pytest.approx(onnx["roofline"]["gflop_per_image"])
     gates = report["gates"]
     assert {(g["name"], g["backend"]) for g in gates} == {("min-psnr-vs-ref", "torch-bf16"), ("min-psnr-vs-ref", "onnx")}
     assert all(g["passed"] for g in gates) and report["passed"] is True

@@ -39,6 +39,10 @@ def _quality(key: str) -> Callable[[dict], object]:
     return lambda b: (b.get("quality") or {}).get(key)
 
 
+def _roofline(key: str) -> Callable[[dict], object]:
+    return lambda b: (b.get("roofline") or {}).get(key)
+
+
 # After the text columns (backend, precision, device, status).
 NUMERIC_COLUMNS: tuple[Column, ...] = (
     Column("p50 ms", _latency("p50"), "{:.1f}"),
@@ -47,6 +51,13 @@ NUMERIC_COLUMNS: tuple[Column, ...] = (
     Column("mean ms", _latency("mean"), "{:.1f}"),
     Column("images/s", lambda b: b.get("throughput_ips")),
     Column("peak MiB", lambda b: b.get("peak_mem_mb"), "{:.0f}"),
+    # roofline (vpdsr/bench/roofline.py): FLOPs of the timed image's engine calls, rate, share of the peak
+    Column("GFLOP/img", _roofline("gflop_per_image"), "{:.1f}"),
+    Column("GFLOP/s", _roofline("gflops"), "{:.1f}"),
+    Column("% peak", _roofline("peak_pct"), "{:.1f}"),
+    Column("% peak best", _roofline("peak_pct_best"), "{:.1f}"),
+    Column("ms/MP out", _roofline("ms_per_mpix"), "{:.0f}"),
+    Column("tiling x", _roofline("tiling_overhead"), "{:.2f}"),
     Column("CLIPIQA", _quality("clipiqa"), "{:.4f}"),
     Column("CLIPIQA drift mean", _quality("clipiqa_drift"), "{:+.4f}"),
     Column("CLIPIQA drift worst", _quality("clipiqa_drift_worst"), "{:+.4f}"),

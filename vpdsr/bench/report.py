@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num
+from vpdsr.bench.roofline import markdown_section
 from vpdsr.utils import atomic_directory
 
 REPORT_FILES = ("report.json", "report.md", "report.html")
@@ -74,6 +75,7 @@ def markdown(report: dict) -> str:
     for b in stages:
         parts = ", ".join(f"{k} {v['p50']:.1f} ms" for k, v in b["stage_latency_ms"].items())
         lines.append(f"- `{b['name']}` per stage (p50 per call): {parts}")
+    lines += markdown_section(report)
     lines += ["", "## Gates", ""]
     if report["gates"]:
         lines += ["| gate | backend | threshold | value | result |", "|---|---|---:|---:|---|"]

@@ -16,10 +16,12 @@ import logging
 import time
 from pathlib import Path
 
+from vpdsr.commands.bench import int_or_auto
 from vpdsr.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
 BENCH_SAMPLES = "samples:holdout"
+CALIB_TILE = 64  # export tile (calibration crops) of the dynamic artifacts `--tile auto` exports
 LOG_NAME = "pipeline.log"
 
 
@@ -29,13 +31,16 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="run folder: distill/, artifacts/, bench-inputs/, report/")
     p.add_argument("--retrain", action="store_true", help="train even when shipped checkpoints exist")
     p.add_argument("--targets", default="all", help="export targets (default all: unsupported ones are skipped)")
-    p.add_argument("--threads", type=int, help="CPU threads for the benchmark")
+    p.add_argument("--threads", type=int_or_auto, default="auto",
+                   help="CPU threads for the benchmark, or auto (default: from a short probe, see vpdsr bench)")
     p.add_argument("--iters", type=int, default=5, help="timed runs per backend (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="warm-up runs per backend (default 1)")
     p.add_argument("--budget-s", type=float, default=10.0,
                    help="stop timing a backend after this many seconds (default 10; keeps the job within minutes)")
     p.add_argument("--clip-weights", help="OpenAI CLIP RN50.pt for CLIPIQA (else searched; null if absent)")
-    p.add_argument("--tile", type=int, default=64, help="export/bench LR tile size (default 64)")
+    p.add_argument("--tile", type=int_or_auto, default="auto",
+                   help="auto (default): dynamic-shape artifacts and each backend's own tiling (the whole image "
+                        "where it fits); N: static N x N artifacts and N-pixel tiles")
     p.set_defaults(func=run, log_file=lambda a: (Path(a.out) / LOG_NAME, False))
 
 
@@ -114,7 +119,10 @@ def run(args) -> int:
 
     t0 = time.perf_counter()
     log.info(f"[2/3] export: targets {args.targets} -> {out / 'artifacts'}")
-    manifest = export(model, out / "artifacts", args.targets, tile=args.tile, progress=None)
+    auto = args.tile == "auto"
+    # auto: dynamic H/W, so a backend can take a whole image (calibration and validation stay on 64-pixel tiles)
+    manifest = export(model, out / "artifacts", args.targets, tile=CALIB_TILE if auto else args.tile, dynamic=auto,
+                      progress=None)
     summary["stages"]["export"] = {
         "seconds": time.perf_counter() - t0,
         "artifacts": {a.name: a.status if a.status == "ok" else f"{a.status}: {a.reason}" for a in manifest.artifacts},

@@ -54,11 +54,14 @@ def matching_nodes(path: Path, patterns=INT8_EXCLUDE) -> list[str]:
 
 
 def build_ort_int8(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildResult:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from vpdsr.runtimes.int8_formats import ort_int8_format
 
     graphs, excluded = {}, {}
     feeds = ctx.calib_feeds()
+    fmt = ort_int8_format()  # u8 x s8 where this CPU runs it fastest (x86), matrix ops only: see int8_formats.py
     for name in ctx.names():
         src = ctx.fp32_graph(name)
         large = _is_large(src)
@@ -68,19 +71,18 @@ def build_ort_int8(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True, save_as_external_data=large)
         excluded[name] = matching_nodes(pre)
         log.debug(f"ort-int8: calibrating {name!r} on {len(feeds[name])} samples (onnxruntime MinMax, symmetric)")
-        cache = calibrate_ranges(pre, feeds[name], work, large)
+        cache = calibrate_ranges(pre, feeds[name], work, large, symmetric=fmt.symmetric_activations,
+                                 op_types=list(fmt.op_types))
         out = folder / f"{name}.onnx"
         quantize_static(
-            str(pre), str(out), None, calibration_cache_path=str(cache),
-            quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            op_types_to_quantize=quantizable_ops(), per_channel=True, calibrate_method=CalibrationMethod.MinMax,
-            nodes_to_exclude=excluded[name], use_external_data_format=large,
-            # symmetric activations and weights: what TensorRT's explicit quantization accepts
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+            str(pre), str(out), None, calibration_cache_path=str(cache), per_channel=True,
+            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=excluded[name], use_external_data_format=large,
+            **fmt.quantize_static_args(),
         )
         graphs[name] = out.name
     options = {"graphs": graphs, "opset": OPSET, "quant_format": "QDQ", "calibration_method": "MinMax",
-               "symmetric": True, "per_channel": True, "excluded_nodes": excluded}
+               "symmetric": fmt.symmetric_activations, "per_channel": True, "excluded_nodes": excluded,
+               "int8_format": fmt.to_dict()}
     return BuildResult(options=options)
 
 
@@ -91,14 +93,16 @@ def quantizable_ops() -> list[str]:
     return sorted(set(QDQRegistry) | set(QLinearOpsRegistry))
 
 
-def calibrate_ranges(pre: Path, feeds: list[dict], work: Path, large: bool) -> Path:
-    """MinMax (symmetric) ranges of every quantizable tensor, with bounded memory; returns the cache file."""
+def calibrate_ranges(pre: Path, feeds: list[dict], work: Path, large: bool, symmetric: bool = True,
+                     op_types: list[str] | None = None) -> Path:
+    """MinMax ranges (symmetric or not) of the tensors of `op_types` (default: every quantizable op), with bounded
+    memory; returns the cache file."""
     import onnxruntime as ort
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
 
-    calibrator = create_calibrator(pre, quantizable_ops(), augmented_model_path=str(work / "augmented.onnx"),
+    calibrator = create_calibrator(pre, op_types or quantizable_ops(), augmented_model_path=str(work / "augmented.onnx"),
                                    calibrate_method=CalibrationMethod.MinMax, use_external_data_format=large,
-                                   providers=["CPUExecutionProvider"], extra_options={"symmetric": True})
+                                   providers=["CPUExecutionProvider"], extra_options={"symmetric": symmetric})
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # as the calibrator: exact tensors
     opts.execution_order = ort.ExecutionOrder.PRIORITY_BASED  # reductions run as soon as their tensor exists

@@ -227,3 +227,21 @@ def test_torch_on_cuda_half_precisions(bench_model_dir, bench_images, tmp_path, 
     for r in rows:
         assert r["device"].startswith("cuda") and r["peak_gpu_mem_mb"] > 0 and r["call_latency_ms"]["p50"] > 0
     assert all(25 < r["quality"]["psnr_vs_ref"] < 200 for r in rows[1:])
+
+
+def test_default_auto_tiling_and_threads(bench_model_dir, bench_images, bench_artifacts, tmp_path, no_clip):
+    lr, hr = bench_images
+    out = tmp_path / "report"
+    rc = main(["bench", "--model", str(bench_model_dir), "--images", str(lr), "--out", str(out), "--artifacts",
+               str(bench_artifacts), "--backends", "onnx", "--warmup", "1", "--iters", "1"])
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    probe = report["environment"]["threads_probe"]
+    assert probe["threads"] in (1, probe["max_threads"]) and report["environment"]["threads"] == probe["threads"]
+    ref, onnx = report["backends"][:2]
+    assert ref["tiling"]["mode"] == "auto" and ref["tiling"]["plan"]["tiles"] == 1  # dynamic torch: whole 24x24
+    assert ref["roofline"]["tiling_overhead"] == 1.0
+    assert onnx["tiling"]["plan"]["tile"] == [16, 16]  # the static artifact keeps its 16x16 tiles
+    assert onnx["roofline"]["tiling_overhead"] == pytest.approx(4 * 256 / 576)
+    text = (out / "report.md").read_text()
+    assert "## Roofline" in text and "whole image" in text and "static 16x16 engine" in text

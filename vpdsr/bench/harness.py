@@ -322,6 +322,7 @@ def _roofline_summary(st: _RunState) -> dict | None:
         return None
     peaks = st.peaks or {}
     return {"peak": peaks.get("peak"), "figures": peaks.get("figures"), "threads": peaks.get("threads"),
+            "size": peaks.get("size"),
             "measured": peaks.get("measured"), "loadavg": peaks.get("loadavg"), "cached": peaks.get("cached"),
             "flops_error": st.flops.error if st.flops is not None else "no model to count"}
 

@@ -232,24 +232,27 @@ def _versions() -> dict:
     return env.versions(["torch", "onnxruntime", "onnxruntime-gpu", "openvino"], installed_only=True)
 
 
-def cache_key(threads: int) -> str:
-    """CPU model + all CPU flags + threads + engine versions: what decides the figures."""
-    text = json.dumps([env.cpu_info()["name"], sorted(env.cpu_flags()), threads, _versions(), SCHEMA, SIZE])
+def cache_key(threads: int, size: int = SIZE) -> str:
+    """CPU model + all CPU flags + threads + engine versions (+ matrix size): what decides the figures."""
+    text = json.dumps([env.cpu_info()["name"], sorted(env.cpu_flags()), threads, _versions(), SCHEMA, size])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def machine_peaks(threads: int | None = None, refresh: bool = False) -> dict:
+def machine_peaks(threads: int | None = None, refresh: bool = False, size: int | None = None,
+                  seconds: float = 0.25) -> dict:
     """The cached figures for this machine and thread count, measured first when there are none (or `refresh`).
 
     Args:
         threads: CPU threads the figures are for (None: torch's current count, what the backends get).
         refresh: measure again and overwrite the cache.
+        size, seconds: matrix side (default :data:`SIZE`) and timing loop per figure (see :func:`measure_peaks`).
     """
+    size = size or SIZE
     if threads is None:
         import torch
 
         threads = torch.get_num_threads()
-    path = env.cache_dir() / "peak" / f"{cache_key(threads)}.json"
+    path = env.cache_dir() / "peak" / f"{cache_key(threads, size)}.json"
     if not refresh and path.is_file():
         try:
             data = json.loads(path.read_text())
@@ -258,7 +261,7 @@ def machine_peaks(threads: int | None = None, refresh: bool = False) -> dict:
         except (OSError, ValueError):
             pass  # unreadable cache: measure again
     log.info(f"peak: measuring this machine's matmul peaks ({threads} thread(s), a few seconds)")
-    data = measure_peaks(threads)
+    data = measure_peaks(threads, seconds, size)
     try:
         from vpdsr.utils import atomic_write_text
 

@@ -36,7 +36,8 @@ class AutoTileConfig:
     """Attributes:
         max_tile: largest tile side for dynamic engines (LR pixels); also the largest whole image.
         overlap: wanted overlap of neighbouring tiles (LR pixels).
-        min_overlap: the least overlap auto may drop to for a static tile (blending needs some).
+        min_overlap: the least overlap auto may drop to for a static tile (blending needs some); never more
+            than `overlap`.
         max_batch: most tiles per call tried for dynamic-batch engines.
         budget_s: seconds of trial calls at most, per image size.
     """
@@ -50,8 +51,9 @@ class AutoTileConfig:
     def __post_init__(self) -> None:
         if self.max_tile < 8:
             raise ConfigError(f"`max_tile` must be >= 8, got {self.max_tile}")
-        if not 0 <= self.min_overlap <= self.overlap:
-            raise ConfigError(f"auto tiling needs 0 <= min_overlap <= overlap, got {self.min_overlap}, {self.overlap}")
+        if self.overlap < 0 or self.min_overlap < 0:
+            raise ConfigError(f"auto tiling needs overlaps >= 0, got {self.min_overlap}, {self.overlap}")
+        self.min_overlap = min(self.min_overlap, self.overlap)
         if self.max_batch < 1 or self.budget_s < 0:
             raise ConfigError("auto tiling needs `max_batch` >= 1 and `budget_s` >= 0")
 

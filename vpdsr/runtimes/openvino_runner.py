@@ -127,9 +127,15 @@ class OpenVINORunner(Runner):
         self._throughput = (compiled, queue)
 
     def deactivate_impl(self) -> None:
+        # Requests before the compiled models that own them: the other order aborts inside OpenVINO.
+        if self._throughput is not None:
+            compiled, queue = self._throughput
+            queue.wait_all()
+            self._throughput = None
+            del queue
+            del compiled
         self._request = None
         self.compiled = None
-        self._throughput = None
         self._model = None
 
     def kernel_summary(self) -> dict:

@@ -28,9 +28,18 @@ from pathlib import Path
 
 import numpy as np
 
-from vpdsr.bench.backends import BackendSpec, one_line, open_runner, resolve_backends, set_torch_threads
+from vpdsr.bench.backends import (
+    UNTUNED,
+    UNTUNED_TILING,
+    BackendSpec,
+    one_line,
+    open_runner,
+    resolve_backends,
+    resolve_names,
+    set_torch_threads,
+)
 from vpdsr.bench.flops import FlopCounter
-from vpdsr.bench.gates import GateConfig, evaluate, latency_change_pct
+from vpdsr.bench.gates import GateConfig, apply_required, evaluate, latency_change_pct, verdict
 from vpdsr.bench.int8_flags import collect_kernels, flag_int8_rows
 from vpdsr.bench.inputs import BenchImage, bicubic_upscale, load_bench_images
 from vpdsr.bench.latency import LatencyConfig, PeakMemory, cuda_peak_mb, cuda_peak_reset, measure, summarize
@@ -38,7 +47,7 @@ from vpdsr.bench.peak import machine_peaks
 from vpdsr.bench.quality import MetricSuite, aggregate, image_scores
 from vpdsr.bench.roofline import roofline
 from vpdsr.env import probe_threads
-from vpdsr.errors import MissingWeightsError, VpdsrError
+from vpdsr.errors import CapabilityError, InputError, MissingWeightsError, VpdsrError
 from vpdsr.runtimes.autotile import AutoTileConfig
 from vpdsr.runtimes.tiling import TileConfig
 from vpdsr.runtimes.upscale import AUTO, Upscaler
@@ -59,6 +68,8 @@ class BenchConfig:
     backends: list[str] | None = None
     reference: str = "torch-fp32"
     device: str = "cpu"
+    torch_compile: str | None = None  # torch.compile mode for the non-reference torch backends
+    cuda_graphs: bool = False  # CUDA graphs for the non-reference torch backends
     seed: int = 0
     tile: int | str | None = "auto"
     overlap: int = 8
@@ -82,6 +93,7 @@ class BenchResult:
 
     @property
     def failed_gates(self) -> list[dict]:
+        """Every check that failed the run: failed backends (``backend-ran``) and threshold gates."""
         return [g for g in self.report["gates"] if not g["passed"]]
 
 
@@ -95,7 +107,10 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     if cfg.tile != AUTO:
         TileConfig(cfg.tile, cfg.overlap, cfg.batch)  # a bad tiling is a user error before anything runs
     images = load_bench_images(cfg.images, cfg.hr, max_images=cfg.max_images)
-    specs = resolve_backends(cfg.model, cfg.artifacts, cfg.backends, cfg.reference, cfg.device)
+    specs = resolve_backends(cfg.model, cfg.artifacts, cfg.backends, cfg.reference, cfg.device,
+                             cfg.torch_compile, cfg.cuda_graphs)
+    policy = replace(cfg.gates, require=resolve_names(cfg.gates.require, specs, "--require"),
+                     allow_failed=resolve_names(cfg.gates.allow_failed, specs, "--allow-failed"))
     probe = None
     if cfg.latency.threads == AUTO:  # after the input checks: bad input costs nothing
         probe = probe_threads()
@@ -104,10 +119,10 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
                   f"load average {probe['loadavg'][0] if probe['loadavg'] else '?'})")
     set_torch_threads(cfg.latency.threads)
     suite = MetricSuite.build(cfg.clip_weights, cfg.lpips_weights)
-    if cfg.gates.max_clipiqa_drift is not None and suite.clip is None:
-        raise MissingWeightsError(f"`--max-clipiqa-drift` needs CLIPIQA, which is {suite.clip_reason}")
+    check_gates_can_run(policy, suite, images)
     log.info(f"bench: {len(images)} image(s), backends: {', '.join(s.name for s in specs)}; "
-        f"CLIPIQA {'on' if suite.clip else 'off'}, LPIPS {'on' if suite.lpips else 'off'}")
+        f"CLIPIQA {'on' if suite.clip else 'off'}, LPIPS {'on' if suite.lpips else 'off'}, "
+        f"PIQE {'on' if suite.reason('piqe') is None else 'off'}")
 
     bicubic = [bicubic_upscale(im.lr) for im in images]
     bicubic_rows = [{"name": im.name, **image_scores(b, None, im.hr, suite)} for im, b in zip(images, bicubic)]
@@ -123,7 +138,7 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     for spec in tqdm(specs, desc="bench", unit="backend", disable=None):  # a bar on a terminal only
         rows.append(_run_backend(spec, state))
         if spec.name == specs[0].name and rows[-1]["status"] != "ok":
-            raise VpdsrError(f"the reference backend {spec.name} failed: {rows[-1]['reason']}")
+            raise VpdsrError(f"the reference backend {spec.name} {rows[-1]['status']}: {rows[-1]['reason']}")
 
     baseline = cfg.gates.baseline
     if baseline is not None:
@@ -132,7 +147,9 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
             if row["name"] in base_rows:
                 row["latency_change_pct"] = latency_change_pct(row, base_rows[row["name"]])
     flag_int8_rows(rows, state.peaks)
-    gates = evaluate(rows, cfg.reference, cfg.gates)
+    apply_required(rows, policy.require)
+    gates = evaluate(rows, cfg.reference, policy)
+    outcome = verdict(rows, gates, policy)
     report = {
         "schema": SCHEMA,
         "model": _model_info(cfg.model),
@@ -149,7 +166,8 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
         "bicubic": aggregate(bicubic_rows, None, suite),
         "backends": rows,
         "gates": [g.to_dict() for g in gates],
-        "passed": all(g.passed for g in gates),
+        "passed": outcome["passed"],
+        "verdict": outcome,
         "baseline": cfg.baseline_path,
         "environment": {**environment(cfg.latency.threads), "threads_probe": probe,
                         "loadavg_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
@@ -181,10 +199,24 @@ def _empty_row(spec: BackendSpec) -> dict:
     }
 
 
+def _not_run(row: dict, status: str, exc: BaseException, when: str) -> dict:
+    """Mark a row skipped (CapabilityError: cannot run here) or failed (anything else), logged once."""
+    row.update(status=status, reason=one_line(exc) if status == "skipped" else f"{when}: {one_line(exc)}",
+               latency_ms=None, quality=None)
+    if status == "skipped":
+        log.info(f"bench: {row['name']}: skipped ({row['reason']})")
+    else:  # the traceback goes to the log file: a backend that breaks may be a bug
+        log.warning(f"bench: {row['name']}: FAILED ({row['reason']})")
+        log.debug(f"bench: {row['name']}: {when} failed", exc_info=exc)
+    return row
+
+
 def _run_backend(spec: BackendSpec, st: _RunState) -> dict:
+    """One backend's row: ok with figures, skipped (cannot run here) or failed (should run and did not)."""
     row = _empty_row(spec)
     if spec.status != "ok":
-        log.info(f"bench: {spec.name}: skipped ({spec.reason})")
+        log.log(logging.WARNING if spec.status == "failed" else logging.INFO,
+                f"bench: {spec.name}: {'FAILED' if spec.status == 'failed' else 'skipped'} ({spec.reason})")
         return row
     cuda_peak_reset(spec.device)
     with PeakMemory() as mem:
@@ -192,23 +224,43 @@ def _run_backend(spec: BackendSpec, st: _RunState) -> dict:
         try:
             runner = open_runner(spec, st.cfg.latency.threads)
             runner.activate()
-        except VpdsrError as e:
-            row.update(status="skipped", reason=one_line(e))
-            log.info(f"bench: {spec.name}: skipped ({row['reason']})")
-            return row
+        except CapabilityError as e:
+            return _not_run(row, "skipped", e, "load error")
+        except Exception as e:  # noqa: BLE001 - a tampered, corrupt or unloadable artifact is a failed backend
+            return _not_run(row, "failed", e, "load error")
         row["load_s"] = time.perf_counter() - t0
         row["device"] = getattr(runner, "device", spec.device)
         try:
             _measure_backend(runner, spec, st, row, mem)
-        except (VpdsrError, RuntimeError, ValueError, OSError) as e:  # a backend that breaks mid-run
-            row.update(status="failed", reason=one_line(e), latency_ms=None, quality=None)
-            log.warning(f"bench: {spec.name}: FAILED ({row['reason']})")
+        except CapabilityError as e:
+            _not_run(row, "skipped", e, "runtime error")
+        except Exception as e:  # noqa: BLE001 - a backend that breaks mid-run fails, the others still run
+            _not_run(row, "failed", e, "runtime error")
         finally:
+            if hasattr(runner, "describe"):  # the torch GPU path: compile mode, CUDA graphs captured or why not
+                row["runner_options"] = runner.describe()
             runner.deactivate()
     if row["status"] == "ok":
         row["peak_mem_mb"] = mem.peak_mb
         row["peak_gpu_mem_mb"] = cuda_peak_mb(spec.device)
     return row
+
+
+def check_gates_can_run(gates: GateConfig, suite: MetricSuite, images: list[BenchImage], scale: int = 4) -> None:
+    """A gate on a metric that cannot be computed here is bad input, found before any backend runs."""
+    if gates.max_clipiqa_drift is not None and suite.clip is None:
+        raise MissingWeightsError(f"`--max-clipiqa-drift` needs CLIPIQA, which is {suite.clip_reason}")
+    for flag, metric, value in (("--max-piqe-drift", "piqe", gates.max_piqe_drift),
+                                ("--min-ms-ssim-vs-ref", "ms_ssim", gates.min_ms_ssim_vs_ref)):
+        if value is None:
+            continue
+        if suite.reason(metric):
+            raise InputError(f"`{flag}` needs {metric}, which is {suite.reason(metric)}")
+        metric_set = suite.no_ref if metric in suite.no_ref.names else suite.full_ref
+        for im in images:
+            problem = metric_set.size_problem(metric, im.lr.shape[0] * scale, im.lr.shape[1] * scale)
+            if problem:
+                raise InputError(f"`{flag}` cannot be evaluated on {im.name} (its x{scale} output): {problem}")
 
 
 def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: PeakMemory) -> None:
@@ -223,9 +275,14 @@ def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: P
             stage_times.setdefault(k, []).append(v)
 
     flops_fn = st.flops.flops if st.flops is not None else None
-    wanted = AutoTileConfig(overlap=cfg.overlap, max_batch=cfg.batch) if cfg.tile == AUTO else \
-        TileConfig(cfg.tile, cfg.overlap, cfg.batch)
-    upscaler = Upscaler(runner, wanted, cfg.seed, on_call=record, flops=flops_fn)
+    untuned = bool(spec.extra.get(UNTUNED))
+    if untuned:  # the tiling and noise from before the tuning (see vpdsr.bench.backends)
+        wanted = TileConfig(*UNTUNED_TILING)
+    elif cfg.tile == AUTO:
+        wanted = AutoTileConfig(overlap=cfg.overlap, max_batch=cfg.batch)
+    else:
+        wanted = TileConfig(cfg.tile, cfg.overlap, cfg.batch)
+    upscaler = Upscaler(runner, wanted, cfg.seed, on_call=record, flops=flops_fn, noise_cache_mb=0 if untuned else 64)
     is_ref = st.ref_outputs is None
     per_image, outputs = [], []
     for i, im in enumerate(st.images):
@@ -278,7 +335,11 @@ def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: P
         engine_ms = 1000.0 * sum(calls) / stats.n if len(calls) == plan.calls * stats.n else None
         row["roofline"] = roofline(row, plan, flops_fn, st.peaks, runner.scale, engine_ms,
                                    single_call_ms(runner, plan, calls))
-    fidelity = "" if is_ref else f", PSNR vs ref {row['quality']['psnr_vs_ref']:.2f} dB"
+    q = row["quality"]
+    fidelity = "" if is_ref else f", PSNR vs ref {q['psnr_vs_ref']:.2f} dB"
+    if q.get("piqe") is not None:
+        drift = q.get("piqe_drift")
+        fidelity += f", PIQE {q['piqe']:.2f}" + ("" if is_ref or drift is None else f" ({drift:+.2f} vs ref)")
     log.info(f"bench: {spec.name}: ok, p50 {stats.p50_ms:.1f} ms/image over {stats.n} runs, "
              f"{stats.throughput_ips:.2f} images/s{fidelity}")
 

@@ -1,7 +1,7 @@
 """Flag an INT8 backend that is slower than fp32 here, with the reason read from what the engine runs.
 
-Each INT8 row is compared with the fp32 row of the same engine (onnxruntime's `onnx`, OpenVINO's
-`openvino`; else the reference). When its p50 latency is higher, the row gets a flag whose reason
+Each INT8 row is compared with the fp32 row of the same engine run the same way (onnxruntime's `onnx`,
+OpenVINO's `openvino`; `onnx@untuned` for `ort-int8@untuned`; else the reference). When its p50 latency is higher, the row gets a flag whose reason
 comes from evidence, not from a guess:
 - the CPU: no VNNI / AMX-INT8 (`avx512_vnni`, `avx_vnni`, `amx_int8`) means int8 dot products are
   AVX2 `vpmaddubsw` + `vpmaddwd`, little faster than fp32 FMA;
@@ -26,8 +26,9 @@ def flag_int8_rows(rows: list[dict], peaks: dict | None = None, cpu_flags: set[s
     for row in ok:
         if row.get("precision") != "int8":
             continue
-        fp32 = next((r for r in ok if r.get("backend") == row.get("backend") and r.get("precision") == "fp32"),
-                    None) or next((r for r in ok if r.get("backend") == "torch" and r.get("precision") == "fp32"), None)
+        fp32 = next((r for r in ok if r.get("backend") == row.get("backend") and r.get("precision") == "fp32"
+                     and _variant(r) == _variant(row)), None) \
+            or next((r for r in ok if r.get("backend") == "torch" and r.get("precision") == "fp32"), None)
         if fp32 is None:
             continue
         ratio = row["latency_ms"]["p50"] / fp32["latency_ms"]["p50"]
@@ -37,6 +38,11 @@ def flag_int8_rows(rows: list[dict], peaks: dict | None = None, cpu_flags: set[s
         row.setdefault("flags", []).append({
             "flag": "int8-slower-than-fp32", "vs": fp32["name"], "ratio": round(ratio, 3),
             "reason": "; ".join(reasons) or "no cause found in the engine's graph or the CPU's features"})
+
+
+def _variant(row: dict) -> str:
+    """`@untuned`, `@cuda`...: an INT8 row is compared with the fp32 row run the same way."""
+    return str(row.get("name", "")).partition("@")[2]
 
 
 def int8_reasons(kernels: dict | None, peaks: dict | None, cpu_flags: set[str]) -> list[str]:

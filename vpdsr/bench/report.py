@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num
+from vpdsr.bench.gates import verdict_text
+from vpdsr.bench.quality import metric_notes
 from vpdsr.bench.roofline import markdown_section
 from vpdsr.utils import atomic_directory
 
@@ -52,9 +54,11 @@ def to_json(report: dict) -> str:
 
 
 def markdown(report: dict) -> str:
-    """The report as Markdown: the backend table, gates, skipped backends, metric notes."""
+    """The report as Markdown: the verdict, the backend table, gates, skipped/failed backends, metric notes."""
     lines = [
         f"# vpdsr benchmark: {report['model'].get('source')}",
+        "",
+        f"**{verdict_text(report)}**",
         "",
         f"{report['images']} image(s), reference `{report['reference']}`, noise seed {report['seed']}, "
         f"tile {report['tiling']['tile']} / overlap {report['tiling']['overlap']}; "
@@ -68,8 +72,8 @@ def markdown(report: dict) -> str:
         text = (b["name"], b["precision"], b["device"], b["status"])
         lines.append("| " + " | ".join((*text, *(c.cell(b) for c in NUMERIC_COLUMNS))) + " |")
     bic = report.get("bicubic") or {}
-    if bic.get("psnr_vs_hr") is not None or bic.get("clipiqa") is not None:
-        lines += ["", f"Bicubic baseline: PSNR vs HR {num(bic.get('psnr_vs_hr'))} dB, "
+    if any(bic.get(k) is not None for k in ("psnr_vs_hr", "clipiqa", "piqe")):
+        lines += ["", f"Bicubic baseline: PSNR vs HR {num(bic.get('psnr_vs_hr'))} dB, PIQE {num(bic.get('piqe'))}, "
                       f"CLIPIQA {num(bic.get('clipiqa'), '{:.4f}')}."]
     stages = [b for b in report["backends"] if b.get("stage_latency_ms")]
     for b in stages:
@@ -86,10 +90,13 @@ def markdown(report: dict) -> str:
         lines.append("No gates were set.")
     not_run = [b for b in report["backends"] if b["status"] != "ok"]
     if not_run:
-        lines += ["", "## Not run", ""] + [f"- `{b['name']}` {b['status']}: {b['reason']}" for b in not_run]
-    notes = [f"- {name}: {m['reason']}" for name, m in report["metrics"].items() if not m["available"]]
+        lines += ["", "## Not run", "", "skipped = cannot run on this machine; failed = should run here and did not.",
+                  ""] + [f"- `{b['name']}` {b['status']}: {b['reason']}" for b in not_run]
+    notes = metric_notes(report)
     if notes:
-        lines += ["", "## Metrics not computed", ""] + notes
+        about = "'vs ref' compares with the reference backend's output of the same image and noise; drift = " \
+                "backend minus reference; 'worst' / 'min' = the least favourable image."
+        lines += ["", "## Metrics", "", about, ""] + [f"- {n}" for n in notes]
     env = report["environment"]
     lines += ["", f"Measured on {env['cpu']['name']} ({env['cpu']['cores']} cores, torch threads "
                   f"{env['torch_threads']}), {', '.join(g['name'] for g in env['gpus']) or 'no GPU'}; "

@@ -11,8 +11,9 @@ Per backend (timed on the first image):
 - `tiling_overhead`: computed LR pixels / output LR pixels;
 - `engine_ms` and `outside_engine_pct`: time inside engine calls per image, and the share of the
   latency spent between them (tiling, blending, noise, copies);
-- `single_call_ms` and `vs_single_call`: one call of the plan's tile shape at batch 1, and the p50 latency
-  over (computed pixels x that call's rate): 1.0 means nothing is lost beyond the pixels computed.
+- `single_call_ms`, `expected_ms` and `vs_single_call`: one call of the plan's tile shape at batch 1, the
+  computed pixels x that call's rate, and the p50 latency over it: 1.0 means nothing is lost beyond the
+  pixels computed (below 1: tile batches on parallel streams beat one call at a time).
 
 The peak is a best-of figure (the machine's capability), so `peak_pct_best`, from the fastest run, is
 the like-for-like ratio on a shared machine; `peak_pct` from the p50 shows what a typical run got.
@@ -61,6 +62,7 @@ def roofline(row: dict, plan, flops_fn, peaks: dict | None, scale: int, engine_m
         "engine_ms": engine_ms,
         "outside_engine_pct": None if engine_ms is None or not p50 else 100.0 * max(0.0, 1.0 - engine_ms / p50),
         "single_call_ms": single_call_ms,
+        "expected_ms": expected,
         "vs_single_call": None if not expected or not p50 else p50 / expected,
     }
 
@@ -115,4 +117,7 @@ def markdown_section(report: dict) -> list[str]:
     return ["", "## Roofline", "", *([line, ""] if line else []),
             "`% peak`: effective GFLOP/s at p50 over the peak of the row's precision; `% peak best`: from the "
             "fastest run (the peak is a best-of figure: the like-for-like ratio on a shared machine). "
-            "`tiling x`: computed LR pixels / output LR pixels.", "", *notes]
+            "`tiling x`: computed LR pixels / output LR pixels. `est ms`: computed LR pixels x the rate of one batch-1 "
+            "engine call of the plan's tile shape; `e2e/est`: p50 (end to end per image) over it, 1.00 when nothing "
+            "is lost between engine calls; `outside %`: share of p50 spent outside engine calls (tiling, blending, "
+            "noise, copies).", "", *notes]

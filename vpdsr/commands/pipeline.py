@@ -7,7 +7,8 @@
 3. bench: the bundled held-out photos (astronaut, chelsea, coffee), bicubic-downscaled x4 to
    LR (the HR photos give PSNR/SSIM vs HR), every backend, report in RUN/report/.
 
-RUN/pipeline.json records each stage's wall time and outputs.
+RUN/pipeline.json records each stage's wall time and outputs; RUN/history.json gets the bench's figures
+per backend, one entry per run (:mod:`vpdsr.bench.history`; compare two with `benchmarks/suite.py compare`).
 """
 from __future__ import annotations
 
@@ -82,8 +83,10 @@ def _preset_of(cfg) -> str | None:
     return preset
 
 
-def make_bench_inputs(folder: Path, spec: str = BENCH_SAMPLES) -> tuple[Path, Path]:
-    """The export's held-out validation photos as PNG files: HR cropped to a multiple of 4, its x4 bicubic LR.
+def make_bench_inputs(folder: Path, spec: str = BENCH_SAMPLES, max_images: int | None = None,
+                      max_size: int | None = None) -> tuple[Path, Path]:
+    """The export's held-out validation photos as PNG files: HR cropped to a multiple of 4, its x4 bicubic LR
+    (the first `max_images`, centred to at most `max_size` LR pixels a side: see `holdout_images`).
 
     The LR arrays are already at 8-bit levels, so the bench reads back exactly what the export validated on.
     """
@@ -91,10 +94,20 @@ def make_bench_inputs(folder: Path, spec: str = BENCH_SAMPLES) -> tuple[Path, Pa
     from vpdsr.export.validation import holdout_images
 
     lr_dir, hr_dir = folder / "lr", folder / "hr"
-    for name, lr, hr in holdout_images(spec):
+    for name, lr, hr in holdout_images(spec, max_images, max_size):
         write_image(hr_dir / f"{name}.png", hr)
         write_image(lr_dir / f"{name}.png", lr)
     return lr_dir, hr_dir
+
+
+def record_history(out: Path, model: str) -> None:
+    """One entry in RUN/history.json (see vpdsr.bench.history): rerunning into the same folder keeps a history."""
+    from vpdsr.bench.history import HISTORY_NAME, record_reports
+
+    report = out / "report" / "report.json"
+    preset = json.loads(report.read_text()).get("model", {}).get("preset") or Path(model).name
+    record_reports(out / HISTORY_NAME, {preset: report}, label="pipeline")
+    log.info(f"pipeline: figures added to {out / HISTORY_NAME} (compare runs: python benchmarks/suite.py compare)")
 
 
 def run(args) -> int:
@@ -102,9 +115,10 @@ def run(args) -> int:
     from vpdsr.bench.harness import BenchConfig
     from vpdsr.bench.latency import LatencyConfig
     from vpdsr.commands.bench import bench_and_report
+    from vpdsr.commands.checks import output_folder
     from vpdsr.export.api import export
 
-    out = Path(args.out)
+    out = output_folder(args.out, inside=("distill", "artifacts", "bench-inputs", "report"))
     config = args.config or default_config()
     t_start = time.perf_counter()
     summary: dict = {"config": str(config) if config else None, "stages": {}}
@@ -137,7 +151,9 @@ def run(args) -> int:
         gates=GateConfig(), clip_weights=args.clip_weights,
     )
     try:
-        return bench_and_report(cfg, out / "report", print_table=False)
+        rc = bench_and_report(cfg, out / "report", print_table=False)
+        record_history(out, model)
+        return rc
     finally:
         summary["stages"]["bench"] = {"seconds": time.perf_counter() - t0, "report": str(out / "report")}
         summary["seconds"] = time.perf_counter() - t_start

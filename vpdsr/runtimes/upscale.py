@@ -78,6 +78,8 @@ class Upscaler:
         on_call: called with the runner after every engine call (per-call timings, memory samples).
         clip: clamp the output to [0, 1] (what is written and scored).
         flops: `flops(h, w)` of one call, for auto tiling's ranking when trial calls are too slow.
+        noise_cache_mb: the noise field's block cache (0: every tile draws its noise afresh; the values
+            are the same either way, see :class:`NoiseField`).
 
     Attributes:
         tiles: the resolved tiling (None with auto tiling: see `auto.choices`); noise: the NoiseField, or
@@ -86,7 +88,7 @@ class Upscaler:
 
     def __init__(self, runner: Runner, tiles: TileConfig | AutoTileConfig | str | None = None, seed: int = 0, *,
                  explicit_tile: bool = False, on_call: Callable[[Runner], None] | None = None, clip: bool = True,
-                 flops=None):
+                 flops=None, noise_cache_mb: int = 64):
         self.runner = runner
         if tiles == AUTO or isinstance(tiles, AutoTileConfig):
             self.auto = AutoTiler(runner, tiles if isinstance(tiles, AutoTileConfig) else AutoTileConfig(), flops)
@@ -95,7 +97,7 @@ class Upscaler:
             self.auto = None
             self.tiles = tiles_for(runner, tiles or TileConfig(), explicit_tile)
         channels = runner.noise_channels
-        self.noise = NoiseField(seed, channels) if channels else None
+        self.noise = NoiseField(seed, channels, cache_mb=noise_cache_mb) if channels else None
         self.on_call = on_call
         self.clip = clip
         self.last_plan: TilePlan | None = None

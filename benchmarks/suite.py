@@ -31,20 +31,8 @@ def history_path(arg: str) -> Path:
     return p / HISTORY_NAME if p.is_dir() else p
 
 
-def backend_names(artifacts: Path, untuned: bool) -> list[str]:
-    """Every exported entry, and its `@untuned` twin for CPU ONNX Runtime / OpenVINO entries."""
-    from vpdsr.artifacts import Manifest
-    from vpdsr.bench.backends import UNTUNED, UNTUNED_OPTIONS
-
-    names = []
-    for e in Manifest.read(artifacts).artifacts:
-        names.append(e.name)
-        if untuned and e.status == "ok" and e.backend in UNTUNED_OPTIONS and e.stages != "split":
-            names.append(f"{e.name}@{UNTUNED}")
-    return names
-
-
 def run_suite(args) -> int:
+    from vpdsr.bench.backends import with_untuned
     from vpdsr.bench.gates import GateConfig
     from vpdsr.bench.harness import BenchConfig
     from vpdsr.bench.latency import LatencyConfig
@@ -64,7 +52,7 @@ def run_suite(args) -> int:
         lr_dir, hr_dir = make_bench_inputs(root / "inputs", max_images=args.max_images, max_size=args.lr_size)
         cfg = BenchConfig(
             model=preset, images=str(lr_dir), hr=str(hr_dir), artifacts=str(root / "artifacts"),
-            backends=backend_names(root / "artifacts", args.untuned),
+            backends=with_untuned(root / "artifacts") if args.untuned else None,
             latency=LatencyConfig(warmup=args.warmup, iters=args.iters, budget_s=args.budget_s, threads=args.threads),
             gates=GateConfig(),
         )

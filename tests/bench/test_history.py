@@ -85,3 +85,17 @@ def test_unreadable_history_is_one_line_error(tmp_path):
     with pytest.raises(InputError, match="expected schema 1"):
         read_history(bad)
     assert read_history(tmp_path / "missing.json")["runs"] == []
+
+
+def test_untuned_twins_only_for_cpu_artifacts_that_ran(bench_artifacts):
+    from vpdsr.bench.backends import with_untuned
+
+    # tensorrt-fp16 was skipped by the export (no GPU here) and is no CPU engine: no twin
+    assert with_untuned(bench_artifacts) == ["onnx", "onnx@untuned", "tensorrt-fp16"]
+
+
+def test_untuned_gpu_artifact_is_refused(bench_model_dir, bench_artifacts):
+    from vpdsr.bench.backends import resolve_backends
+
+    with pytest.raises(InputError, match="expected a CPU artifact"):
+        resolve_backends(str(bench_model_dir), bench_artifacts, ["tensorrt-fp16@untuned"], "torch-fp32", "cpu")

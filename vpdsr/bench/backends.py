@@ -199,6 +199,18 @@ def _on_gpu_provider(spec: BackendSpec, provider: str, device: str) -> BackendSp
     return spec
 
 
+def with_untuned(artifacts: str | Path) -> list[str]:
+    """Every entry of an export folder, each CPU ONNX Runtime / OpenVINO one followed by its `@untuned` twin."""
+    from vpdsr.artifacts import Manifest
+
+    names = []
+    for e in Manifest.read(Path(artifacts)).artifacts:
+        names.append(e.name)
+        if e.status == "ok" and e.backend in UNTUNED_OPTIONS and _entry_device(e) == "cpu" and e.stages != "split":
+            names.append(f"{e.name}@{UNTUNED}")
+    return names
+
+
 def _untuned(spec: BackendSpec) -> BackendSpec:
     """`<entry>@untuned`: a CPU artifact with the engine defaults from before the tuning (module docstring)."""
     if spec.backend not in UNTUNED_OPTIONS or spec.device != "cpu":

@@ -42,7 +42,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="report folder (report.json, report.md, report.html)")
     p.add_argument("--backends", help="comma list: torch-fp32,torch-bf16,<manifest names> (default: the "
                                       "reference + every manifest entry); on a GPU also torch-fp16-compiled, "
-                                      "torch-bf16-compiled-graphs, torch-fp8, onnx@cuda, onnx-fp16@tensorrt-ep")
+                                      "torch-bf16-compiled-graphs, torch-fp8, onnx@cuda, onnx-fp16@tensorrt-ep; "
+                                      "<cpu entry>@untuned: the engine defaults and fixed 64-pixel tiles from "
+                                      "before the CPU tuning, beside the tuned row")
     p.add_argument("--reference", default="torch-fp32", help="reference backend (default torch-fp32)")
     p.add_argument("--device", default="cpu", help="torch device of the torch backends and of <onnx artifact>@cuda "
                                                    "(cpu, cuda, cuda:N)")

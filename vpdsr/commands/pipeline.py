@@ -42,6 +42,9 @@ def register(sub) -> None:
     p.add_argument("--tile", type=int_or_auto, default="auto",
                    help="auto (default): dynamic-shape artifacts and each backend's own tiling (the whole image "
                         "where it fits); N: static N x N artifacts and N-pixel tiles")
+    p.add_argument("--untuned", action="store_true",
+                   help="also bench every CPU artifact @untuned (engine defaults, fixed 64-pixel tiles: the settings "
+                        "before the CPU tuning) beside its tuned row")
     p.set_defaults(func=run, log_file=lambda a: (Path(a.out) / LOG_NAME, False))
 
 
@@ -111,6 +114,7 @@ def record_history(out: Path, model: str) -> None:
 
 
 def run(args) -> int:
+    from vpdsr.bench.backends import with_untuned
     from vpdsr.bench.gates import GateConfig
     from vpdsr.bench.harness import BenchConfig
     from vpdsr.bench.latency import LatencyConfig
@@ -147,6 +151,7 @@ def run(args) -> int:
     lr_dir, hr_dir = make_bench_inputs(out / "bench-inputs")
     cfg = BenchConfig(
         model=model, images=str(lr_dir), hr=str(hr_dir), artifacts=str(out / "artifacts"), tile=args.tile,
+        backends=with_untuned(out / "artifacts") if args.untuned else None,
         latency=LatencyConfig(warmup=args.warmup, iters=args.iters, budget_s=args.budget_s, threads=args.threads),
         gates=GateConfig(), clip_weights=args.clip_weights,
     )

@@ -99,3 +99,11 @@ def test_untuned_gpu_artifact_is_refused(bench_model_dir, bench_artifacts):
 
     with pytest.raises(InputError, match="expected a CPU artifact"):
         resolve_backends(str(bench_model_dir), bench_artifacts, ["tensorrt-fp16@untuned"], "torch-fp32", "cpu")
+
+
+def test_report_shows_tuning_pairs_and_the_new_columns(two_runs):
+    from vpdsr.bench.report import markdown
+
+    text = markdown(two_runs[1])
+    assert "| tiling x | est ms | e2e/est | outside % |" in text
+    assert "- tuning `onnx`: p50 " in text and "ms untuned -> " in text

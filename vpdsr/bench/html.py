@@ -49,14 +49,13 @@ def _short(text: str, limit: int = 60) -> str:
 
 
 def _roofline(report: dict) -> str:
-    from vpdsr.bench.roofline import backend_notes, peak_line
+    from vpdsr.bench.roofline import COLUMN_NOTE, backend_notes, peak_line
 
     line, notes = peak_line(report.get("roofline")), backend_notes(report)
     if not line and not notes:
         return ""
     items = "".join(f"<li>{_e(n[2:]).replace('**FLAG**', '<b class=fail>FLAG</b>')}</li>" for n in notes)
-    return (f"<h2>Roofline</h2><p class='note'>{_e(line or '')} % peak: effective GFLOP/s at p50 over the peak of "
-            f"the row's precision; % peak best: from the fastest run. tiling x: computed / output LR pixels.</p>"
+    return (f"<h2>Roofline</h2><p class='note'>{_e(line or '')} {_e(COLUMN_NOTE.replace('`', ''))}</p>"
             f"<ul class='note'>{items}</ul>")
 
 

@@ -67,6 +67,15 @@ def roofline(row: dict, plan, flops_fn, peaks: dict | None, scale: int, engine_m
     }
 
 
+COLUMN_NOTE = (
+    "`% peak`: effective GFLOP/s at p50 over the peak of the row's precision; `% peak best`: from the fastest run "
+    "(the peak is a best-of figure: the like-for-like ratio on a shared machine). `tiling x`: computed LR pixels / "
+    "output LR pixels. `est ms`: computed LR pixels x the rate of one batch-1 engine call of the plan's tile shape; "
+    "`e2e/est`: p50 (end to end per image) over it, 1.00 when nothing is lost between engine calls; `outside %`: "
+    "share of p50 spent outside engine calls (tiling, blending, noise, copies). `@untuned` rows: the same artifact "
+    "with the engine defaults, fixed 64-pixel tiles and no noise cache (the settings before the CPU tuning).")
+
+
 def peak_line(summary: dict | None) -> str | None:
     """One sentence: the machine's peaks, how and when they were measured."""
     if not summary or not summary.get("peak"):
@@ -102,9 +111,25 @@ def backend_notes(report: dict) -> list[str]:
             parts.append(f"measured against the {r['peak_precision']} peak ({b.get('precision')} has no usable "
                          "peak here)")
         lines.append(f"- `{b['name']}`: " + "; ".join(parts))
+    lines += tuning_notes(report)
     for b in report["backends"]:
         for f in b.get("flags") or []:
             lines.append(f"- **FLAG** `{b['name']}` is {f['ratio']:.2f}x slower than `{f['vs']}`: {f['reason']}")
+    return lines
+
+
+def tuning_notes(report: dict) -> list[str]:
+    """One line per `<entry>` / `<entry>@untuned` pair that both ran: what the CPU tuning is worth here."""
+    rows = {b["name"]: b for b in report["backends"] if b.get("status") == "ok" and (b.get("latency_ms") or {}).get("p50")}
+    lines = []
+    for name, tuned in rows.items():
+        before = rows.get(f"{name}@untuned")
+        if before is None:
+            continue
+        a, b = tuned["latency_ms"]["p50"], before["latency_ms"]["p50"]
+        pa, pb = (tuned.get("roofline") or {}).get("peak_pct_best"), (before.get("roofline") or {}).get("peak_pct_best")
+        peak = f"; % peak best {pb:.1f} -> {pa:.1f}" if pa is not None and pb is not None else ""
+        lines.append(f"- tuning `{name}`: p50 {b:.1f} ms untuned -> {a:.1f} ms tuned ({b / a:.2f}x){peak}")
     return lines
 
 
@@ -115,9 +140,4 @@ def markdown_section(report: dict) -> list[str]:
     if not line and not notes:
         return []
     return ["", "## Roofline", "", *([line, ""] if line else []),
-            "`% peak`: effective GFLOP/s at p50 over the peak of the row's precision; `% peak best`: from the "
-            "fastest run (the peak is a best-of figure: the like-for-like ratio on a shared machine). "
-            "`tiling x`: computed LR pixels / output LR pixels. `est ms`: computed LR pixels x the rate of one batch-1 "
-            "engine call of the plan's tile shape; `e2e/est`: p50 (end to end per image) over it, 1.00 when nothing "
-            "is lost between engine calls; `outside %`: share of p50 spent outside engine calls (tiling, blending, "
-            "noise, copies).", "", *notes]
+            COLUMN_NOTE, "", *notes]

@@ -107,3 +107,15 @@ def test_report_shows_tuning_pairs_and_the_new_columns(two_runs):
     text = markdown(two_runs[1])
     assert "| tiling x | est ms | e2e/est | outside % |" in text
     assert "- tuning `onnx`: p50 " in text and "ms untuned -> " in text
+
+
+def test_untuned_openvino_on_its_upper_case_cpu_device_opens_with_the_latency_hint(tmp_path):
+    pytest.importorskip("openvino", reason="openvino not installed")
+    from tests.runtimes.tiny_artifacts import openvino_artifact
+    from vpdsr.bench.backends import BackendSpec, _untuned, open_runner
+
+    spec = _untuned(BackendSpec(name="openvino", target="openvino", backend="openvino", precision="fp32",
+                                device="CPU", artifact=openvino_artifact(tmp_path / "openvino-fp32")))
+    assert spec.name == "openvino@untuned"
+    runner = open_runner(spec, threads=1)
+    assert runner.performance_hint == "LATENCY" and runner.threads is None  # the library's thread count

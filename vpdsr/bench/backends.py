@@ -206,14 +206,14 @@ def with_untuned(artifacts: str | Path) -> list[str]:
     names = []
     for e in Manifest.read(Path(artifacts)).artifacts:
         names.append(e.name)
-        if e.status == "ok" and e.backend in UNTUNED_OPTIONS and _entry_device(e) == "cpu" and e.stages != "split":
+        if e.status == "ok" and e.backend in UNTUNED_OPTIONS and _entry_device(e).lower() == "cpu" and e.stages != "split":
             names.append(f"{e.name}@{UNTUNED}")
     return names
 
 
 def _untuned(spec: BackendSpec) -> BackendSpec:
     """`<entry>@untuned`: a CPU artifact with the engine defaults from before the tuning (module docstring)."""
-    if spec.backend not in UNTUNED_OPTIONS or spec.device != "cpu":
+    if spec.backend not in UNTUNED_OPTIONS or spec.device.lower() != "cpu":
         raise InputError(f"backend {spec.name}@{UNTUNED}: expected a CPU artifact of "
                          f"{' or '.join(UNTUNED_OPTIONS)}, got a {spec.backend} one on {spec.device}")
     spec.name = f"{spec.name}@{UNTUNED}"

@@ -196,6 +196,7 @@ def _empty_row(spec: BackendSpec) -> dict:
         "latency_ms": None, "throughput_ips": None, "peak_mem_mb": None, "peak_gpu_mem_mb": None,
         "call_latency_ms": None, "stage_latency_ms": None, "load_s": None, "tiling": None, "quality": None,
         "roofline": None, "flags": [],
+        "sensitivity": spec.extra.get("sensitivity"),  # the export's per-layer INT8 table and plot, if any
     }
 
 

@@ -99,9 +99,12 @@ def _per_image(report: dict) -> str:
     return "\n".join(rows)
 
 
-def render_html(result) -> str:
-    """The page for a :class:`vpdsr.bench.harness.BenchResult`."""
+def render_html(result, out=None) -> str:
+    """The page for a :class:`vpdsr.bench.harness.BenchResult` (`out`: its folder, for relative links)."""
+    from vpdsr.bench.report import sensitivity_links
+
     report = result.report
+    links = sensitivity_links(report, out)
     try:
         from vpdsr.bench import plots
 
@@ -130,6 +133,8 @@ def render_html(result) -> str:
         f"({env['cpu']['cores']} cores, torch threads {env['torch_threads']}), "
         f"{_e(', '.join(g['name'] for g in env['gpus']) or 'no GPU')}, {_e(report['created'])}.</p>",
         "<h2>Backends</h2>", _table(report), _roofline(report),
+        ("<p class='note'>Per-layer INT8 sensitivity: " + ", ".join(f"<a href='{_e(p)}'>{_e(n)}</a>" for n, p in links)
+         + "</p>" if links else ""),
         _not_run(report),
         "<h2>Gates</h2>", _gates(report),
         "<h2>Latency</h2>", f"<div class='fig'>{bars or '<p class=note>no backend ran</p>'}</div>",

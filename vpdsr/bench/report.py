@@ -53,7 +53,17 @@ def to_json(report: dict) -> str:
     return json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n"
 
 
-def markdown(report: dict) -> str:
+def sensitivity_links(report: dict, out: str | Path | None = None) -> list[tuple[str, str]]:
+    """(backend name, path of its per-layer INT8 sensitivity plot, relative to `out` if given) per backend."""
+    links = []
+    for b in report["backends"]:
+        plot = (b.get("sensitivity") or {}).get("plot")
+        if plot:
+            links.append((b["name"], os.path.relpath(plot, out) if out else plot))
+    return links
+
+
+def markdown(report: dict, out: str | Path | None = None) -> str:
     """The report as Markdown: the verdict, the backend table, gates, skipped/failed backends, metric notes."""
     lines = [
         f"# vpdsr benchmark: {report['model'].get('source')}",
@@ -79,6 +89,10 @@ def markdown(report: dict) -> str:
     for b in stages:
         parts = ", ".join(f"{k} {v['p50']:.1f} ms" for k, v in b["stage_latency_ms"].items())
         lines.append(f"- `{b['name']}` per stage (p50 per call): {parts}")
+    links = sensitivity_links(report, out)
+    if links:
+        lines += ["", "Per-layer INT8 sensitivity (export `--sensitivity`): "
+                  + ", ".join(f"[{name}]({path})" for name, path in links) + "."]
     lines += markdown_section(report)
     lines += ["", "## Gates", ""]
     if report["gates"]:
@@ -114,8 +128,8 @@ def write_report(out: str | Path, result) -> Path:
     from vpdsr.bench.html import render_html
 
     text_json = to_json(result.report)
-    text_md = markdown(result.report)
-    text_html = render_html(result)  # before touching the folder: a plotting error writes nothing
+    text_md = markdown(result.report, out)
+    text_html = render_html(result, out)  # before touching the folder: a plotting error writes nothing
     texts = {"report.json": text_json, "report.md": text_md, "report.html": text_html}
     out = Path(out)
     if not out.exists() or {p.name for p in out.iterdir()} <= set(OWN_FILES):

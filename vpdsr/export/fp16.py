@@ -9,7 +9,7 @@ Softmax/Exp/Pow/Sqrt/ReduceMean (attention and norm statistics), the VQ codebook
 last layers (straight to pixels). `benchmarks/fp16_sensitivity.py` measures what each choice costs.
 
 Then the fallback: the chain runs on the calibration images with one stage in fp16 and the
-others in fp32; a stage whose output has NaN/Inf or falls below the quality floor is kept in
+others in fp32 (a family without stages, GANSR, is one graph, checked as a whole); a stage whose output has NaN/Inf or falls below the quality floor is kept in
 fp32, and the entry's options say which and why. A fused artifact is the chosen stage graphs
 merged back into one graph (`onnx.compose`).
 """
@@ -87,21 +87,26 @@ def merge_stages(paths: list[Path], dst: Path) -> Path:
 
 
 def _chain_outputs(paths: dict[str, Path], feeds: list[dict]) -> list:
-    """`sr` of the stage graphs chained on the onnxruntime runner, as (H, W, 3) images."""
+    """`sr` of the stage graphs chained (or of the one fused graph) on the onnxruntime runner, as (H, W, 3) images."""
     from vpdsr.runtimes.onnxruntime_runner import OnnxRuntimeRunner
     from vpdsr.runtimes.staged import StagedRunner
 
-    with StagedRunner(*(OnnxRuntimeRunner(paths[s], name=s) for s in STAGES)) as chain:
+    runner = (OnnxRuntimeRunner(paths[FUSED], name=FUSED) if FUSED in paths
+              else StagedRunner(*(OnnxRuntimeRunner(paths[s], name=s) for s in STAGES)))
+    with runner as chain:
         return [chain.infer(f)["sr"][0].transpose(1, 2, 0) for f in feeds]
 
 
 def build_onnx_fp16(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildResult:
-    fp32 = {s: ctx.fp32_graph(s) for s in STAGES}
-    half = {s: convert_fp16(fp32[s], ctx.work / "fp16" / f"{s}.onnx") for s in STAGES}
+    # A family without stages (GANSR) is one graph: converted and checked as a whole.
+    parts = STAGES if ctx.model.stage_modules() is not None else (FUSED,)
+    fp32 = {s: ctx.fp32_graph(s) for s in parts}
+    fp32_nodes = ctx.keep_float("fp16")  # FP32_NODES + the model family's own
+    half = {s: convert_fp16(fp32[s], ctx.work / "fp16" / f"{s}.onnx", fp32_nodes=fp32_nodes) for s in parts}
     feeds = ctx.calib.feeds()[:CHECK_SAMPLES]
     ref = _chain_outputs(fp32, feeds)
     chosen, checks, kept = {}, {}, {}
-    for stage in STAGES:
+    for stage in parts:
         check = compare(_chain_outputs({**fp32, stage: half[stage]}, feeds), ref, spec.floor_db)
         checks[stage] = {k: check[k] for k in ("psnr_db", "finite", "passed")}
         if check["passed"]:
@@ -111,17 +116,17 @@ def build_onnx_fp16(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildR
             kept[stage] = "NaN/Inf in fp16" if not check["finite"] else \
                 f"{check['psnr_db']} dB < {spec.floor_db} dB floor in fp16"
             log.debug(f"onnx-fp16: {stage} kept in fp32 ({kept[stage]})")
-    if ctx.stages == "fused":
+    if ctx.stages == "fused" and parts != (FUSED,):
         merge_stages([chosen[s] for s in STAGES], folder / f"{FUSED}.onnx")
         graphs = {FUSED: f"{FUSED}.onnx"}
     else:
         graphs = {}
-        for s in STAGES:
+        for s in parts:
             save_onnx(_load(chosen[s]), folder / f"{s}.onnx")
             graphs[s] = f"{s}.onnx"
-    options = {"graphs": graphs, "opset": OPSET, "fp16_stages": [s for s in STAGES if s not in kept],
+    options = {"graphs": graphs, "opset": OPSET, "fp16_stages": [s for s in parts if s not in kept],
                "fp32_stages": kept, "stage_checks": checks, "fp32_ops": list(FP32_OPS),
-               "fp32_node_patterns": list(FP32_NODES), "check_samples": len(feeds)}
+               "fp32_node_patterns": list(fp32_nodes), "check_samples": len(feeds)}
     return BuildResult(options=options)
 
 

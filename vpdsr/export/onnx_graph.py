@@ -1,60 +1,125 @@
-"""torch -> ONNX fp32 graphs: fused (`lr`, `noise` -> `sr`) or split into three stage graphs.
+"""torch -> ONNX fp32 graphs of any `SRModel`: fused (`model.input_names` -> `sr`) or one graph per stage.
 
 Exporter: the TorchScript-based one (`torch.onnx.export(..., dynamo=False)`), opset 17. Why:
-it is the path seen working here on this model family with dynamic H/W (FACTS.md), it needs no
-onnxscript, and it traces diffusers' Python control flow into a plain graph. The denoiser pads
-its input to a multiple of 2**(levels-1); under tracing it always pads, with amounts computed in
-the graph from the input's shape, so one dynamic graph serves every H/W (see
+it is the path seen working here on these model families with dynamic H/W (FACTS.md), it needs no
+onnxscript, and it traces diffusers' Python control flow into a plain graph. The VPDSR denoiser
+pads its input to a multiple of 2**(levels-1); under tracing it always pads, with amounts computed
+in the graph from the input's shape, so one dynamic graph serves every H/W (see
 `vpdsr/models/denoiser.py`). The batch dimension is always dynamic; H/W are the static tile size
-unless `dynamic=True`.
+unless `dynamic=True`. A model with `fix_size` (ResShift's shifted-window masks) is fixed to the
+tile for a static export, so the masks are constants, and unfixed for a dynamic one, so the graph
+computes them from the input's shape; it is unfixed again afterwards.
 
-Graph names inside an artifact folder (`options["graphs"]` of its entry): fused
-`{"model": "model.onnx"}`; split `{"encoder": "encoder.onnx", "denoiser": "denoiser.onnx",
-"decoder": "decoder.onnx"}`, run in that order, each stage reading its inputs by name
-(`lr` -> `y`; `y`, `noise` -> `x0`; `x0` -> `sr`).
+Graph inputs come from the model: `lr, noise -> sr` for the diffusion families, `lr -> sr` for a
+model without noise (GANSR). Graph names inside an artifact folder (`options["graphs"]` of its
+entry): fused `{"model": "model.onnx"}`; split (families with `stage_modules()`)
+`{"encoder": "encoder.onnx", "denoiser": "denoiser.onnx", "decoder": "decoder.onnx"}`, run in that
+order, each stage reading its inputs by name: `lr` -> C; C, `noise` -> `x0`; `x0` -> `sr`, where C
+is named after the denoiser stage's first argument (`y` for VPDSR, `cond` for ResShift: its
+latent plus the LR image) and its channels are measured by running the encoder stage once.
 """
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import warnings
+import weakref
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from vpdsr.artifacts import FUSED
-from vpdsr.models import VPDSR, DecoderStage, DenoiserStage, EncoderStage
+from vpdsr.errors import InputError
+from vpdsr.models import SRModel
 
 OPSET = 17
 EXPORTER = "torch.onnx.export(dynamo=False)"
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's hard limit is 2 GB; stay clear of it
+_CONDITION: "weakref.WeakKeyDictionary[SRModel, tuple[str, int]]" = weakref.WeakKeyDictionary()
 
 
-def graph_io(model: VPDSR, name: str, tile: int | None) -> tuple[dict, dict]:
+def graph_modules(model: SRModel, name: str | None = None):
+    """{"model": the model} plus its stage modules; with `name`, that one module.
+
+    Raises:
+        InputError: `name` is a stage and the family has none (`--stages split` of a GAN).
+    """
+    stages = model.stage_modules()
+    if name is not None and name != FUSED and stages is None:
+        raise InputError(f"`--stages split`: a {type(model).__name__} model has no stages (it is one network "
+                         f"{', '.join(model.input_names)} -> sr); export it with `--stages fused`")
+    modules = {FUSED: model, **(stages or {})}
+    return modules if name is None else modules[name]
+
+
+def check_tile(model: SRModel, tile: int) -> None:
+    """One-line InputError unless `tile` keeps the model's size rule (LR sides a multiple of `size_multiple`)."""
+    m = int(model.size_multiple)
+    if m > 1 and tile % m:
+        lower, upper = max(m, tile // m * m), -(-tile // m) * m
+        raise InputError(f"`--tile {tile}`: this {type(model).__name__} model takes LR sides that are multiples of "
+                         f"{m} (its size rule), so tiles must be too; try `--tile {lower}` or `--tile {upper}`")
+
+
+def condition(model: SRModel) -> tuple[str, int]:
+    """(name, channels) of what the encoder stage hands the denoiser stage, measured once per model."""
+    if model not in _CONDITION:
+        stages = graph_modules(model)
+        name = next(iter(inspect.signature(stages["denoiser"].forward).parameters))
+        side = max(8, int(model.size_multiple))
+        side = -(-side // model.size_multiple) * model.size_multiple
+        with fixed_size(model, None), torch.no_grad():
+            out = stages["encoder"](torch.zeros(1, 3, side, side))
+        if tuple(out.shape[2:]) != (side, side):
+            raise InputError(f"{type(model).__name__}: the encoder stage maps a {side}x{side} LR image to "
+                             f"{tuple(out.shape[2:])}; stage graphs need a latent of the LR image's size")
+        _CONDITION[model] = (name, int(out.shape[1]))
+    return _CONDITION[model]
+
+
+def graph_io(model: SRModel, name: str, tile: int | None) -> tuple[dict, dict]:
     """(inputs, outputs) of graph `name` as the manifest records them; str dims are dynamic."""
-    c = model.latent_channels
     h, w = (tile, tile) if tile else ("h", "w")
-    H, W = (4 * tile, 4 * tile) if tile else ("H", "W")
+    s = model.scale
+    H, W = (s * tile, s * tile) if tile else ("H", "W")
     lr = {"shape": ["batch", 3, h, w], "dtype": "float32"}
-    lat = {"shape": ["batch", c, h, w], "dtype": "float32"}
     sr = {"shape": ["batch", 3, H, W], "dtype": "float32"}
+    if name == FUSED:
+        noise = {"shape": ["batch", model.latent_channels, h, w], "dtype": "float32"}
+        return {n: (lr if n == "lr" else noise) for n in model.input_names}, {"sr": sr}
+    graph_modules(model, name)  # refuses a family without stages
+    lat = {"shape": ["batch", model.latent_channels, h, w], "dtype": "float32"}
+    cond_name, cond_channels = condition(model)
+    cond = {"shape": ["batch", cond_channels, h, w], "dtype": "float32"}
     return {
-        FUSED: ({"lr": lr, "noise": lat}, {"sr": sr}),
-        "encoder": ({"lr": lr}, {"y": lat}),
-        "denoiser": ({"y": lat, "noise": lat}, {"x0": lat}),
+        "encoder": ({"lr": lr}, {cond_name: cond}),
+        "denoiser": ({cond_name: cond, "noise": lat}, {"x0": lat}),
         "decoder": ({"x0": lat}, {"sr": sr}),
     }[name]
 
 
-def _module(model: VPDSR, name: str) -> torch.nn.Module:
-    return {FUSED: model, "encoder": EncoderStage(model), "denoiser": DenoiserStage(model),
-            "decoder": DecoderStage(model)}[name]
+@contextmanager
+def fixed_size(model: SRModel, lr_hw: tuple[int, int] | None):
+    """Fix a model that has `fix_size` (ResShift) to one LR size while exporting; unfixed afterwards."""
+    fix = getattr(model, "fix_size", None)
+    if fix is None:
+        yield model
+        return
+    fix(lr_hw)
+    try:
+        yield model
+    finally:
+        fix(None)
 
 
-def export_graph(model: VPDSR, name: str, path: Path, tile: int, dynamic: bool) -> Path:
+def export_graph(model: SRModel, name: str, path: Path, tile: int, dynamic: bool) -> Path:
     """Export one graph (fused "model" or a stage) to `path` and check it with the path-based checker."""
     import onnx
 
+    module = graph_modules(model, name)
+    check_tile(model, tile)
     inputs, outputs = graph_io(model, name, None if dynamic else tile)
     example = tuple(torch.rand(1, *[tile if isinstance(d, str) else d for d in spec["shape"][1:]])
                     for spec in inputs.values())
@@ -62,9 +127,10 @@ def export_graph(model: VPDSR, name: str, path: Path, tile: int, dynamic: bool) 
             for n, spec in {**inputs, **outputs}.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     large = _param_bytes(model) > EXTERNAL_DATA_BYTES
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad(), \
+            fixed_size(model, None if dynamic else (tile, tile)):
         warnings.simplefilter("ignore")
-        torch.onnx.export(_module(model, name).eval(), example, str(path), dynamo=False, opset_version=OPSET,
+        torch.onnx.export(module.eval(), example, str(path), dynamo=False, opset_version=OPSET,
                           input_names=list(inputs), output_names=list(outputs), dynamic_axes=axes,
                           do_constant_folding=True, external_data=large)
     onnx.checker.check_model(str(path))  # path-based: works for graphs with external data too
@@ -95,7 +161,7 @@ def _param_bytes(model: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
-def model_sha256(model: VPDSR) -> str:
+def model_sha256(model: SRModel) -> str:
     """Hash of the config and every tensor (so a preset built in memory has a stable identity too)."""
     h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
     for k, v in sorted(model.state_dict().items()):

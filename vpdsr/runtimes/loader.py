@@ -118,7 +118,17 @@ def _from_entry(entry: ArtifactEntry, folder: Path, backend: str | None, options
     else:
         runner = _runner(backend, entry, files["model"], dict(options), None, label)
     runner.entry, runner.artifact_dir = entry, folder
+    # The model's scale and size rule, as the export recorded them: tiling keeps to them (dynamic graphs too).
+    runner.scale, runner.size_multiple = (_positive_option(entry, folder, k) for k in ("scale", "size_multiple"))
     return runner
+
+
+def _positive_option(entry: ArtifactEntry, folder: Path, key: str) -> int:
+    """`options[key]` as a positive int (4 for `scale`, 1 for `size_multiple` when an older entry lacks it)."""
+    value = entry.options.get(key, {"scale": 4, "size_multiple": 1}[key])
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ArtifactError(f"{folder / ENTRY_NAME}: options.{key} must be a positive integer, got {value!r}")
+    return value
 
 
 def _runner(backend: str, entry: ArtifactEntry, path: Path, options: dict, stage_precision: str | None,

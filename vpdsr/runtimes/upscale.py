@@ -49,7 +49,9 @@ def tiles_for(runner: Runner, wanted: TileConfig, explicit: bool = False) -> Til
     tiles = replace(wanted, multiple=1)
     if multiple > 1 and wanted.tile is not None and wanted.tile % multiple:
         if explicit:
-            raise InputError(f"`--tile {wanted.tile}` must be a multiple of {multiple} for {runner.name}")
+            lower, upper = max(multiple, wanted.tile // multiple * multiple), -(-wanted.tile // multiple) * multiple
+            raise InputError(f"`--tile {wanted.tile}`: {runner.name} takes LR sides that are multiples of {multiple} "
+                             f"(the model's size rule), so tiles must be too; try `--tile {lower}` or `--tile {upper}`")
         tiles = replace(tiles, tile=-(-wanted.tile // multiple) * multiple)  # the next multiple up
     tiles = replace(tiles, multiple=multiple, scale=int(getattr(runner, "scale", 4)))
     if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):

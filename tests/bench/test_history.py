@@ -119,3 +119,13 @@ def test_untuned_openvino_on_its_upper_case_cpu_device_opens_with_the_latency_hi
     assert spec.name == "openvino@untuned"
     runner = open_runner(spec, threads=1)
     assert runner.performance_hint == "LATENCY" and runner.threads is None  # the library's thread count
+
+
+def test_a_row_above_the_peak_says_the_cached_peak_is_stale():
+    from vpdsr.bench.roofline import backend_notes
+
+    report = {"roofline": {"measured": "2026-12-01T11:34", "loadavg": [10.8, 10, 9], "threads": 1},
+              "backends": [{"name": "torch-fp32", "status": "ok", "precision": "fp32", "latency_ms": {"p50": 10.0},
+                            "roofline": {"peak_pct_best": 179.0}, "tiling": {}}]}
+    notes = backend_notes(report)
+    assert any("peak too low" in n and "`torch-fp32` 179 %" in n and "--refresh --threads 1" in n for n in notes)

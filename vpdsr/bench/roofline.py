@@ -111,11 +111,24 @@ def backend_notes(report: dict) -> list[str]:
             parts.append(f"measured against the {r['peak_precision']} peak ({b.get('precision')} has no usable "
                          "peak here)")
         lines.append(f"- `{b['name']}`: " + "; ".join(parts))
-    lines += tuning_notes(report)
+    lines += tuning_notes(report) + stale_peak_notes(report)
     for b in report["backends"]:
         for f in b.get("flags") or []:
             lines.append(f"- **FLAG** `{b['name']}` is {f['ratio']:.2f}x slower than `{f['vs']}`: {f['reason']}")
     return lines
+
+
+def stale_peak_notes(report: dict) -> list[str]:
+    """A row above 100 % of the peak means the cached peak was measured under more load than this run had."""
+    over = [b for b in report["backends"] if ((b.get("roofline") or {}).get("peak_pct_best") or 0) > 100]
+    if not over:
+        return []
+    summary = report.get("roofline") or {}
+    load = summary.get("loadavg")
+    names = ", ".join(f"`{b['name']}` {b['roofline']['peak_pct_best']:.0f} %" for b in over)
+    return [f"- **peak too low**: {names} of the cached peak (measured {summary.get('measured')}, load average "
+            f"{load[0] if load else '?'}): the machine was busier then than now; `vpdsr info --peak --refresh "
+            f"--threads {summary.get('threads')}` measures it again"]
 
 
 def tuning_notes(report: dict) -> list[str]:

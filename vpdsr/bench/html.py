@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 import math
 
-from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num
+from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num, sensitivity_links
 from vpdsr.bench.gates import verdict_text
 from vpdsr.bench.quality import metric_notes
 
@@ -101,7 +101,6 @@ def _per_image(report: dict) -> str:
 
 def render_html(result, out=None) -> str:
     """The page for a :class:`vpdsr.bench.harness.BenchResult` (`out`: its folder, for relative links)."""
-    from vpdsr.bench.report import sensitivity_links
 
     report = result.report
     links = sensitivity_links(report, out)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num
+from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num, sensitivity_links
 from vpdsr.bench.gates import verdict_text
 from vpdsr.bench.quality import metric_notes
 from vpdsr.bench.roofline import markdown_section
@@ -51,16 +51,6 @@ def json_safe(obj):
 
 def to_json(report: dict) -> str:
     return json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n"
-
-
-def sensitivity_links(report: dict, out: str | Path | None = None) -> list[tuple[str, str]]:
-    """(backend name, path of its per-layer INT8 sensitivity plot, relative to `out` if given) per backend."""
-    links = []
-    for b in report["backends"]:
-        plot = (b.get("sensitivity") or {}).get("plot")
-        if plot:
-            links.append((b["name"], os.path.relpath(plot, out) if out else plot))
-    return links
 
 
 def markdown(report: dict, out: str | Path | None = None) -> str:

@@ -51,12 +51,15 @@ def test_two_histories_compared_name_the_changed_rows(two_runs, tmp_path):
     data["runs"].append(json.loads(json.dumps(data["runs"][-1])))
     data["runs"][-1]["presets"]["tiny-test"]["onnx"]["p50_ms"] *= 2
     data["runs"][-1]["presets"]["tiny-test"]["torch-fp32"]["status"] = "failed"
+    data["runs"][-1]["presets"]["tiny-test"]["onnx"]["outside_engine_pct"] = 62.0  # points, not percent
+    data["runs"][-2]["presets"]["tiny-test"]["onnx"]["outside_engine_pct"] = 2.0
     b.write_text(json.dumps(data))
     runs = read_history(b)["runs"]
     changes = {c["backend"]: c for c in compare(runs[0], runs[1], threshold_pct=50)}
     assert set(changes) == {"onnx", "torch-fp32"}
     assert changes["onnx"]["figures"]["p50_ms"]["pct"] == pytest.approx(100.0)
     assert changes["onnx"]["figures"]["p50_ms"]["better"] is False
+    assert changes["onnx"]["figures"]["outside_engine_pct"]["pct"] == pytest.approx(60.0)
     assert changes["torch-fp32"]["change"] == "status" and changes["torch-fp32"]["status"] == ["ok", "failed"]
 
 

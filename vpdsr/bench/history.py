@@ -41,6 +41,8 @@ FIGURES = {
     "psnr_vs_ref": ("quality", "psnr_vs_ref"),
 }
 HIGHER_IS_BETTER = frozenset({"gflops", "peak_pct", "peak_pct_best", "psnr_vs_ref"})
+# shares of a whole that are often near 0: compared by their difference in percentage points, not relative
+POINTS = frozenset({"outside_engine_pct"})
 
 
 def row_figures(row: dict) -> dict:
@@ -64,7 +66,8 @@ def run_entry(reports: dict[str, dict], label: str | None = None) -> dict:
         "commit": _git_commit(),
         "machine": {"cpu": (env.get("cpu") or {}).get("name") if isinstance(env.get("cpu"), dict) else env.get("cpu"),
                     "threads": env.get("threads"),
-                    "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
+                    # the load when the benchmark ended (the report's), else now
+                    "loadavg": env.get("loadavg_end") or (list(os.getloadavg()) if hasattr(os, "getloadavg") else None)},
         "presets": {preset: {row["name"]: row_figures(row) for row in report.get("backends", [])}
                     for preset, report in reports.items()},
     }
@@ -111,7 +114,7 @@ def compare(old: dict, new: dict, threshold_pct: float = 10.0) -> list[dict]:
         [{"preset", "backend", "change": "added"|"removed"|"status"|"figures", "status": [old, new],
           "figures": {figure: {"old", "new", "pct", "better"}}}], in preset then backend order; a row is
         named when it appeared, disappeared, changed status or has a figure that moved by more than
-        `threshold_pct` percent of its old value.
+        `threshold_pct` percent of its old value (percentage points for the figures in :data:`POINTS`).
     """
     if threshold_pct < 0:
         raise InputError(f"the comparison threshold must be >= 0 percent, got {threshold_pct}")
@@ -131,7 +134,7 @@ def compare(old: dict, new: dict, threshold_pct: float = 10.0) -> list[dict]:
                 va, vb = ra.get(name), rb.get(name)
                 if va is None or vb is None or va == vb:
                     continue
-                pct = 100.0 * (vb - va) / abs(va) if va else float("inf")
+                pct = vb - va if name in POINTS else 100.0 * (vb - va) / abs(va) if va else float("inf")
                 if abs(pct) > threshold_pct:
                     moved[name] = {"old": va, "new": vb, "pct": pct,
                                    "better": (vb > va) == (name in HIGHER_IS_BETTER)}

@@ -20,6 +20,7 @@ import numpy as np
 from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num, sensitivity_links
 from vpdsr.bench.gates import verdict_text
 from vpdsr.bench.quality import metric_notes
+from vpdsr.bench.roofline import markdown_section
 from vpdsr.utils import atomic_directory
 
 REPORT_FILES = ("report.json", "report.md", "report.html")
@@ -82,6 +83,7 @@ def markdown(report: dict, out: str | Path | None = None) -> str:
     if links:
         lines += ["", "Per-layer INT8 sensitivity (export `--sensitivity`): "
                   + ", ".join(f"[{name}]({path})" for name, path in links) + "."]
+    lines += markdown_section(report)
     lines += ["", "## Gates", ""]
     if report["gates"]:
         lines += ["| gate | backend | threshold | value | result |", "|---|---|---:|---:|---|"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 import math
 
-from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num
+from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num, sensitivity_links
 from vpdsr.bench.gates import verdict_text
 from vpdsr.bench.quality import metric_notes
 
@@ -46,6 +46,17 @@ def _table(report: dict) -> str:
 def _short(text: str, limit: int = 60) -> str:
     """Long reasons are cut in the table (the full text is the cell's tooltip and in report.json)."""
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _roofline(report: dict) -> str:
+    from vpdsr.bench.roofline import COLUMN_NOTE, backend_notes, peak_line
+
+    line, notes = peak_line(report.get("roofline")), backend_notes(report)
+    if not line and not notes:
+        return ""
+    items = "".join(f"<li>{_e(n[2:]).replace('**FLAG**', '<b class=fail>FLAG</b>')}</li>" for n in notes)
+    return (f"<h2>Roofline</h2><p class='note'>{_e(line or '')} {_e(COLUMN_NOTE.replace('`', ''))}</p>"
+            f"<ul class='note'>{items}</ul>")
 
 
 def _not_run(report: dict) -> str:
@@ -90,7 +101,6 @@ def _per_image(report: dict) -> str:
 
 def render_html(result, out=None) -> str:
     """The page for a :class:`vpdsr.bench.harness.BenchResult` (`out`: its folder, for relative links)."""
-    from vpdsr.bench.report import sensitivity_links
 
     report = result.report
     links = sensitivity_links(report, out)
@@ -121,7 +131,7 @@ def render_html(result, out=None) -> str:
         f"{report['latency_config']['iters']} timed runs. Measured on {_e(env['cpu']['name'])} "
         f"({env['cpu']['cores']} cores, torch threads {env['torch_threads']}), "
         f"{_e(', '.join(g['name'] for g in env['gpus']) or 'no GPU')}, {_e(report['created'])}.</p>",
-        "<h2>Backends</h2>", _table(report),
+        "<h2>Backends</h2>", _table(report), _roofline(report),
         ("<p class='note'>Per-layer INT8 sensitivity: " + ", ".join(f"<a href='{_e(p)}'>{_e(n)}</a>" for n, p in links)
          + "</p>" if links else ""),
         _not_run(report),

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num
+from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num, sensitivity_links
 from vpdsr.bench.gates import verdict_text
 from vpdsr.bench.quality import metric_notes
+from vpdsr.bench.roofline import markdown_section
 from vpdsr.utils import atomic_directory
 
 REPORT_FILES = ("report.json", "report.md", "report.html")
@@ -52,16 +53,6 @@ def to_json(report: dict) -> str:
     return json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n"
 
 
-def sensitivity_links(report: dict, out: str | Path | None = None) -> list[tuple[str, str]]:
-    """(backend name, path of its per-layer INT8 sensitivity plot, relative to `out` if given) per backend."""
-    links = []
-    for b in report["backends"]:
-        plot = (b.get("sensitivity") or {}).get("plot")
-        if plot:
-            links.append((b["name"], os.path.relpath(plot, out) if out else plot))
-    return links
-
-
 def markdown(report: dict, out: str | Path | None = None) -> str:
     """The report as Markdown: the verdict, the backend table, gates, skipped/failed backends, metric notes."""
     lines = [
@@ -92,6 +83,7 @@ def markdown(report: dict, out: str | Path | None = None) -> str:
     if links:
         lines += ["", "Per-layer INT8 sensitivity (export `--sensitivity`): "
                   + ", ".join(f"[{name}]({path})" for name, path in links) + "."]
+    lines += markdown_section(report)
     lines += ["", "## Gates", ""]
     if report["gates"]:
         lines += ["| gate | backend | threshold | value | result |", "|---|---|---:|---:|---|"]

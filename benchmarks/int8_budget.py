@@ -2,8 +2,8 @@
 
 Usage:
     python benchmarks/int8_budget.py --model tiny --budget psnr-vs-ref:40 --out runs/int8-budget
-    python benchmarks/int8_budget.py --model realesrgan-x4plus --budget psnr-vs-ref:40 --budget-count 2 \
-        --max-groups 8 --max-size 96 --out runs/int8-budget-x4plus
+    python benchmarks/int8_budget.py --model realesrgan-x4plus --targets ort-int8 --budget-count 2 \
+        --max-groups 8 --refine 6 --calib-count 4 --max-size 64 --out runs/int8-budget-x4plus
 
 Exports the INT8 targets twice into `OUT/plain` (the float policy only) and `OUT/budget`
 (`--int8-budget`), each with the export's own validation. Prints and writes (`OUT/results.md`,
@@ -33,10 +33,11 @@ def export_both(args) -> dict:
     from vpdsr.export.validation import ValidationConfig
 
     val = ValidationConfig(max_images=args.max_images, max_size=args.max_size)
-    common = dict(tile=args.tile, calib_count=args.calib_count, validation=val)
+    common = {"tile": args.tile, "calib_count": args.calib_count, "validation": val}
     out, manifests = Path(args.out), {}
     for kind, budget in (("plain", BudgetOptions()), ("budget", BudgetOptions(
-            args.budget, args.sensitivity, count=args.budget_count, max_groups=args.max_groups))):
+            args.budget, args.sensitivity, count=args.budget_count, max_groups=args.max_groups,
+            refine=args.refine))):
         t = time.perf_counter()
         manifests[kind] = export(args.model, out / kind, args.targets, budget=budget, **common)
         print(f"{kind} export: {time.perf_counter() - t:.0f} s", flush=True)
@@ -100,8 +101,8 @@ def per_photo(args, manifests: dict) -> tuple[list[str], dict[str, list[float]]]
 
 def markdown(rows: list[dict], names: list[str], table: dict, budget: str) -> str:
     lines = [f"Budget `{budget}` (worst validation tile vs torch fp32).", "",
-             "| target | method | all INT8 (before) | final (after) | float IR | float: policy + added | "
-             "latency ms fp32 / all INT8 / final | evaluations | search s | held-out photos vs fp32 (after) |",
+             ("| target | method | all INT8 (before) | final (after) | float IR | float: policy + added | "
+              "latency ms fp32 / all INT8 / final | evaluations | search s | held-out photos vs fp32 (after) |"),
              "|---|---|---:|---:|---:|---|---|---:|---:|---|"]
     for r in rows:
         if r["status"] != "ok":
@@ -133,6 +134,7 @@ def main() -> None:
     ap.add_argument("--calib-count", type=int, default=8)
     ap.add_argument("--budget-count", type=int, default=8)
     ap.add_argument("--max-groups", type=int, default=24)
+    ap.add_argument("--refine", type=int, default=32, help="search tries inside the kept groups at most")
     ap.add_argument("--sensitivity", choices=("groups", "nodes"))
     ap.add_argument("--max-images", type=int)
     ap.add_argument("--max-size", type=int, help="centre-crop each held-out LR photo to this many px a side")

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 # The tiny test model's all-INT8 ort-int8 scores about 42.6 dB (worst validation tile vs torch fp32),
 # everything in float about 140: 44 needs a few layers in float.
 BUDGET = "psnr-vs-ref:44"
-OPTIONS = dict(count=2, max_groups=8, refine=6)
+OPTIONS = {"count": 2, "max_groups": 8, "refine": 6}
 
 
 def _export(model_dir, out, targets, budget=BUDGET, sensitivity="groups", **kw):

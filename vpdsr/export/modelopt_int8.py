@@ -12,7 +12,9 @@ activation of the augmented graph is alive at once: about 15 GB on the `base` pr
 the session is re-created with the options `onnx_targets.calibrate_ranges` uses (priority-based
 order, no arena, no memory pattern): the same graph, inputs and reductions, so the same ranges,
 with the activations freed as soon as their ReduceMin/ReduceMax ran. The child's peak RSS is
-recorded in the entry (`options["peak_rss_mb"]`).
+recorded in the entry (`options["peak_rss_mb"]`). Measured on `base` at tile 32, 2 samples
+(`benchmarks/calibration_memory.py`): 6532 MB with modelopt's own session, 6561 MB with ours, so the
+child's peak is not the session but modelopt's copies of the 685 MB graph: this does not bound it.
 
 Feeding modelopt our own ranges through its TensorRT-style calibration cache was measured and
 rejected: modelopt then overwrites the shared scale it gives tensors joined by a Concat ("concat
@@ -49,7 +51,13 @@ def build_modelopt(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
         out = folder / f"{name}.onnx"
         work = (ctx.work / f"modelopt-{mode}-{high}-{name}").resolve()
         log.debug(f"modelopt-{mode}: PTQ of {name!r} on {len(feeds[name])} samples")
-        plan = ctx.int8.save(work / "plan") if ctx.int8 is not None and mode == "int8" else None
+        # the budget search scores the graph on onnxruntime CPU: the fp32-typed Q/DQ graph, not the fp16-typed
+        # source of a TensorRT engine (tensorrt-int8 keeps the float policy only)
+        searchable = ctx.int8 is not None and mode == "int8" and high == "fp32"
+        if ctx.int8 is not None and not searchable:
+            log.warning(f"{spec.name}: --int8-budget/--sensitivity not applied to the {mode} graph with "
+                        f"{high} between its Q/DQ pairs (float policy only)")
+        plan = ctx.int8.save(work / "plan") if searchable else None
         result = run_child(src, out, mode, feeds[name], work, folder, spec.name, plan, high, patterns)
         rss[name] = result["peak_rss_mb"]
         extra.update(result.get("options", {}))

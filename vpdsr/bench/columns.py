@@ -47,6 +47,8 @@ NUMERIC_COLUMNS: tuple[Column, ...] = (
     Column("mean ms", _latency("mean"), "{:.1f}"),
     Column("images/s", lambda b: b.get("throughput_ips")),
     Column("peak MiB", lambda b: b.get("peak_mem_mb"), "{:.0f}"),
+    Column("PIQE", _quality("piqe")),
+    Column("PIQE drift worst", _quality("piqe_drift_worst"), "{:+.2f}"),
     Column("CLIPIQA", _quality("clipiqa"), "{:.4f}"),
     Column("CLIPIQA drift mean", _quality("clipiqa_drift"), "{:+.4f}"),
     Column("CLIPIQA drift worst", _quality("clipiqa_drift_worst"), "{:+.4f}"),

@@ -20,8 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from vpdsr.bench.backends import BackendSpec, one_line, open_runner, resolve_backends, set_torch_threads
+from vpdsr.bench.baselines import DEFAULT_GAN, BaselineConfig, bicubic_row, other_baselines, piqe_or_none
 from vpdsr.bench.gates import GateConfig, evaluate, latency_change_pct
-from vpdsr.bench.inputs import BenchImage, bicubic_upscale, load_bench_images
+from vpdsr.bench.inputs import BenchImage, load_bench_images
+from vpdsr.bench.plane_report import plane_section
 from vpdsr.bench.latency import LatencyConfig, PeakMemory, cuda_peak_mb, cuda_peak_reset, measure, summarize
 from vpdsr.bench.quality import MetricSuite, aggregate, image_scores
 from vpdsr.errors import MissingWeightsError, VpdsrError
@@ -54,6 +56,8 @@ class BenchConfig:
     clip_weights: str | None = None
     lpips_weights: str | None = None
     baseline_path: str | None = None
+    gan_baseline: str | None = DEFAULT_GAN  # a noise-free SR network's row (None: none), see bench/baselines.py
+    teacher: str | None = None  # a diffusion model whose T-step samples are a row
 
 
 @dataclass
@@ -86,10 +90,9 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     log.info(f"bench: {len(images)} image(s), backends: {', '.join(s.name for s in specs)}; "
         f"CLIPIQA {'on' if suite.clip else 'off'}, LPIPS {'on' if suite.lpips else 'off'}")
 
-    bicubic = [bicubic_upscale(im.lr) for im in images]
-    bicubic_rows = [{"name": im.name, **image_scores(b, None, im.hr, suite)} for im, b in zip(images, bicubic)]
+    bicubic, bicubic_out = bicubic_row(images, suite)
     state = _RunState(images=images, suite=suite, cfg=cfg)
-    state.crops["bicubic"] = bicubic[0]
+    state.crops["bicubic"] = bicubic_out[0]
     if images[0].hr is not None:
         state.crops["hr"] = images[0].hr
     from tqdm.auto import tqdm
@@ -107,6 +110,9 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
             if row["name"] in base_rows:
                 row["latency_change_pct"] = latency_change_pct(row, base_rows[row["name"]])
     gates = evaluate(rows, cfg.reference, cfg.gates)
+    # what a user would ship instead (bicubic, a GAN, the teacher) and HR itself, scored like the backends
+    baselines = [bicubic, *other_baselines(BaselineConfig(cfg.gan_baseline, cfg.teacher, cfg.seed), cfg.model,
+                                           images, suite, cfg.tile, cfg.overlap)]
     report = {
         "schema": SCHEMA,
         "model": _model_info(cfg.model),
@@ -119,8 +125,10 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
         "tiling": {"tile": cfg.tile, "overlap": cfg.overlap, "batch": cfg.batch},
         "latency_config": asdict(cfg.latency),
         "metrics": suite.availability(),
-        "bicubic": aggregate(bicubic_rows, None, suite),
+        "bicubic": bicubic["quality"],
         "backends": rows,
+        "baselines": baselines,
+        "plane": plane_section(rows, baselines),
         "gates": [g.to_dict() for g in gates],
         "passed": all(g.passed for g in gates),
         "baseline": cfg.baseline_path,
@@ -201,6 +209,8 @@ def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: P
         mem.sample_now()
         ref = None if is_ref else st.ref_outputs[i]
         per_image.append({"name": im.name, **image_scores(sr, ref, im.hr, st.suite)})
+        if "piqe" not in per_image[-1]:  # the perception axis of the plane (no weights needed)
+            per_image[-1]["piqe"] = piqe_or_none(sr)
         if is_ref:
             outputs.append(sr)
         if i == 0:

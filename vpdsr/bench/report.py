@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vpdsr.bench.baselines import text_cells
 from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num
+from vpdsr.bench.plane_report import markdown_lines as plane_lines
 from vpdsr.utils import atomic_directory
 
 REPORT_FILES = ("report.json", "report.md", "report.html")
@@ -66,10 +68,12 @@ def markdown(report: dict) -> str:
     for b in report["backends"]:
         text = (b["name"], b["precision"], b["device"], b["status"])
         lines.append("| " + " | ".join((*text, *(c.cell(b) for c in NUMERIC_COLUMNS))) + " |")
-    bic = report.get("bicubic") or {}
-    if bic.get("psnr_vs_hr") is not None or bic.get("clipiqa") is not None:
-        lines += ["", f"Bicubic baseline: PSNR vs HR {num(bic.get('psnr_vs_hr'))} dB, "
-                      f"CLIPIQA {num(bic.get('clipiqa'), '{:.4f}')}."]
+    baselines = report.get("baselines") or []
+    for b in baselines:
+        lines.append("| " + " | ".join((*text_cells(b), *(c.cell(b) for c in NUMERIC_COLUMNS))) + " |")
+    if baselines:
+        lines += ["", "Rows marked `baseline` are what a user would ship instead (and HR itself), scored on the "
+                      "same images: quality only, no latency."]
     stages = [b for b in report["backends"] if b.get("stage_latency_ms")]
     for b in stages:
         parts = ", ".join(f"{k} {v['p50']:.1f} ms" for k, v in b["stage_latency_ms"].items())
@@ -83,8 +87,11 @@ def markdown(report: dict) -> str:
     else:
         lines.append("No gates were set.")
     not_run = [b for b in report["backends"] if b["status"] != "ok"]
-    if not_run:
+    not_run_baselines = [b for b in baselines if b["status"] != "ok"]
+    if not_run or not_run_baselines:
         lines += ["", "## Not run", ""] + [f"- `{b['name']}` {b['status']}: {b['reason']}" for b in not_run]
+        lines += [f"- `{b['name']}` (baseline) {b['status']}: {b['reason']}" for b in not_run_baselines]
+    lines += plane_lines(report.get("plane"))
     notes = [f"- {name}: {m['reason']}" for name, m in report["metrics"].items() if not m["available"]]
     if notes:
         lines += ["", "## Metrics not computed", ""] + notes

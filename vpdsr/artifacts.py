@@ -287,7 +287,7 @@ class Manifest:
 
 # -- TensorRT engine metadata: one writer (the export) and one reader (the runner) --------------------
 ENGINE_KEYS = ("tensorrt_version", "gpu_name", "compute_capability", "hardware_compatibility",
-               "version_compatible", "builder_optimization_level", "precision", "profiles")
+               "version_compatible", "builder_optimization_level", "precision", "profiles", "strongly_typed")
 
 
 def engine_record(tensorrt_version: str, gpu_name: str, compute_capability, **extra) -> dict:

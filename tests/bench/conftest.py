@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tests.conftest import SMALL
+from vpdsr.export.api import export
 
 LR_SIZE = 24  # LR pixels: 2x2 tiles of 16 with overlap 8
 
@@ -53,7 +54,6 @@ def bench_images(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def bench_artifacts(bench_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An export folder made by the real export code: ONNX fp32 (runs here) and TensorRT fp16 (skipped here)."""
-    export = pytest.importorskip("vpdsr.export.api", reason="needs the export stage").export
     pytest.importorskip("onnxruntime", reason="needs onnxruntime (pip install 'vpdsr[onnx]')")
     out = tmp_path_factory.mktemp("artifacts") / "artifacts"
     export(str(bench_model_dir), out, "onnx,tensorrt-fp16", tile=16, validation=SMALL)

@@ -101,6 +101,10 @@ def test_plane_section_names_the_dominant_points(report):
     md = (out / "report.md").read_text()
     assert "## Perception-distortion plane" in md and "Pareto front" in md
     assert "| bicubic | - | - | baseline |" in md
+    assert "![Perception-distortion plane](plane.svg)" in md  # the figure beside it, embedded
+    assert rep["model"]["parameters"] > 0 and rep["model"]["stats_tile"] == 64
+    assert f"{rep['model']['gflop_per_tile']:.2f} GFLOP per LR 64x64" in md
+    assert (out / "plane.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
     html = (out / "report.html").read_text()
     section = html[html.index("<h2>Perception-distortion plane</h2>"):]
     assert "<svg" in section[:2000] and "Pareto front" in section
@@ -126,6 +130,7 @@ def test_without_hr_the_plane_says_why(env, bench_model_dir, bench_images, tmp_p
                  "--backends", "torch-fp32", "--gan-baseline", "none", *FAST]) == 0
     rep = json.loads((tmp_path / "r" / "report.json").read_text())
     assert not rep["plane"]["available"] and "--hr" in rep["plane"]["reason"]
+    assert not (tmp_path / "r" / "plane.svg").exists()
     bic = rep["baselines"][0]
     assert bic["quality"]["piqe"] is not None and "psnr_vs_hr" not in bic["quality"]
 

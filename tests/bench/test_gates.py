@@ -5,13 +5,15 @@ import json
 
 import pytest
 
-from vpdsr.bench.gates import GateConfig, evaluate, latency_change_pct, read_baseline
+from vpdsr.bench.gates import GateConfig, apply_required, evaluate, latency_change_pct, read_baseline, verdict
 from vpdsr.errors import InputError
 
 
-def row(name, status="ok", p50=10.0, psnr_min=40.0, drift_worst=-0.01, reason=None):
+def row(name, status="ok", p50=10.0, psnr_min=40.0, drift_worst=-0.01, reason=None, piqe_worst=1.0, ms_ssim_min=0.99):
+    quality = {"psnr_vs_ref_min": psnr_min, "clipiqa_drift_worst": drift_worst, "piqe_drift_worst": piqe_worst,
+               "ms_ssim_vs_ref_min": ms_ssim_min}
     return {"name": name, "status": status, "reason": reason, "latency_ms": {"p50": p50} if status == "ok" else None,
-            "quality": {"psnr_vs_ref_min": psnr_min, "clipiqa_drift_worst": drift_worst} if status == "ok" else None}
+            "quality": quality if status == "ok" else None}
 
 
 ROWS = [row("torch-fp32", psnr_min=float("inf"), drift_worst=None), row("onnx", psnr_min=60.0, drift_worst=-0.002),
@@ -61,6 +63,47 @@ def test_failed_backend_is_a_failed_gate():
     assert [(g.name, g.backend, g.passed) for g in gates] == [("backend-ran", "onnx", False)]
 
 
+def test_piqe_drift_gate_bounds_the_worst_rise():
+    rows = [row("ref"), row("a", piqe_worst=2.0), row("b", piqe_worst=-3.0), row("c", piqe_worst=None)]
+    gates = by_name(evaluate(rows, "ref", GateConfig(max_piqe_drift=1.5)))
+    assert not gates["max-piqe-drift", "a"].passed and "2 (at most 1.5)" in gates["max-piqe-drift", "a"].detail
+    assert gates["max-piqe-drift", "b"].passed  # PIQE went down: better
+    assert not gates["max-piqe-drift", "c"].passed  # not measured is no pass
+
+
+def test_ms_ssim_gate_bounds_the_lowest_image():
+    gates = by_name(evaluate([row("ref"), row("a", ms_ssim_min=0.95), row("b", ms_ssim_min=0.999)], "ref",
+                             GateConfig(min_ms_ssim_vs_ref=0.98)))
+    assert not gates["min-ms-ssim-vs-ref", "a"].passed and gates["min-ms-ssim-vs-ref", "b"].passed
+    with pytest.raises(InputError, match="0..1"):
+        GateConfig(min_ms_ssim_vs_ref=2.0)
+    with pytest.raises(InputError, match=">= 0"):
+        GateConfig(max_piqe_drift=-1.0)
+
+
+def test_required_skip_fails_and_allowed_failure_passes():
+    rows = [row("ref"), row("trt", "skipped", reason="no GPU"), row("ov", "failed", reason="boom")]
+    cfg = GateConfig(require=frozenset({"trt"}), allow_failed=frozenset({"ov"}))
+    apply_required(rows, cfg.require)
+    assert rows[1]["status"] == "failed" and rows[1]["reason"] == "required (--require) but skipped: no GPU"
+    gates = by_name(evaluate(rows, "ref", cfg))
+    assert not gates["backend-ran", "trt"].passed and gates["backend-ran", "ov"].passed
+    out = verdict(rows, list(gates.values()), cfg)
+    assert out["passed"] is False and out["failed_backends"] == ["trt"] and out["allowed_failed"] == ["ov"]
+    assert out["text"] == "FAILED: backend trt failed; failed but allowed: ov"
+
+
+@pytest.mark.parametrize(("cfg", "text"), [
+    (GateConfig(), "no gates set; 1 skipped (cannot run here)"),
+    (GateConfig(min_psnr_vs_ref=30.0), "every gate held (min-psnr-vs-ref); 1 skipped (cannot run here)"),
+    (GateConfig(min_psnr_vs_ref=50.0), "FAILED: min-psnr-vs-ref[ort-int8]; 1 skipped (cannot run here)"),
+])
+def test_verdict_says_when_no_gate_was_set(cfg, text):
+    out = verdict(ROWS, evaluate(ROWS, "torch-fp32", cfg), cfg)
+    assert out["text"] == text and out["passed"] == (not text.startswith("FAILED"))
+    assert out["gates_set"] == cfg.thresholds_set() and out["skipped"] == ["tensorrt-fp16"]
+
+
 def test_read_baseline_rejects_non_reports(tmp_path):
     with pytest.raises(InputError, match="not found"):
         read_baseline(tmp_path / "missing.json")
@@ -72,3 +115,9 @@ def test_read_baseline_rejects_non_reports(tmp_path):
         read_baseline(tmp_path / "other.json")
     (tmp_path / "ok.json").write_text(json.dumps({"schema": 1, "backends": []}))
     assert read_baseline(tmp_path / "ok.json")["backends"] == []
+    for rows, where in ((["abc"], "`backends[0]` must be an object"), ([{"name": 3}], "`backends[0]`.name"),
+                        ([{"name": "a", "latency_ms": [1]}], "latency_ms must be an object"),
+                        ([{"name": "a", "latency_ms": {"p50": True}}], "p50 must be a number")):
+        (tmp_path / "rows.json").write_text(json.dumps({"schema": 1, "backends": rows}))
+        with pytest.raises(InputError, match=where.replace("[", r"\[").replace("]", r"\]")):
+            read_baseline(tmp_path / "rows.json")

@@ -38,5 +38,9 @@ def test_pipeline_end_to_end(tmp_path, monkeypatch):
     names = [b["name"] for b in report["backends"]]
     assert names == ["torch-fp32", "onnx", "openvino-int8", "tensorrt-fp16"]
     assert report["images"] == 3 and report["hr"] is True
-    assert all(b["latency_ms"] for b in report["backends"] if b["status"] == "ok")
+    ran = [b for b in report["backends"] if b["status"] == "ok"]
+    assert all(b["latency_ms"] for b in ran)
+    assert all(0 < b["quality"]["piqe"] <= 100 for b in ran)  # PIQE per backend, offline (no weights)
+    assert all(b["quality"]["ms_ssim_vs_ref"] > 0.9 and b["quality"]["piqe_drift"] is not None for b in ran[1:])
+    assert report["verdict"]["text"].startswith("no gates set") and report["passed"] is True
     assert (run / "report" / "report.html").is_file() and (run / "pipeline.json").is_file()

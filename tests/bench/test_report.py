@@ -66,11 +66,25 @@ def test_choose_crop_finds_the_detailed_region():
     assert choose_crop(img[:40, :50], 64)[2] == 40
 
 
-@pytest.mark.parametrize("passed", [True, False])
-def test_html_verdict(tmp_path, passed):
-    gates = [] if passed else [{"name": "min-psnr-vs-ref", "backend": "onnx", "threshold": 200, "value": 40.0,
-                                "passed": False, "detail": "low"}]
-    write_report(tmp_path / "r", BenchResult(report=minimal_report(gates=gates, passed=passed), crops={}))
+GATE = {"name": "min-psnr-vs-ref", "backend": "onnx", "threshold": 30, "value": 40.0, "passed": True, "detail": "ok"}
+
+
+@pytest.mark.parametrize(("gates", "failed", "banner", "css"), [
+    ([], [], "no gates set", "none"),  # nothing was checked: not shown as a green pass
+    ([GATE], [], "every gate held (min-psnr-vs-ref)", "pass"),
+    ([{**GATE, "threshold": 200, "passed": False}], [], "FAILED: min-psnr-vs-ref[onnx]", "fail"),
+    ([], ["onnx"], "FAILED: backend onnx failed", "fail"),
+])
+def test_verdict_banner_in_md_and_html(tmp_path, gates, failed, banner, css):
+    from vpdsr.bench.gates import BACKEND_RAN, Gate, GateConfig, verdict
+
+    rows = [{"name": "torch-fp32", "status": "ok"}, {"name": "onnx", "status": "failed" if failed else "ok"}]
+    objs = [Gate(**g) for g in gates] + [Gate(BACKEND_RAN, n, 0, "boom", False, "failed: boom") for n in failed]
+    cfg = GateConfig(min_psnr_vs_ref=gates[0]["threshold"] if gates else None)
+    outcome = verdict(rows, objs, cfg)
+    report = minimal_report(gates=[g.to_dict() for g in objs], passed=outcome["passed"], verdict=outcome)
+    write_report(tmp_path / "r", BenchResult(report=report, crops={}))
     page = (tmp_path / "r" / "report.html").read_text()
-    assert ("every gate held" in page) == passed
-    assert ("FAILED: min-psnr-vs-ref[onnx]" in page) == (not passed)
+    assert f"<span class='verdict {css}'>{banner}" in page
+    assert f"**{banner}" in (tmp_path / "r" / "report.md").read_text()
+    assert outcome["passed"] == (css != "fail")

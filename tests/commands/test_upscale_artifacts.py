@@ -79,6 +79,14 @@ def test_static_artifact_takes_its_own_tile(setup, static_artifact):
     assert_matches_torch(setup, "static-out")
 
 
+def test_static_onnx_artifact_run_by_openvino_takes_its_own_tile(setup, static_artifact):
+    """Issue 9's exact case: `--backend openvino --artifact <static artifact>` without `--tile` (was a shape error)."""
+    pytest.importorskip("openvino", reason="openvino not installed")
+    assert main(["upscale", str(setup / "photo.png"), "--backend", "openvino", "--artifact", str(static_artifact),
+                 "--out", str(setup / "static-ov"), "--overlap", "2"]) == 0
+    assert_matches_torch(setup, "static-ov")
+
+
 @pytest.mark.parametrize("tile", ["16", "0"])
 def test_contradicting_tile_is_one_line_exit_2(setup, static_artifact, capsys, tile):
     assert main(["upscale", str(setup / "photo.png"), "--artifact", str(static_artifact), "--out",

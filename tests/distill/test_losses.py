@@ -1,10 +1,12 @@
 """Properties of the VPD-SR loss terms."""
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from vpdsr.distill.losses import (ESSLoss, PatchDiscriminator, discriminator_step, haar_bands, hfp_loss, pixel_loss)
+from vpdsr.distill.losses import (ESSLoss, PatchDiscriminator, discriminator_loss, discriminator_step,
+                                  feature_matching_loss, generator_adv_loss, haar_bands, hfp_loss, pixel_loss)
 
 
 def _photo(seed: int = 0, size: int = 64) -> torch.Tensor:
@@ -96,3 +98,63 @@ def test_discriminator_step_changes_only_the_discriminator():
     assert all(torch.equal(before_s[k], v) for k, v in student.state_dict().items())
     assert all(p.grad is None for p in student.parameters())
     assert any(not torch.equal(before_d[k], v) for k, v in disc.state_dict().items())
+
+
+def test_energy_hfp_ignores_where_detail_sits_but_not_how_much():
+    x = _photo()
+    g = torch.Generator().manual_seed(3)
+    texture = 0.05 * torch.randn(x.shape, generator=g)
+    hr = x + texture
+    moved = x + texture.roll(1, dims=-1)  # the same detail, one pixel to the side
+    # aligned L1 prefers losing the detail altogether (blur) to detail one pixel off ...
+    assert hfp_loss(moved, hr, 1, "l1") > hfp_loss(x, hr, 1, "l1")
+    # ... the energy form prefers the misplaced detail, by far
+    assert hfp_loss(moved, hr, 1, "energy", pool=4) < 0.5 * hfp_loss(x, hr, 1, "energy", pool=4)
+    assert hfp_loss(x, hr, 2, "energy", pool=4) > 0
+
+
+def test_relativistic_losses_compare_real_with_the_average_fake():
+    real, fake = torch.full((4, 1, 3, 3), 2.0), torch.full((4, 1, 3, 3), -2.0)
+    # a discriminator that already tells them apart has a small loss, the student a large one
+    d_good, g_bad = discriminator_loss(real, fake, "relativistic"), generator_adv_loss(fake, "relativistic", real)
+    assert d_good < 0.05 and g_bad > 3.0
+    torch.testing.assert_close(d_good, F.softplus(torch.tensor(-4.0)))  # softplus(-(2 - (-2)))
+    # swapping the roles swaps the losses
+    torch.testing.assert_close(generator_adv_loss(real, "relativistic", fake), d_good)
+    # gradients reach the fake logits only
+    f = fake.clone().requires_grad_(True)
+    r = real.clone().requires_grad_(True)
+    generator_adv_loss(f, "relativistic", r).backward()
+    assert f.grad.abs().sum() > 0 and r.grad is None
+
+
+def test_feature_matching_uses_one_pass_and_detached_real_features():
+    torch.manual_seed(0)
+    disc = PatchDiscriminator(channels=8, layers=3, spectral_norm=False)
+    x = _photo()
+    feats, logits = disc.features(x)
+    assert len(feats) == 3
+    torch.testing.assert_close(logits, disc(x))
+    sr = _photo(4).requires_grad_(True)
+    feats_fake, _ = disc.features(sr)
+    loss = feature_matching_loss(feats_fake, feats)
+    assert loss > 0
+    loss.backward()
+    assert sr.grad.abs().sum() > 0
+    assert feature_matching_loss(feats, [f.clone() for f in feats]).item() == 0.0
+
+
+def test_grid_penalty_sees_a_repeated_block_pattern_not_varying_texture():
+    from vpdsr.distill.losses import grid_loss
+
+    x = _photo(0, 96)
+    pattern = 0.02 * torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    mesh = x + pattern.repeat(1, 1, 24, 24)  # the same 4x4 pattern in every square
+    texture = x + 0.02 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))  # differs square by square
+    assert grid_loss(x, x.clone()).item() == 0.0
+    # averaging over more squares leaves the repeated pattern as it is, and shrinks the varying texture
+    assert grid_loss(mesh, x, pool=8).item() == pytest.approx(grid_loss(mesh, x, pool=2).item(), rel=1e-5)
+    assert grid_loss(texture, x, pool=8) < 0.3 * grid_loss(texture, x, pool=2)
+    assert grid_loss(mesh, x, pool=8) > 2 * grid_loss(texture, x, pool=8)
+    # a smooth brightness change has no pattern inside the squares
+    assert grid_loss(x + 0.1, x).item() < 1e-6

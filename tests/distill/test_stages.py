@@ -37,7 +37,11 @@ def test_cli_all_trains_teacher_then_student_and_evaluates(tmp_path, train_image
     result = json.loads((out / "student" / "eval.json").read_text())
     assert set(result["mean"]) == {"bicubic", "teacher_4step", "teacher_1step", "student_1step"}
     assert len(result["images"]) == 2 and "student_minus_bicubic_db" in result["summary"]
-    assert "| **mean** |" in (out / "student" / "eval.md").read_text()
+    assert all(0.0 <= v["piqe"] <= 100.0 for v in result["mean"].values())
+    assert "crops" not in result  # 48x64 photos hold no 128-pixel crop
+    assert set(result["controls"]) == {"bicubic+noise0.005", "student_1step+noise0.005"}
+    md = (out / "student" / "eval.md").read_text()
+    assert "| student_1step |" in md and "full: PIQE" in md and "(control)" in md
     saved = yaml.safe_load((out / "student" / "config.yaml").read_text())
     assert saved["data"]["crop_size"] == 32
     # the student stage alone, from the teacher run directory

@@ -11,6 +11,7 @@ from tests.conftest import SMALL
 from tests.runtimes.tiny_artifacts import export_dir, inputs, onnx_artifact, tiny_model, torch_reference
 from vpdsr.artifacts import ArtifactEntry, file_entries, read_entry, write_entry
 from vpdsr.errors import ArtifactError, ConfigError, MissingDependencyError
+from vpdsr.export.api import export
 from vpdsr.runtimes import execution_precision, load
 
 pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install 'vpdsr[onnx]')")
@@ -152,8 +153,7 @@ def test_graph_of_another_format_is_refused(exported):
 
 
 def test_artifact_from_the_export_stage_loads_and_matches_torch(tmp_path):
-    api = pytest.importorskip("vpdsr.export.api", reason="the export stage is not part of this version")
-    api.export(tiny_model(), tmp_path / "artifacts", "onnx", tile=16, dynamic=True, validation=SMALL)
+    export(tiny_model(), tmp_path / "artifacts", "onnx", tile=16, dynamic=True, validation=SMALL)
     feed = inputs(batch=2, h=8, w=12, seed=44)
     with load(tmp_path / "artifacts", target="onnx") as r:
         assert r.entry.validation  # the export recorded its own figures

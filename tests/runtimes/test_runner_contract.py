@@ -15,6 +15,7 @@ import pytest
 
 from tests.runtimes.tiny_artifacts import SIZE, inputs, psnr, tiny_model, torch_reference
 from vpdsr.errors import InputError, VpdsrError
+from vpdsr.runtimes import tiling
 from vpdsr.runtimes.base import Runner
 
 
@@ -135,7 +136,6 @@ class RunnerContract:
         assert value >= self.psnr_floor, f"{runner.name}: {value:.2f} dB < {self.psnr_floor} dB"
 
     def test_tiled_pipeline_matches_untiled_call(self, runner):
-        tiling = pytest.importorskip("vpdsr.runtimes.tiling")
         from vpdsr.runtimes.noise import NoiseField
 
         _, h, w = (1, SIZE, SIZE) if self.dynamic else self.static_shape

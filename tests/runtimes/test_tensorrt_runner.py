@@ -24,27 +24,17 @@ def tensorrt_skip_reason() -> str | None:
     return None if torch.cuda.is_available() else "no CUDA device"
 
 
-def build_engine(onnx_path, engine_path, fp16: bool = True) -> dict:
-    """A TensorRT 10 engine with one dynamic profile covering the contract's shapes; returns its metadata."""
-    import tensorrt as trt
-    import torch
+def build_engine(onnx_path, engine_path) -> dict:
+    """A strongly typed engine of the fp16 graph (the export's own builder), one profile covering the
+    contract's shapes; returns its metadata."""
+    from vpdsr.export.fp16 import convert_fp16
+    from vpdsr.export.tensorrt_engine import build_engine as build
 
-    logger = trt.Logger(trt.Logger.ERROR)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse_from_file(str(onnx_path)), parser.get_error(0)
-    config = builder.create_builder_config()
-    if fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
-    profile = builder.create_optimization_profile()
+    half = convert_fp16(onnx_path, onnx_path.with_name("model-fp16.onnx"))
     c = tiny_model().latent_channels
-    for name, ch in (("lr", 3), ("noise", c)):
-        profile.set_shape(name, (1, ch, 8, 8), (1, ch, SIZE, SIZE), (2, ch, SIZE, SIZE))
-    config.add_optimization_profile(profile)
-    engine_path.write_bytes(bytes(builder.build_serialized_network(network, config)))
-    return {"tensorrt_version": trt.__version__, "gpu_name": torch.cuda.get_device_name(),
-            "compute_capability": list(torch.cuda.get_device_capability())}
+    shapes = {name: {"min": [1, ch, 8, 8], "opt": [1, ch, SIZE, SIZE], "max": [2, ch, SIZE, SIZE]}
+              for name, ch in (("lr", 3), ("noise", c))}
+    return build(half, engine_path, shapes, device="cuda")
 
 
 class TestTensorRTFp16(RunnerContract):
@@ -67,6 +57,16 @@ class TestTensorRTFp16(RunnerContract):
 
 
 META = {"tensorrt_version": "10.3.0", "gpu_name": "NVIDIA L4", "compute_capability": [8, 9]}
+
+
+def test_versions_are_compared_as_numbers():
+    built = {**META, "tensorrt_version": "10.12.0.36", "version_compatible": True}
+    check_engine_compatibility(built, "10.12.0", "NVIDIA L4", (8, 9))  # only the build number differs
+    check_engine_compatibility(built, "10.13.1", "NVIDIA L4", (8, 9))  # a later 10.x runs a version-compatible engine
+    with pytest.raises(ArtifactError, match="built with TensorRT 10.12.0.36, this machine has TensorRT 10.9.0"):
+        check_engine_compatibility(built, "10.9.0", "NVIDIA L4", (8, 9))  # "10.9" > "10.12" as strings: older here
+    # an ampere+ engine runs on compute capability 10.0 ("10.0" < "8.0" as text)
+    check_engine_compatibility({**META, "hardware_compatibility": "ampere+"}, "10.3.0", "NVIDIA B200", (10, 0))
 
 
 def test_same_tensorrt_and_gpu_are_accepted():

@@ -45,7 +45,7 @@ def test_size_multiple_is_kept_by_every_call():
     model = NearestX4(size_multiple=8)
     with TorchRunner(model) as runner:
         assert tiles_for(runner, TileConfig(tile=20, overlap=4)).tile == 24  # rounded up, not the user's
-        with pytest.raises(InputError, match="multiple of 8"):
+        with pytest.raises(InputError, match="multiples of 8 .*try `--tile 16` or `--tile 24`"):
             tiles_for(runner, TileConfig(tile=20, overlap=4), explicit=True)
         img = image(13, 10)
         whole = Upscaler(runner, TileConfig(tile=None, overlap=0))(img)  # padded up to 16x16, cropped back

@@ -1,9 +1,18 @@
 """Which backends a benchmark runs, and how each one's Runner is opened.
 
 A backend is either the torch model itself at some precision (``torch-fp32``, ``torch-fp16``,
-``torch-bf16``: the reference is one of these) or one entry of an artifacts manifest (its
-folder name, e.g. ``onnx-int8``). An entry the export skipped or failed, or a runner that
-cannot start here (a missing package, no GPU), becomes a *skipped* backend with its reason.
+``torch-bf16``, ``torch-fp8``: the reference is one of these) or one entry of an artifacts manifest (its
+folder name, e.g. ``onnx-int8``). Its status before anything runs is the export's: an entry the
+export *skipped* (cannot be built or run on that machine) is a skipped backend, one the export
+*failed* (build error, validation below its floor) is a failed backend, each with its reason.
+The harness then decides the rest: a runner that cannot start here (CapabilityError: a missing
+package, no GPU, no bf16) is skipped; any other load or run error (a file changed after export,
+a corrupt graph) is failed.
+
+GPU variants, in the name so that every report row says what ran: ``torch-fp16-compiled``
+(torch.compile, mode from ``--torch-compile``, default "default"), ``torch-fp16-graphs`` (CUDA graphs),
+``torch-bf16-compiled-graphs``; ``onnx@cuda`` / ``onnx-fp16@tensorrt-ep`` run an ONNX artifact on
+ONNX Runtime's CUDA or TensorRT provider (on ``--device``'s GPU).
 """
 from __future__ import annotations
 
@@ -12,8 +21,10 @@ from pathlib import Path
 
 from vpdsr.errors import ConfigError, InputError, VpdsrError
 
-TORCH_PRECISIONS = ("fp32", "fp16", "bf16")
+TORCH_PRECISIONS = ("fp32", "fp16", "bf16", "fp8")
 THREADED_BACKENDS = ("onnxruntime", "openvino")
+TORCH_SUFFIXES = ("compiled", "graphs")  # torch.compile, CUDA graphs (in this order in a name)
+ORT_GPU_PROVIDERS = {"cuda": ["cuda"], "tensorrt-ep": ["tensorrt", "cuda"]}  # `<entry>@<key>`
 
 
 @dataclass
@@ -33,15 +44,41 @@ class BackendSpec:
     extra: dict = field(default_factory=dict)
 
 
-def torch_spec(name: str, model: str, device: str) -> BackendSpec:
-    precision = name.split("-", 1)[1] if "-" in name else "fp32"
-    if precision not in TORCH_PRECISIONS:
-        raise InputError(f"unknown torch backend {name!r}; expected torch-fp32, torch-fp16 or torch-bf16")
-    return BackendSpec(name=name, target=name, backend="torch", precision=precision, device=device, model=model)
+def torch_spec(name: str, model: str, device: str, compile_mode: str | None = None) -> BackendSpec:
+    """`torch-<precision>[-compiled][-graphs]` -> its spec (`extra` holds the TorchRunner options)."""
+    parts = name.split("-")
+    precision = parts[1] if len(parts) > 1 else "fp32"
+    suffixes = parts[2:]
+    if parts[0] != "torch" or precision not in TORCH_PRECISIONS or \
+            [s for s in TORCH_SUFFIXES if s in suffixes] != suffixes:
+        raise InputError(f"unknown torch backend {name!r}; expected torch-<{'|'.join(TORCH_PRECISIONS)}> with "
+                         "optional -compiled and -graphs (e.g. torch-fp16-compiled-graphs)")
+    extra = {}
+    if "compiled" in suffixes:
+        extra["compile"] = compile_mode or "default"
+    if "graphs" in suffixes:
+        from vpdsr.runtimes.cuda import is_cuda
+
+        if not is_cuda(device):
+            raise InputError(f"backend {name!r}: CUDA graphs need `--device cuda[:N]`, got {device!r}")
+        extra["cuda_graphs"] = True
+    return BackendSpec(name=name, target=name, backend="torch", precision=precision, device=device, model=model,
+                       extra=extra)
+
+
+def with_torch_options(name: str, reference: str, torch_compile: str | None, cuda_graphs: bool) -> str:
+    """`--torch-compile` / `--cuda-graphs` turn every torch backend but the reference into its -compiled/-graphs variant."""
+    if not name.startswith("torch") or name == reference:
+        return name
+    parts = name.split("-")
+    suffixes = [s for s in TORCH_SUFFIXES if s in parts[2:] or (s == "compiled" and torch_compile)
+                or (s == "graphs" and cuda_graphs)]
+    return "-".join(parts[:2] + suffixes)
 
 
 def resolve_backends(model: str, artifacts: str | Path | None, names: list[str] | None, reference: str,
-                     device: str = "cpu") -> list[BackendSpec]:
+                     device: str = "cpu", torch_compile: str | None = None, cuda_graphs: bool = False
+                     ) -> list[BackendSpec]:
     """The reference first, then the asked-for backends (default: every manifest entry).
 
     Args:
@@ -50,7 +87,10 @@ def resolve_backends(model: str, artifacts: str | Path | None, names: list[str] 
         names: backend names (torch-<precision> or manifest entry names/targets); None or
             ["all"] for every manifest entry.
         reference: name of the reference backend.
-        device: torch device of the torch backends ("cpu", "cuda").
+        device: torch device of the torch backends and of `<entry>@cuda` ("cpu", "cuda", "cuda:N").
+        torch_compile: torch.compile mode of the -compiled torch backends; with it, every torch backend but
+            the reference is compiled.
+        cuda_graphs: every torch backend but the reference replays CUDA graphs.
 
     Raises:
         InputError: a name is neither a torch backend nor in the manifest.
@@ -66,17 +106,26 @@ def resolve_backends(model: str, artifacts: str | Path | None, names: list[str] 
 
     def spec(name: str) -> BackendSpec:
         if name.startswith("torch"):
-            return torch_spec(name, model, device)
+            return torch_spec(with_torch_options(name, reference, torch_compile, cuda_graphs), model, device,
+                              torch_compile)
+        name, _, provider = name.partition("@")
         entry = entries.get(name) or next((e for e in entries.values() if e.target == name), None)
         if entry is None:
             known = ["torch-fp32", "torch-fp16", "torch-bf16", *entries]
             where = f"the manifest in {artifacts}" if artifacts else "no --artifacts given"
             raise InputError(f"unknown backend {name!r} ({where}); expected one of {', '.join(known)}")
-        status = "ok" if entry.status == "ok" else "skipped"
+        status = entry.status  # ok, skipped or failed, as the export recorded it
         reason = None if status == "ok" else f"export {entry.status}: {entry.reason or 'no reason recorded'}"
-        return BackendSpec(name=entry.name, target=entry.target, backend=entry.backend, precision=entry.precision,
-                           device=_entry_device(entry), stages=entry.stages, status=status, reason=reason,
-                           artifact=Path(artifacts) / entry.name)
+        if status == "ok":  # a path that leaves its folder (a link too) is bad input: refused before anything runs
+            from vpdsr.artifacts import MANIFEST_NAME, resolve_inside
+
+            for f in entry.files:
+                resolve_inside(Path(artifacts) / entry.name, f.path, f"{Path(artifacts) / MANIFEST_NAME}: "
+                                                                     f"`{entry.name}` file")
+        out = BackendSpec(name=entry.name, target=entry.target, backend=entry.backend, precision=entry.precision,
+                          device=_entry_device(entry), stages=entry.stages, status=status, reason=reason,
+                          artifact=Path(artifacts) / entry.name)
+        return _on_gpu_provider(out, provider, device) if provider else out
 
     wanted = list(entries) if not names or names == ["all"] else [n for n in names if n != reference]
     specs = [spec(reference)]
@@ -91,9 +140,53 @@ def resolve_backends(model: str, artifacts: str | Path | None, names: list[str] 
     return specs
 
 
+def parse_names(text: str | None, flag: str) -> frozenset[str]:
+    """`--require` / `--allow-failed`: a comma list of backend names (or ``all``), checked later."""
+    if text is None:
+        return frozenset()
+    names = frozenset(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise InputError(f"`{flag}` is empty; expected a comma list of backend names, or all")
+    return names
+
+
+def resolve_names(names: frozenset[str], specs: list[BackendSpec], flag: str) -> frozenset[str]:
+    """Backend names (a manifest entry's name or target, or ``all``) -> the names of this run's rows.
+
+    Raises:
+        InputError: a name that is not a backend of this run (a typo must not be a silent policy).
+    """
+    out, unknown = set(), []
+    for name in names:
+        if name == "all":
+            out.update(s.name for s in specs)
+            continue
+        match = [s.name for s in specs if name in (s.name, s.target)]
+        if not match:
+            unknown.append(name)
+        out.update(match)
+    if unknown:
+        raise InputError(f"`{flag}`: {', '.join(sorted(unknown))} is not a backend of this run "
+                         f"(its backends: {', '.join(s.name for s in specs)}; or all)")
+    return frozenset(out)
+
+
+def _on_gpu_provider(spec: BackendSpec, provider: str, device: str) -> BackendSpec:
+    """`<entry>@cuda` / `<entry>@tensorrt-ep`: an ONNX artifact on ONNX Runtime's GPU providers."""
+    from vpdsr.runtimes.cuda import is_cuda
+
+    if spec.backend != "onnxruntime" or provider not in ORT_GPU_PROVIDERS:
+        raise InputError(f"backend {spec.name}@{provider}: expected an ONNX artifact with @"
+                         f"{' or @'.join(ORT_GPU_PROVIDERS)}")
+    spec.name = f"{spec.name}@{provider}"
+    spec.device = device if is_cuda(device) else "cuda"
+    spec.extra = {"providers": ORT_GPU_PROVIDERS[provider]}
+    return spec
+
+
 def _entry_device(entry) -> str:
     if entry.backend == "tensorrt":
-        return "cuda"
+        return str(entry.options.get("device") or "cuda")
     return str(entry.options.get("device", "cpu")) if isinstance(entry.options, dict) else "cpu"
 
 
@@ -102,14 +195,18 @@ def open_runner(spec: BackendSpec, threads: int | None = None):
     if spec.backend == "torch":
         from vpdsr.runtimes.torch_runner import TorchRunner
 
-        runner = TorchRunner.from_pretrained(spec.model, device=spec.device, precision=spec.precision)
+        runner = TorchRunner.from_pretrained(spec.model, device=spec.device, precision=spec.precision, **spec.extra)
         runner.name = spec.name
         return runner
     from vpdsr.runtimes import load
 
     # CPU backends take a thread count; TensorRT (GPU) has none to set
     opts = {"threads": threads} if threads is not None and spec.backend in THREADED_BACKENDS else {}
-    return load(spec.artifact, **opts)
+    if "providers" in spec.extra:  # an ONNX artifact on ONNX Runtime's CUDA/TensorRT provider
+        opts.update(providers=spec.extra["providers"], device=spec.device)
+    runner = load(spec.artifact, **opts)
+    runner.name = spec.name
+    return runner
 
 
 def set_torch_threads(threads: int | None) -> None:

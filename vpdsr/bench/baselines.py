@@ -27,9 +27,8 @@ import numpy as np
 import torch
 
 from vpdsr.bench.inputs import BenchImage, bicubic_upscale
-from vpdsr.bench.quality import MetricSuite
-from vpdsr.errors import InputError, VpdsrError
-from vpdsr.metrics.fidelity import fidelity_scores
+from vpdsr.bench.quality import MetricSuite, image_scores
+from vpdsr.errors import VpdsrError
 
 log = logging.getLogger(__name__)
 DEFAULT_GAN = "realesrgan-x4plus"
@@ -64,26 +63,14 @@ def text_cells(row: dict) -> tuple[str, str, str, str]:
     return row["name"], "fp32" if network else "-", "cpu" if network else "-", status
 
 
-def piqe_or_none(image: np.ndarray) -> float | None:
-    """PIQE of an (H, W, 3) image, None where the image is too small for it."""
-    from vpdsr.metrics.perceptual import piqe
-
-    try:
-        return float(piqe(image))
-    except InputError:
-        return None
-
-
 def score(sr: np.ndarray, hr: np.ndarray | None, suite: MetricSuite, scale: int = 4) -> dict:
-    """One output image's baseline figures: against HR (when given), PIQE, CLIPIQA."""
-    row: dict = {"piqe": piqe_or_none(sr), "clipiqa": suite.clipiqa(sr)}
-    if hr is not None:
-        row.update({f"{k}_vs_hr": v for k, v in fidelity_scores(sr, hr, crop_border=scale).to_dict().items()})
-    return row
+    """One output image's baseline figures, computed exactly as a backend's: against HR (when given),
+    PIQE (pyiqa's, through the suite), CLIPIQA (where its weights exist)."""
+    return image_scores(sr, None, hr, suite, scale)
 
 
 def _means(per_image: list[dict]) -> dict:
-    keys = [k for k in per_image[0] if k != "name"] if per_image else []
+    keys = [k for k in per_image[0] if k != "name" and not k.endswith("_reason")] if per_image else []
     out = {}
     for k in keys:
         values = [r.get(k) for r in per_image]
@@ -114,8 +101,7 @@ def hr_row(images: list[BenchImage], suite: MetricSuite) -> dict | None:
     """The HR images' own no-reference scores (PSNR infinite by definition); None without HR."""
     if not images or any(im.hr is None for im in images):
         return None
-    per_image = [{"name": im.name, "piqe": piqe_or_none(im.hr), "clipiqa": suite.clipiqa(im.hr),
-                  "psnr_vs_hr": math.inf} for im in images]
+    per_image = [{"name": im.name, **score(im.hr, None, suite), "psnr_vs_hr": math.inf} for im in images]
     return {"name": "hr", "kind": "hr", "status": "ok", "reason": None, "seconds": None,
             "quality": {**_means(per_image), "per_image": per_image}}
 

@@ -54,6 +54,8 @@ NUMERIC_COLUMNS: tuple[Column, ...] = (
     Column("CLIPIQA drift worst", _quality("clipiqa_drift_worst"), "{:+.4f}"),
     Column("PSNR vs ref dB", _quality("psnr_vs_ref")),
     Column("SSIM vs ref", _quality("ssim_vs_ref"), "{:.4f}"),
+    Column("MS-SSIM vs ref min", _quality("ms_ssim_vs_ref_min"), "{:.4f}"),
+    Column("GMSD vs ref", _quality("gmsd_vs_ref"), "{:.4f}"),
     Column("LPIPS vs ref", _quality("lpips_vs_ref"), "{:.4f}"),
     Column("PSNR vs HR dB", _quality("psnr_vs_hr")),
 )

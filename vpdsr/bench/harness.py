@@ -14,19 +14,26 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from vpdsr.bench.backends import BackendSpec, one_line, open_runner, resolve_backends, set_torch_threads
-from vpdsr.bench.baselines import DEFAULT_GAN, BaselineConfig, bicubic_row, other_baselines, piqe_or_none
-from vpdsr.bench.gates import GateConfig, evaluate, latency_change_pct
+from vpdsr.bench.backends import (
+    BackendSpec,
+    one_line,
+    open_runner,
+    resolve_backends,
+    resolve_names,
+    set_torch_threads,
+)
+from vpdsr.bench.baselines import DEFAULT_GAN, BaselineConfig, bicubic_row, other_baselines
+from vpdsr.bench.gates import GateConfig, apply_required, evaluate, latency_change_pct, verdict
 from vpdsr.bench.inputs import BenchImage, load_bench_images
 from vpdsr.bench.plane_report import plane_section
 from vpdsr.bench.latency import LatencyConfig, PeakMemory, cuda_peak_mb, cuda_peak_reset, measure, summarize
 from vpdsr.bench.quality import MetricSuite, aggregate, image_scores
-from vpdsr.errors import MissingWeightsError, VpdsrError
+from vpdsr.errors import CapabilityError, InputError, MissingWeightsError, VpdsrError
 from vpdsr.runtimes.tiling import TileConfig
 from vpdsr.runtimes.upscale import Upscaler
 
@@ -46,6 +53,8 @@ class BenchConfig:
     backends: list[str] | None = None
     reference: str = "torch-fp32"
     device: str = "cpu"
+    torch_compile: str | None = None  # torch.compile mode for the non-reference torch backends
+    cuda_graphs: bool = False  # CUDA graphs for the non-reference torch backends
     seed: int = 0
     tile: int = 64
     overlap: int = 8
@@ -70,6 +79,7 @@ class BenchResult:
 
     @property
     def failed_gates(self) -> list[dict]:
+        """Every check that failed the run: failed backends (``backend-ran``) and threshold gates."""
         return [g for g in self.report["gates"] if not g["passed"]]
 
 
@@ -83,12 +93,15 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     TileConfig(cfg.tile, cfg.overlap, cfg.batch)  # a bad tiling is a user error before anything runs
     set_torch_threads(cfg.latency.threads)
     images = load_bench_images(cfg.images, cfg.hr, max_images=cfg.max_images)
-    specs = resolve_backends(cfg.model, cfg.artifacts, cfg.backends, cfg.reference, cfg.device)
+    specs = resolve_backends(cfg.model, cfg.artifacts, cfg.backends, cfg.reference, cfg.device,
+                             cfg.torch_compile, cfg.cuda_graphs)
+    policy = replace(cfg.gates, require=resolve_names(cfg.gates.require, specs, "--require"),
+                     allow_failed=resolve_names(cfg.gates.allow_failed, specs, "--allow-failed"))
     suite = MetricSuite.build(cfg.clip_weights, cfg.lpips_weights)
-    if cfg.gates.max_clipiqa_drift is not None and suite.clip is None:
-        raise MissingWeightsError(f"`--max-clipiqa-drift` needs CLIPIQA, which is {suite.clip_reason}")
+    check_gates_can_run(policy, suite, images)
     log.info(f"bench: {len(images)} image(s), backends: {', '.join(s.name for s in specs)}; "
-        f"CLIPIQA {'on' if suite.clip else 'off'}, LPIPS {'on' if suite.lpips else 'off'}")
+        f"CLIPIQA {'on' if suite.clip else 'off'}, LPIPS {'on' if suite.lpips else 'off'}, "
+        f"PIQE {'on' if suite.reason('piqe') is None else 'off'}")
 
     bicubic, bicubic_out = bicubic_row(images, suite)
     state = _RunState(images=images, suite=suite, cfg=cfg)
@@ -101,7 +114,7 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     for spec in tqdm(specs, desc="bench", unit="backend", disable=None):  # a bar on a terminal only
         rows.append(_run_backend(spec, state))
         if spec.name == specs[0].name and rows[-1]["status"] != "ok":
-            raise VpdsrError(f"the reference backend {spec.name} failed: {rows[-1]['reason']}")
+            raise VpdsrError(f"the reference backend {spec.name} {rows[-1]['status']}: {rows[-1]['reason']}")
 
     baseline = cfg.gates.baseline
     if baseline is not None:
@@ -109,7 +122,9 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
         for row in rows:
             if row["name"] in base_rows:
                 row["latency_change_pct"] = latency_change_pct(row, base_rows[row["name"]])
-    gates = evaluate(rows, cfg.reference, cfg.gates)
+    apply_required(rows, policy.require)
+    gates = evaluate(rows, cfg.reference, policy)
+    outcome = verdict(rows, gates, policy)
     # what a user would ship instead (bicubic, a GAN, the teacher) and HR itself, scored like the backends
     baselines = [bicubic, *other_baselines(BaselineConfig(cfg.gan_baseline, cfg.teacher, cfg.seed), cfg.model,
                                            images, suite, cfg.tile, cfg.overlap)]
@@ -130,7 +145,8 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
         "baselines": baselines,
         "plane": plane_section(rows, baselines),
         "gates": [g.to_dict() for g in gates],
-        "passed": all(g.passed for g in gates),
+        "passed": outcome["passed"],
+        "verdict": outcome,
         "baseline": cfg.baseline_path,
         "environment": environment(cfg.latency.threads),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -158,10 +174,24 @@ def _empty_row(spec: BackendSpec) -> dict:
     }
 
 
+def _not_run(row: dict, status: str, exc: BaseException, when: str) -> dict:
+    """Mark a row skipped (CapabilityError: cannot run here) or failed (anything else), logged once."""
+    row.update(status=status, reason=one_line(exc) if status == "skipped" else f"{when}: {one_line(exc)}",
+               latency_ms=None, quality=None)
+    if status == "skipped":
+        log.info(f"bench: {row['name']}: skipped ({row['reason']})")
+    else:  # the traceback goes to the log file: a backend that breaks may be a bug
+        log.warning(f"bench: {row['name']}: FAILED ({row['reason']})")
+        log.debug(f"bench: {row['name']}: {when} failed", exc_info=exc)
+    return row
+
+
 def _run_backend(spec: BackendSpec, st: _RunState) -> dict:
+    """One backend's row: ok with figures, skipped (cannot run here) or failed (should run and did not)."""
     row = _empty_row(spec)
     if spec.status != "ok":
-        log.info(f"bench: {spec.name}: skipped ({spec.reason})")
+        log.log(logging.WARNING if spec.status == "failed" else logging.INFO,
+                f"bench: {spec.name}: {'FAILED' if spec.status == 'failed' else 'skipped'} ({spec.reason})")
         return row
     cuda_peak_reset(spec.device)
     with PeakMemory() as mem:
@@ -169,23 +199,43 @@ def _run_backend(spec: BackendSpec, st: _RunState) -> dict:
         try:
             runner = open_runner(spec, st.cfg.latency.threads)
             runner.activate()
-        except VpdsrError as e:
-            row.update(status="skipped", reason=one_line(e))
-            log.info(f"bench: {spec.name}: skipped ({row['reason']})")
-            return row
+        except CapabilityError as e:
+            return _not_run(row, "skipped", e, "load error")
+        except Exception as e:  # noqa: BLE001 - a tampered, corrupt or unloadable artifact is a failed backend
+            return _not_run(row, "failed", e, "load error")
         row["load_s"] = time.perf_counter() - t0
         row["device"] = getattr(runner, "device", spec.device)
         try:
             _measure_backend(runner, spec, st, row, mem)
-        except (VpdsrError, RuntimeError, ValueError, OSError) as e:  # a backend that breaks mid-run
-            row.update(status="failed", reason=one_line(e), latency_ms=None, quality=None)
-            log.warning(f"bench: {spec.name}: FAILED ({row['reason']})")
+        except CapabilityError as e:
+            _not_run(row, "skipped", e, "runtime error")
+        except Exception as e:  # noqa: BLE001 - a backend that breaks mid-run fails, the others still run
+            _not_run(row, "failed", e, "runtime error")
         finally:
+            if hasattr(runner, "describe"):  # the torch GPU path: compile mode, CUDA graphs captured or why not
+                row["runner_options"] = runner.describe()
             runner.deactivate()
     if row["status"] == "ok":
         row["peak_mem_mb"] = mem.peak_mb
         row["peak_gpu_mem_mb"] = cuda_peak_mb(spec.device)
     return row
+
+
+def check_gates_can_run(gates: GateConfig, suite: MetricSuite, images: list[BenchImage], scale: int = 4) -> None:
+    """A gate on a metric that cannot be computed here is bad input, found before any backend runs."""
+    if gates.max_clipiqa_drift is not None and suite.clip is None:
+        raise MissingWeightsError(f"`--max-clipiqa-drift` needs CLIPIQA, which is {suite.clip_reason}")
+    for flag, metric, value in (("--max-piqe-drift", "piqe", gates.max_piqe_drift),
+                                ("--min-ms-ssim-vs-ref", "ms_ssim", gates.min_ms_ssim_vs_ref)):
+        if value is None:
+            continue
+        if suite.reason(metric):
+            raise InputError(f"`{flag}` needs {metric}, which is {suite.reason(metric)}")
+        metric_set = suite.no_ref if metric in suite.no_ref.names else suite.full_ref
+        for im in images:
+            problem = metric_set.size_problem(metric, im.lr.shape[0] * scale, im.lr.shape[1] * scale)
+            if problem:
+                raise InputError(f"`{flag}` cannot be evaluated on {im.name} (its x{scale} output): {problem}")
 
 
 def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: PeakMemory) -> None:
@@ -209,8 +259,6 @@ def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: P
         mem.sample_now()
         ref = None if is_ref else st.ref_outputs[i]
         per_image.append({"name": im.name, **image_scores(sr, ref, im.hr, st.suite)})
-        if "piqe" not in per_image[-1]:  # the perception axis of the plane (no weights needed)
-            per_image[-1]["piqe"] = piqe_or_none(sr)
         if is_ref:
             outputs.append(sr)
         if i == 0:
@@ -242,7 +290,11 @@ def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: P
                                   "tiles_per_call": tiles.batch, "tile": tiles.tile}
     if stage_times:
         row["stage_latency_ms"] = {k: summarize(v).latency_dict() for k, v in stage_times.items()}
-    fidelity = "" if is_ref else f", PSNR vs ref {row['quality']['psnr_vs_ref']:.2f} dB"
+    q = row["quality"]
+    fidelity = "" if is_ref else f", PSNR vs ref {q['psnr_vs_ref']:.2f} dB"
+    if q.get("piqe") is not None:
+        drift = q.get("piqe_drift")
+        fidelity += f", PIQE {q['piqe']:.2f}" + ("" if is_ref or drift is None else f" ({drift:+.2f} vs ref)")
     log.info(f"bench: {spec.name}: ok, p50 {stats.p50_ms:.1f} ms/image over {stats.n} runs, "
              f"{stats.throughput_ips:.2f} images/s{fidelity}")
 
@@ -275,7 +327,9 @@ def _model_info(model: str) -> dict:
             info["preset"] = str(model)
     except (VpdsrError, OSError):
         pass
-    return info
+    from vpdsr.bench.model_stats import model_stats
+
+    return {**info, **model_stats(model)}  # parameters, GFLOP per LR 64x64
 
 
 def environment(threads: int | None) -> dict:

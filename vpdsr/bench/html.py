@@ -6,6 +6,9 @@ import math
 
 from vpdsr.bench.baselines import text_cells
 from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num
+from vpdsr.bench.gates import verdict_text
+from vpdsr.bench.model_stats import stats_line
+from vpdsr.bench.quality import metric_notes
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 24px; color: #222; max-width: 1350px; }
@@ -15,7 +18,7 @@ th { background: #f4f4f4; } td.n { text-align: right; font-variant-numeric: tabu
 .ok { color: #1a7f37; } .skipped { color: #9a6700; } .failed, .fail { color: #cf222e; font-weight: bold; }
 .pass { color: #1a7f37; } td.why { min-width: 180px; max-width: 280px; font-size: 11px; color: #555; } .note { color: #666; font-size: 13px; } .fig svg { max-width: 100%; height: auto; }
 .verdict { font-size: 16px; padding: 8px 12px; display: inline-block; border-radius: 4px; }
-.verdict.pass { background: #dafbe1; } .verdict.fail { background: #ffebe9; }
+.verdict.pass { background: #dafbe1; } .verdict.fail { background: #ffebe9; } .verdict.none { background: #eee; }
 tr.baseline td { background: #fafafa; color: #444; }
 """
 
@@ -133,23 +136,23 @@ def render_html(result) -> str:
     except ImportError as e:
         bars = scatter = crops = None
         missing = f"plots need matplotlib ({e}); pip install 'vpdsr[metrics]'"
-    verdict = "pass" if report["passed"] else "fail"
-    failed = [f"{g['name']}[{g['backend']}]" for g in report["gates"] if not g["passed"]]
-    verdict_text = "every gate held" if report["passed"] else "FAILED: " + ", ".join(failed)
-    metrics_notes = "".join(f"<li>{_e(n)}: {_e(m['reason'])}</li>" for n, m in report["metrics"].items()
-                            if not m["available"])
+    text = verdict_text(report)
+    # green only when a gate was set and held: "no gates set" checked nothing beyond the backends running
+    verdict = "fail" if not report["passed"] else ("none" if text.startswith("no gates set") else "pass")
+    metrics_notes = "".join(f"<li>{_e(n)}</li>" for n in metric_notes(report))
     env = report["environment"]
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>vpdsr benchmark: {_e(report['model'].get('source'))}</title><style>{_STYLE}</style></head><body>",
         f"<h1>vpdsr benchmark: {_e(report['model'].get('source'))}</h1>",
-        f"<p><span class='verdict {verdict}'>{_e(verdict_text)}</span></p>",
+        f"<p><span class='verdict {verdict}'>{_e(text)}</span></p>",
         f"<p class='note'>{report['images']} image(s) ({_e(', '.join(report.get('image_names', [])))}), reference "
         f"<b>{_e(report['reference'])}</b>, noise seed {report['seed']}; latency = one whole image upscaled "
         f"(tiled, tile {report['tiling']['tile']}), {report['latency_config']['warmup']} warm-up + up to "
         f"{report['latency_config']['iters']} timed runs. Measured on {_e(env['cpu']['name'])} "
         f"({env['cpu']['cores']} cores, torch threads {env['torch_threads']}), "
         f"{_e(', '.join(g['name'] for g in env['gpus']) or 'no GPU')}, {_e(report['created'])}.</p>",
+        f"<p class='note'>{_e(stats_line(report['model']))}</p>" if stats_line(report["model"]) else "",
         "<h2>Backends</h2>", _table(report),
         _not_run(report),
         "<h2>Gates</h2>", _gates(report),
@@ -164,6 +167,6 @@ def render_html(result) -> str:
     if missing:
         parts.append(f"<p class='note'>{_e(missing)}</p>")
     if metrics_notes:
-        parts.append(f"<h2>Metrics not computed</h2><ul class='note'>{metrics_notes}</ul>")
+        parts.append(f"<h2>Metrics</h2><ul class='note'>{metrics_notes}</ul>")
     parts.append("</body></html>\n")
     return "\n".join(parts)

@@ -16,8 +16,10 @@ from __future__ import annotations
 import math
 
 from vpdsr.bench.plane import PlanePoint, perception_distortion_plane, plane_svg
+from vpdsr.errors import InputError
 
 DISTORTION = "psnr_vs_hr"
+SVG_NAME = "plane.svg"  # the figure beside report.md (which embeds it) in a report folder
 METRIC_ORDER = ("clipiqa", "piqe")  # the first one every point has is used
 
 
@@ -71,6 +73,15 @@ def section_svg(section: dict) -> str | None:
     return plane_svg(points_of(section), section["metric"], section["front"])
 
 
+def save_png(section: dict, path, dpi: int = 120) -> None:
+    """The section's figure as a PNG (the SVG's raster twin, for docs and issue notes)."""
+    from vpdsr.bench.plane import plane_figure
+
+    if not section or not section.get("available"):
+        raise InputError(f"the report's plane was not drawn: {(section or {}).get('reason', 'no plane section')}")
+    plane_figure(points_of(section), section["metric"], section["front"]).savefig(str(path), dpi=dpi)
+
+
 def markdown_lines(section: dict | None) -> list[str]:
     """The Markdown of the plane: front, dominance sentences, the points."""
     if not section:
@@ -80,8 +91,8 @@ def markdown_lines(section: dict | None) -> list[str]:
         return lines + [f"Not drawn: {section.get('reason')}."]
     metric = section["metric"]
     better = "lower" if metric == "piqe" else "higher"
-    lines.append(f"PSNR vs HR (higher is better) against {metric.upper()} ({better} is better); "
-                 f"the figure is in report.html.")
+    lines += [f"PSNR vs HR (higher is better) against {metric.upper()} ({better} is better).", "",
+              f"![Perception-distortion plane]({SVG_NAME})"]
     lines += ["", f"Not dominated (Pareto front): {', '.join(section['front'])}."]
     if section["sentences"]:
         lines += [""] + [f"- {s}" for s in section["sentences"]]

@@ -19,11 +19,16 @@ import numpy as np
 
 from vpdsr.bench.baselines import text_cells
 from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num
+from vpdsr.bench.gates import verdict_text
+from vpdsr.bench.model_stats import stats_line
+from vpdsr.bench.plane_report import SVG_NAME as PLANE_SVG
 from vpdsr.bench.plane_report import markdown_lines as plane_lines
+from vpdsr.bench.plane_report import section_svg
+from vpdsr.bench.quality import metric_notes
 from vpdsr.utils import atomic_directory
 
 REPORT_FILES = ("report.json", "report.md", "report.html")
-OWN_FILES = (*REPORT_FILES, "bench.log")  # `vpdsr bench` writes its log beside the report
+OWN_FILES = (*REPORT_FILES, PLANE_SVG, "bench.log")  # `vpdsr bench` writes its log beside the report
 
 
 def json_safe(obj):
@@ -53,14 +58,17 @@ def to_json(report: dict) -> str:
 
 
 def markdown(report: dict) -> str:
-    """The report as Markdown: the backend table, gates, skipped backends, metric notes."""
+    """The report as Markdown: the verdict, the backend table, gates, skipped/failed backends, metric notes."""
     lines = [
         f"# vpdsr benchmark: {report['model'].get('source')}",
+        "",
+        f"**{verdict_text(report)}**",
         "",
         f"{report['images']} image(s), reference `{report['reference']}`, noise seed {report['seed']}, "
         f"tile {report['tiling']['tile']} / overlap {report['tiling']['overlap']}; "
         f"latency = one whole image upscaled (tiled), {report['latency_config']['warmup']} warm-up + up to "
         f"{report['latency_config']['iters']} timed runs.",
+        *([stats_line(report["model"])] if stats_line(report["model"]) else []),
         "",
         "| " + " | ".join((*TEXT_HEADERS, *(c.header for c in NUMERIC_COLUMNS))) + " |",
         "|" + "---|" * len(TEXT_HEADERS) + "---:|" * len(NUMERIC_COLUMNS),
@@ -89,12 +97,15 @@ def markdown(report: dict) -> str:
     not_run = [b for b in report["backends"] if b["status"] != "ok"]
     not_run_baselines = [b for b in baselines if b["status"] != "ok"]
     if not_run or not_run_baselines:
-        lines += ["", "## Not run", ""] + [f"- `{b['name']}` {b['status']}: {b['reason']}" for b in not_run]
+        lines += ["", "## Not run", "", "skipped = cannot run on this machine; failed = should run here and did not.",
+                  ""] + [f"- `{b['name']}` {b['status']}: {b['reason']}" for b in not_run]
         lines += [f"- `{b['name']}` (baseline) {b['status']}: {b['reason']}" for b in not_run_baselines]
     lines += plane_lines(report.get("plane"))
-    notes = [f"- {name}: {m['reason']}" for name, m in report["metrics"].items() if not m["available"]]
+    notes = metric_notes(report)
     if notes:
-        lines += ["", "## Metrics not computed", ""] + notes
+        about = "'vs ref' compares with the reference backend's output of the same image and noise; drift = " \
+                "backend minus reference; 'worst' / 'min' = the least favourable image."
+        lines += ["", "## Metrics", "", about, ""] + [f"- {n}" for n in notes]
     env = report["environment"]
     lines += ["", f"Measured on {env['cpu']['name']} ({env['cpu']['cores']} cores, torch threads "
                   f"{env['torch_threads']}), {', '.join(g['name'] for g in env['gpus']) or 'no GPU'}; "
@@ -103,7 +114,7 @@ def markdown(report: dict) -> str:
 
 
 def write_report(out: str | Path, result) -> Path:
-    """Write report.json, report.md and report.html into ``out`` atomically; returns ``out``.
+    """Write report.json, report.md, report.html (and plane.svg) into ``out`` atomically; returns ``out``.
 
     Args:
         out: report folder (replaced as a whole).
@@ -115,6 +126,9 @@ def write_report(out: str | Path, result) -> Path:
     text_md = markdown(result.report)
     text_html = render_html(result)  # before touching the folder: a plotting error writes nothing
     texts = {"report.json": text_json, "report.md": text_md, "report.html": text_html}
+    plane = section_svg(result.report.get("plane"))
+    if plane is not None:  # report.md embeds it
+        texts[PLANE_SVG] = plane
     out = Path(out)
     if not out.exists() or {p.name for p in out.iterdir()} <= set(OWN_FILES):
         with atomic_directory(out) as tmp:  # a fresh folder, or only an older report in it
@@ -124,7 +138,7 @@ def write_report(out: str | Path, result) -> Path:
             for name, text in texts.items():
                 (tmp / name).write_text(text)
         return out
-    # The folder holds other files: never replace it. Write all three first, then rename each.
+    # The folder holds other files: never replace it. Write every file first, then rename each.
     tmp = Path(tempfile.mkdtemp(prefix=".report.tmp-", dir=out))
     try:
         for name, text in texts.items():

@@ -1,21 +1,39 @@
 """`vpdsr bench`: latency and quality drift of every backend, report.{json,md,html}, gates.
 
-Exit 0 when every gate holds, 1 when one fails (stderr and the report name it), 2 on bad input
-(a corrupt image, an unknown backend, a missing file): then nothing is written.
+Exit 0 when every gate holds and no backend failed, 1 when a gate failed or a backend that should
+run here did not (stderr and the report name it), 2 on bad input (a corrupt image, an unknown
+backend, a malformed manifest or baseline, `--out` naming a file): then nothing is written.
 """
 from __future__ import annotations
 
+import argparse
 import logging
+import textwrap
 from pathlib import Path
 
 from vpdsr.errors import GateFailed, InputError
 
 log = logging.getLogger(__name__)
 LOG_NAME = "bench.log"
+STATUS_HELP = (
+    "backend status: ok; skipped = cannot run on this machine (TensorRT without a GPU, bf16 on a CPU "
+    "without it: the reason says so); failed = should run here and did not (export failed, file changed "
+    "after export, load or runtime error). A failed backend fails the run (exit 1) whatever the gates, "
+    "unless --allow-failed names it; --require turns a skip into a failure."
+)
+
+
+def _epilog() -> str:
+    from vpdsr.bench.quality import REPORTED
+    from vpdsr.metrics.catalog import describe
+
+    return (textwrap.fill(STATUS_HELP, 100) + "\n\nmetrics of the report (per backend; 'vs ref' = against the "
+            "reference backend's output of the same image and noise):\n" + describe(list(REPORTED)))
 
 
 def register(sub) -> None:
-    p = sub.add_parser("bench", help="latency and CLIPIQA/fidelity drift per backend, with regression gates")
+    p = sub.add_parser("bench", help="latency and PIQE/CLIPIQA/fidelity drift per backend, with regression gates",
+                       epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="tiny", help="model directory or preset: the torch backends (default tiny)")
     p.add_argument("--artifacts", help="`vpdsr export` output folder (manifest.json); omit for torch backends only")
     p.add_argument("--images", default="samples:holdout",
@@ -23,16 +41,31 @@ def register(sub) -> None:
     p.add_argument("--hr", help="folder of HR images named like the LR ones (4x their size): adds PSNR/SSIM vs HR")
     p.add_argument("--out", required=True, help="report folder (report.json, report.md, report.html)")
     p.add_argument("--backends", help="comma list: torch-fp32,torch-bf16,<manifest names> (default: the "
-                                      "reference + every manifest entry)")
+                                      "reference + every manifest entry); on a GPU also torch-fp16-compiled, "
+                                      "torch-bf16-compiled-graphs, torch-fp8, onnx@cuda, onnx-fp16@tensorrt-ep")
     p.add_argument("--reference", default="torch-fp32", help="reference backend (default torch-fp32)")
-    p.add_argument("--device", default="cpu", help="torch device of the torch backends (cpu, cuda)")
+    p.add_argument("--device", default="cpu", help="torch device of the torch backends and of <onnx artifact>@cuda "
+                                                   "(cpu, cuda, cuda:N)")
+    p.add_argument("--torch-compile", metavar="MODE", help="torch.compile every torch backend but the reference "
+                   "(their names get -compiled): default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs")
+    p.add_argument("--cuda-graphs", action="store_true", help="CUDA graphs for every torch backend but the reference "
+                   "(names get -graphs; needs --device cuda)")
     p.add_argument("--baseline", help="previous report.json to compare latency with")
     p.add_argument("--max-clipiqa-drift", type=float, metavar="X",
-                   help="gate: CLIPIQA may drop by at most X on any image (needs CLIP weights)")
+                   help="gate: CLIPIQA (higher is better) may drop by at most X on any image (needs CLIP weights)")
+    p.add_argument("--max-piqe-drift", type=float, metavar="X",
+                   help="gate: PIQE (lower is better, 0..100) may rise by at most X on any image over the reference")
     p.add_argument("--min-psnr-vs-ref", type=float, metavar="DB",
                    help="gate: every image's PSNR against the reference output >= DB")
+    p.add_argument("--min-ms-ssim-vs-ref", type=float, metavar="X",
+                   help="gate: every image's MS-SSIM (higher is better, 0..1) against the reference output >= X "
+                        "(outputs of at least 161 pixels a side)")
     p.add_argument("--max-latency-regression", type=float, metavar="PCT",
                    help="gate: p50 latency may grow by at most PCT%% over --baseline")
+    p.add_argument("--require", metavar="LIST",
+                   help="comma list of backends (or all) that must run: a skip of one of them fails the run")
+    p.add_argument("--allow-failed", metavar="LIST",
+                   help="comma list of backends (or all) whose failure is reported but does not fail the run")
     p.add_argument("--clip-weights", help="OpenAI CLIP RN50.pt (TorchScript) for CLIPIQA; else VPDSR_CLIP_WEIGHTS "
                                           "or the torch hub cache")
     p.add_argument("--lpips-weights", help="folder with the LPIPS AlexNet files (else the torch hub cache)")
@@ -55,28 +88,44 @@ def register(sub) -> None:
 
 
 def config_from_args(args):
+    from vpdsr.bench.backends import parse_names
     from vpdsr.bench.gates import GateConfig, read_baseline
     from vpdsr.bench.harness import BenchConfig
     from vpdsr.bench.latency import LatencyConfig
+    from vpdsr.commands.checks import output_folder
 
+    output_folder(args.out)
+    require, allow_failed = parse_names(args.require, "--require"), parse_names(args.allow_failed, "--allow-failed")
+    both = sorted((require & allow_failed) - {"all"})
+    if both:
+        raise InputError(f"{', '.join(both)} is both in `--require` and in `--allow-failed`; keep one")
     baseline = read_baseline(args.baseline) if args.baseline else None
     backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
+    if args.torch_compile is not None:
+        from vpdsr.runtimes.torch_runner import COMPILE_MODES
+
+        if args.torch_compile not in COMPILE_MODES:
+            raise InputError(f"`--torch-compile` must be one of {', '.join(COMPILE_MODES)}, got {args.torch_compile!r}")
     if args.max_images is not None and args.max_images < 1:
         raise InputError(f"`--max-images` must be >= 1, got {args.max_images}")
     return BenchConfig(
         model=args.model, images=args.images, artifacts=args.artifacts, hr=args.hr, backends=backends,
-        reference=args.reference, device=args.device, seed=args.seed, tile=args.tile, overlap=args.overlap,
+        reference=args.reference, device=args.device, torch_compile=args.torch_compile, cuda_graphs=args.cuda_graphs,
+        seed=args.seed, tile=args.tile, overlap=args.overlap,
         batch=args.batch, max_images=args.max_images,
         latency=LatencyConfig(warmup=args.warmup, iters=args.iters, budget_s=args.budget_s, threads=args.threads),
-        gates=GateConfig(max_clipiqa_drift=args.max_clipiqa_drift, min_psnr_vs_ref=args.min_psnr_vs_ref,
-                         max_latency_regression=args.max_latency_regression, baseline=baseline),
+        gates=GateConfig(max_clipiqa_drift=args.max_clipiqa_drift, max_piqe_drift=args.max_piqe_drift,
+                         min_psnr_vs_ref=args.min_psnr_vs_ref, min_ms_ssim_vs_ref=args.min_ms_ssim_vs_ref,
+                         max_latency_regression=args.max_latency_regression, baseline=baseline,
+                         require=require, allow_failed=allow_failed),
         clip_weights=args.clip_weights, lpips_weights=args.lpips_weights, baseline_path=args.baseline,
         gan_baseline=args.gan_baseline, teacher=args.teacher,
     )
 
 
 def bench_and_report(cfg, out, print_table: bool = True) -> int:
-    """Run, write the report, print the table; raise GateFailed naming every failed gate."""
+    """Run, write the report, print the table; raise GateFailed naming every failed backend and gate."""
+    from vpdsr.bench.gates import BACKEND_RAN
     from vpdsr.bench.harness import run_bench
     from vpdsr.bench.report import markdown, write_report
 
@@ -85,10 +134,14 @@ def bench_and_report(cfg, out, print_table: bool = True) -> int:
     if print_table:
         print(markdown(result.report))
     log.info(f"report: {out}/report.html, report.md, report.json")
+    log.info(f"verdict: {result.report['verdict']['text']}")
     failed = result.failed_gates
     if failed:
-        names = "; ".join(f"{g['name']}[{g['backend']}]: {g['detail']}" for g in failed)
-        raise GateFailed(f"{len(failed)} gate(s) failed: {names}")
+        backends = [f"{g['backend']} ({g['detail']})" for g in failed if g["name"] == BACKEND_RAN]
+        gates = [f"{g['name']}[{g['backend']}]: {g['detail']}" for g in failed if g["name"] != BACKEND_RAN]
+        parts = ([f"{len(backends)} backend(s) failed: {'; '.join(backends)}"] if backends else []) + (
+            [f"{len(gates)} gate(s) failed: {'; '.join(gates)}"] if gates else [])
+        raise GateFailed("; ".join(parts))
     return 0
 
 

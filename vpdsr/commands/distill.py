@@ -1,33 +1,61 @@
-"""`vpdsr distill [teacher|student|all] --config FILE --out DIR [--teacher DIR] [--resume]`.
+"""`vpdsr distill [teacher|student|all|autoencoder|eval|ablate] --config FILE --out DIR [--teacher DIR] [--resume]`.
 
 - `teacher`: train the multi-step teacher into OUT (OUT/model is the teacher).
-- `student`: distill `--teacher DIR` into the one-step student in OUT (OUT/model is the student).
-- `all` (the default): OUT/teacher then OUT/student; used by `vpdsr pipeline`.
+- `student`: distill `--teacher DIR` (or the config's `student.teacher`) into the one-step student in
+  OUT (OUT/model is the student).
+- `all` (the default): OUT/teacher then OUT/student; used by `vpdsr pipeline`. With a teacher given
+  (`--teacher` or `student.teacher`), no teacher is trained: OUT/student only.
 - `autoencoder`: train the config's learned vq/kl f=4 autoencoder into OUT/autoencoder (set it as
   `model.autoencoder.pretrained`).
-Each stage writes config.yaml, log.csv, checkpoint/, model/ and eval.json/eval.md.
+- `eval`: score `--model` (and `--teacher`, `--compare` models, if given) on the config's held-out
+  photos into OUT/eval.json, OUT/eval.md (PSNR/SSIM-Y and PIQE, full images and crops) and
+  OUT/crops.png (the most detailed square of each photo, every method side by side).
+- `ablate`: the same student budget with distill only, + HFP, + adversarial, + ESS and all terms
+  (vpdsr.distill.ablation); OUT/<variant>/ per run and OUT/ablation.{md,json}.
+Each training stage writes config.yaml, log.csv, checkpoint/, model/ and eval.json/eval.md.
 """
 from __future__ import annotations
 
+STAGES = ("teacher", "student", "all", "autoencoder", "eval", "ablate")
+
 
 def register(sub) -> None:
-    p = sub.add_parser("distill", help="train the teacher and distill the one-step student")
-    p.add_argument("stage", nargs="?", default="all", choices=("teacher", "student", "all", "autoencoder"),
-                   help="teacher, student, all (default: teacher then student), or autoencoder (base: train a vq/kl f4)")
+    p = sub.add_parser("distill", help="train the teacher and distill the one-step student (or evaluate, ablate)")
+    p.add_argument("stage", nargs="?", default="all", choices=STAGES,
+                   help="teacher, student, all (default: teacher then student), autoencoder (base: train a vq/kl "
+                        "f4), eval (score --model) or ablate (one student per loss term)")
     p.add_argument("--config", help="run config YAML (default: the packaged configs/tiny.yaml)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--teacher", help="`student`: the trained teacher (model directory or teacher run directory)")
+    p.add_argument("--teacher", help="the trained teacher (model directory, teacher run directory or shipped name "
+                                     "such as tiny-teacher); default: the config's student.teacher")
+    p.add_argument("--model", help="`eval`: the student to score (model directory or shipped name such as tiny)")
+    p.add_argument("--compare", action="append", default=[], metavar="MODEL",
+                   help="`eval`: also score this one-step model beside --model (repeatable; e.g. tiny)")
     p.add_argument("--resume", action="store_true", help="continue from OUT's checkpoints exactly")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from vpdsr.distill import run_distill
-    from vpdsr.distill.config import default_config_path
+    from vpdsr.distill.config import default_config_path, load_config
+    from vpdsr.errors import ConfigError
 
-    result = run_distill(args.config or default_config_path("tiny"), args.out, stage=args.stage, teacher=args.teacher,
-                         resume=args.resume, progress=not args.no_progress)
+    config = args.config or default_config_path("tiny")
+    if args.stage == "eval":
+        return _eval(load_config(config), args)
+    if args.model or args.compare:
+        raise ConfigError("`--model` and `--compare` are for `vpdsr distill eval`")
+    if args.stage == "ablate":
+        from vpdsr.distill.ablation import run_ablation
+
+        result = run_ablation(config, args.out, teacher=args.teacher, resume=args.resume,
+                              progress=not args.no_progress)
+        print(result.markdown_path.read_text(), end="")
+        return 0
+    from vpdsr.distill import run_distill
+
+    result = run_distill(config, args.out, stage=args.stage, teacher=args.teacher, resume=args.resume,
+                         progress=not args.no_progress)
     for stage in (result.teacher, result.student):
         if stage is None:
             continue
@@ -35,6 +63,33 @@ def run(args) -> int:
         for term, reason in stage.disabled_terms.items():
             print(f"  `{term}` disabled: {reason}")
         if stage.eval:
-            means = ", ".join(f"{m} {v['psnr_y']:.2f} dB" for m, v in stage.eval["mean"].items())
-            print(f"  held-out PSNR-Y: {means}  ({stage.run_dir / 'eval.md'})")
+            print(f"  held-out: {_means(stage.eval)}  ({stage.run_dir / 'eval.md'})")
     return 0
+
+
+def _eval(cfg, args) -> int:
+    from pathlib import Path
+
+    from vpdsr.distill.evaluate import evaluate_run
+    from vpdsr.distill.trainer import resolve_model_dir
+    from vpdsr.errors import ConfigError
+    from vpdsr.models.checkpoint import load_directory
+
+    if not args.model and not args.teacher:
+        raise ConfigError("`vpdsr distill eval` needs `--model DIR` (a student) and/or `--teacher DIR`")
+    student = load_directory(resolve_model_dir(args.model)) if args.model else None
+    teacher = load_directory(resolve_model_dir(args.teacher)) if args.teacher else None
+    others = {name: load_directory(resolve_model_dir(name)) for name in args.compare}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = evaluate_run(cfg, out, teacher=teacher, student=student, others=others)
+    print(f"held-out: {_means(result)}  ({out / 'eval.md'})")
+    return 0
+
+
+def _means(result: dict) -> str:
+    parts = []
+    for method, v in result["mean"].items():
+        piqe = f", PIQE {v['piqe']:.1f}" if "piqe" in v else ""
+        parts.append(f"{method} {v['psnr_y']:.2f} dB{piqe}")
+    return "; ".join(parts)

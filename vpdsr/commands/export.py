@@ -23,19 +23,23 @@ def register(sub) -> None:
     p.add_argument("--dynamic", action="store_true", help="dynamic H/W (batch is always dynamic)")
     p.add_argument("--validation-images", type=int, metavar="N",
                    help="validate on the first N held-out photos only (default: all three; each target runs them all)")
+    p.add_argument("--device", default="cuda", help="GPU for TensorRT targets: cuda or cuda:N (default cuda)")
     p.add_argument("--strict", action="store_true", help="exit 1 if any target is skipped, failed or below its floor")
     p.add_argument("--force", action="store_true", help="rebuild even when a cached artifact matches")
     p.set_defaults(func=run, log_file=lambda a: (Path(a.out) / LOG_NAME, False))
 
 
 def run(args) -> int:
+    from vpdsr.commands.checks import output_folder
     from vpdsr.export.api import export
     from vpdsr.export.validation import ValidationConfig
+
+    output_folder(args.out)  # before the model is loaded
 
     manifest = export(args.model, args.out, args.targets, stages=args.stages, tile=args.tile, dynamic=args.dynamic,
                       calib=args.calib, calib_count=args.calib_count,
                       validation=ValidationConfig(max_images=args.validation_images), strict=args.strict,
-                      force=args.force, progress=None)
+                      force=args.force, progress=None, device=args.device)
     requested = {a.name for a in manifest.artifacts}
     failed = [a.name for a in manifest.artifacts if a.name in requested and a.status == "failed"]
     print(f"manifest: {args.out}/manifest.json")

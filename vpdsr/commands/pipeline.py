@@ -101,9 +101,10 @@ def run(args) -> int:
     from vpdsr.bench.harness import BenchConfig
     from vpdsr.bench.latency import LatencyConfig
     from vpdsr.commands.bench import bench_and_report
+    from vpdsr.commands.checks import output_folder
     from vpdsr.export.api import export
 
-    out = Path(args.out)
+    out = output_folder(args.out, inside=("distill", "artifacts", "bench-inputs", "report"))
     config = args.config or default_config()
     t_start = time.perf_counter()
     summary: dict = {"config": str(config) if config else None, "stages": {}}

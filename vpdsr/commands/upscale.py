@@ -1,4 +1,8 @@
-"""`vpdsr upscale IMAGE... --model DIR_OR_PRESET --out DIR`: tiled x4 super-resolution."""
+"""`vpdsr upscale IMAGE... --model DIR_OR_PRESET --out DIR`: tiled super-resolution (the model's scale).
+
+Each result is `OUT/<stem>_x<scale>.png`. Checked before the model is loaded: `--out` is a folder
+(or can be made), and no two inputs share a file stem (they would write the same output).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,10 +15,10 @@ DEFAULT_TILE = 128
 
 
 def register(sub) -> None:
-    p = sub.add_parser("upscale", help="x4 super-resolve images (tiled, any size)")
+    p = sub.add_parser("upscale", help="super-resolve images with a model or artifact (tiled, any size)")
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--model", default="tiny", help="model directory or preset name (default: tiny)")
-    p.add_argument("--out", required=True, help="output folder; each result is <name>_x4.png")
+    p.add_argument("--out", required=True, help="output folder; each result is <name>_x<scale>.png (e.g. _x4)")
     p.add_argument("--backend", choices=("torch", "onnxruntime", "openvino", "tensorrt"),
                    help="runner: torch without --artifact (default), else the artifact's own backend by default")
     p.add_argument("--artifact", help="exported artifact folder (or export folder + --target) to run instead of --model")
@@ -32,22 +36,27 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from vpdsr.commands.checks import distinct_outputs, output_folder
     from vpdsr.data.io import list_images, read_image, write_image
     from vpdsr.runtimes.tiling import TileConfig
     from vpdsr.runtimes.upscale import Upscaler
 
-    files = [f for spec in args.images for f in list_images(spec)]
+    out = output_folder(args.out)
+    files = list(dict.fromkeys(f for spec in args.images for f in list_images(spec)))  # a file named twice runs once
+    # before the model loads (the scale is the runner's): one stem, one output, whatever the scale
+    distinct_outputs((f, out / f"{f.stem}_x<scale>.png") for f in files)
     tile = DEFAULT_TILE if args.tile is None else (args.tile or None)
     cfg = TileConfig(tile=tile, overlap=args.overlap if tile else 0, batch=args.batch)
     runner = make_runner(args).activate()
     try:
         # `--tile` given: a static artifact of another tile size is a one-line error, not a silent change
         upscaler = Upscaler(runner, cfg, args.seed, explicit_tile=args.tile is not None)
-        out = Path(args.out)
-        for path in tqdm(files, desc="upscale", unit="img", disable=len(files) < 2):
+        scale = upscaler.tiles.scale  # the model's (x2/x3 GAN presets), as the runner reports it
+        targets = [out / f"{Path(path).stem}_x{scale}.png" for path in files]
+        distinct_outputs(zip(files, targets))  # also refuses an output name that exists as a folder
+        for path, target in tqdm(list(zip(files, targets)), desc="upscale", unit="img", disable=len(files) < 2):
             img = read_image(path)
             sr = upscaler(img, progress=img.shape[0] * img.shape[1] > 512 * 512)
-            target = out / f"{Path(path).stem}_x4.png"
             write_image(target, sr, bit_depth=args.bit_depth)
             print(f"{path} ({img.shape[1]}x{img.shape[0]}) -> {target} ({sr.shape[1]}x{sr.shape[0]})")
     finally:

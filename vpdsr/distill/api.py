@@ -31,7 +31,8 @@ def run_distill(config: str | Path | dict | DistillConfig | None, out: str | Pat
         config: a YAML path, a dict, a DistillConfig, or None for the built-in defaults.
         out: output folder; `all` writes OUT/teacher and OUT/student, a single stage writes OUT itself.
         stage: teacher | student | all | autoencoder (trains a learned vq/kl f=4 autoencoder into OUT/autoencoder).
-        teacher: for `student`: the teacher model directory (or teacher run directory).
+        teacher: the teacher model directory (or teacher run directory, or shipped name); default the config's
+            `student.teacher`. Needed by `student`; with `all` it means: train no teacher, distil from this one.
         resume: continue each stage from its checkpoint (a finished stage is not retrained).
 
     Example:
@@ -42,6 +43,13 @@ def run_distill(config: str | Path | dict | DistillConfig | None, out: str | Pat
         raise ConfigError(f"distill stage must be one of {', '.join(STAGES)}, got {stage!r}")
     cfg = config if isinstance(config, DistillConfig) else load_config(config)
     out = Path(out)
+    if resume:  # a corrupt checkpoint is one line now, not a traceback after the teacher has trained
+        from vpdsr.distill.state import STATE_NAME, check_training_state
+
+        runs = [out / "teacher", out / "student"] if stage == "all" else [out]
+        for run in runs:
+            if (run / "checkpoint" / STATE_NAME).is_file():  # what the trainer resumes from
+                check_training_state(run / "checkpoint")
     if stage == "autoencoder":
         from vpdsr.distill.autoencoder import train_autoencoder
 
@@ -50,9 +58,11 @@ def run_distill(config: str | Path | dict | DistillConfig | None, out: str | Pat
     if stage == "teacher":
         return DistillResult(train_teacher(cfg, out, resume=resume, progress=progress), None)
     if stage == "student":
-        if teacher is None:
-            raise ConfigError("`vpdsr distill student` needs `--teacher DIR` (a trained teacher)")
+        if teacher is None and cfg.student.teacher is None:
+            raise ConfigError("`vpdsr distill student` needs `--teacher DIR` (a trained teacher) or `student.teacher`")
         return DistillResult(None, train_student(cfg, teacher, out, resume=resume, progress=progress))
+    if teacher is not None or cfg.student.teacher is not None:  # distil from a given teacher: train none
+        return DistillResult(None, train_student(cfg, teacher, out / "student", resume=resume, progress=progress))
     t = _teacher_done(out / "teacher") if resume else None
     t = t or train_teacher(cfg, out / "teacher", resume=resume, progress=progress)
     s = train_student(cfg, t.model_dir, out / "student", resume=resume, progress=progress)

@@ -1,17 +1,18 @@
 """Typed run config of the distill stage, loaded from YAML (unknown keys are a one-line ConfigError).
 
-Layout of a config file (every field optional; see configs/tiny.yaml):
+Layout of a config file (every field optional; see configs/tiny.yaml and configs/tiny-perceptual.yaml):
 
     seed: 0
     model:        {preset: tiny, autoencoder: {...}, denoiser: {...}, schedule: {...}}  # preset + overrides
     data:         {images: [samples:train], crop_size: 128, batch_size: 32}
     degradation:  {mode: bicubic | realesrgan, ...}                 # vpdsr.data.degrade.DegradationConfig
     teacher:      {steps, grad_accum, loss, optim: {...}, ema: {...}, checkpoint_every, log_every}
-    student:      {steps, grad_accum, optim, ema, ..., init_from_teacher, teacher_noise: ...}
-    losses:       {distill, recon, ess, hfp, adv weights and their choices}
-    discriminator: {channels, layers, optim: {...}}
-    accelerate:   {mixed_precision: "no" | fp16 | bf16, cpu: false}
-    eval:         {images: samples:holdout, crop_border: 4, noise_seed: 0}
+    student:      {steps, grad_accum, optim, ema, ..., init_from_teacher, teacher, init_from}
+    losses:       {distill, recon, ess, hfp (+ hfp_kind, hfp_levels), grid, adv (+ adv_loss, adv_start_step,
+                   adv_ramp_steps), feature_match weights and their choices}
+    discriminator: {channels, layers, spectral_norm, lead_steps, optim: {...}}
+    accelerate:   {mixed_precision: "no" | fp16 | bf16, cpu: false, num_threads: N | auto}
+    eval:         {images: samples:holdout, crop_border: 4, noise_seed: 0, perceptual, crop_size, ...}
 
 Top-level sections owned by later stages (`export`, `bench`, `pipeline`) are accepted and ignored
 here, so one YAML drives `vpdsr pipeline`.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -73,9 +75,18 @@ class TeacherConfig(StageConfig):
 
 @dataclass
 class StudentConfig(StageConfig):
-    """One-step distillation, initialised from the teacher."""
+    """One-step distillation, initialised from the teacher.
+
+    Attributes:
+        teacher: a trained teacher to distil from (model directory or shipped checkpoint name such as
+            `tiny-teacher`); `vpdsr distill all` then trains no teacher. null = train one (or `--teacher`).
+        init_from: start the student from this model (directory or shipped name, e.g. `tiny`, the PSNR
+            student) instead of the teacher; null = the teacher (or a fresh init, `init_from_teacher: false`).
+    """
 
     init_from_teacher: bool = True
+    teacher: str | None = None
+    init_from: str | None = None
 
 
 @dataclass
@@ -93,9 +104,16 @@ class LossConfig:
         on_missing_weights: error | skip (skip: warn once, record the term as disabled).
         hfp: weight of the high-frequency perception term.
         hfp_levels: Haar wavelet levels (ours: 1 level's LH/HL/HH bands, or more).
+        hfp_kind: l1 (band vs band) | energy (local band energy over `hfp_pool` windows; ours).
+        hfp_pool: window of `energy` (pixels of the band).
         adv: weight of the generator's adversarial term.
-        adv_loss: hinge | nonsaturating.
+        adv_loss: hinge | nonsaturating | relativistic (relativistic average, ESRGAN).
         adv_start_step: the discriminator and the adversarial term start at this step (ours).
+        adv_ramp_steps: after the start, the adversarial (and feature-matching) weight rises linearly
+            over this many steps (0 = at once).
+        feature_match: weight of L1 between the discriminator's features of SR and HR (needs adv > 0).
+        grid: weight of the block-grid penalty (vpdsr.distill.losses.grid_loss; ours).
+        grid_pool: how many neighbouring latent squares (per side) the grid penalty averages over.
     """
 
     distill: float = 1.0
@@ -108,30 +126,50 @@ class LossConfig:
     on_missing_weights: str = "error"
     hfp: float = 0.0
     hfp_levels: int = 1
+    hfp_kind: str = "l1"
+    hfp_pool: int = 4
     adv: float = 0.0
     adv_loss: str = "hinge"
     adv_start_step: int = 0
+    adv_ramp_steps: int = 0
+    feature_match: float = 0.0
+    grid: float = 0.0
+    grid_pool: int = 8
 
     def validate(self) -> None:
         _choice("losses.distill_space", self.distill_space, ("latent", "pixel"))
         _choice("losses.distill_kind", self.distill_kind, ("l1", "l2"))
         _choice("losses.recon_kind", self.recon_kind, ("l1", "charbonnier"))
         _choice("losses.on_missing_weights", self.on_missing_weights, ("error", "skip"))
-        _choice("losses.adv_loss", self.adv_loss, ("hinge", "nonsaturating"))
-        for name in ("distill", "recon", "ess", "hfp", "adv"):
+        _choice("losses.adv_loss", self.adv_loss, ("hinge", "nonsaturating", "relativistic"))
+        _choice("losses.hfp_kind", self.hfp_kind, ("l1", "energy"))
+        for name in ("distill", "recon", "ess", "hfp", "adv", "feature_match", "grid"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"`losses.{name}` must be >= 0, got {getattr(self, name)}")
-        if self.hfp_levels < 1:
-            raise ConfigError(f"`losses.hfp_levels` must be >= 1, got {self.hfp_levels}")
+        if self.grid_pool < 1:
+            raise ConfigError(f"`losses.grid_pool` must be >= 1, got {self.grid_pool}")
+        if self.hfp_levels < 1 or self.hfp_pool < 1:
+            raise ConfigError(f"`losses.hfp_levels` and `losses.hfp_pool` must be >= 1, got {self.hfp_levels}, "
+                              f"{self.hfp_pool}")
+        if self.adv_start_step < 0 or self.adv_ramp_steps < 0:
+            raise ConfigError("`losses.adv_start_step` and `losses.adv_ramp_steps` must be >= 0")
+        if self.feature_match > 0 and self.adv <= 0:
+            raise ConfigError("`losses.feature_match` needs the discriminator: set `losses.adv` > 0")
 
 
 @dataclass
 class DiscriminatorConfig:
-    """A small patch discriminator on pixels (ours: plain strided convs + LeakyReLU, spectral norm)."""
+    """A small patch discriminator on pixels (ours: plain strided convs + LeakyReLU, spectral norm).
+
+    Attributes:
+        lead_steps: the discriminator trains alone this many steps before the adversarial term starts
+            (`losses.adv_start_step`), so the student's first adversarial gradients are not random.
+    """
 
     channels: int = 32
     layers: int = 3
     spectral_norm: bool = True
+    lead_steps: int = 0
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, betas=(0.5, 0.99), warmup_steps=0,
                                                                    schedule="constant", grad_clip=0.0))
 
@@ -161,20 +199,43 @@ class DataConfig:
 
 @dataclass
 class AccelerateConfig:
+    """Device, precision and CPU threads.
+
+    Attributes:
+        num_threads: torch CPU threads (0 = torch's default), or auto: a short probe at the start of each
+            stage picks the fastest count (vpdsr.distill.threads). The weights depend on the count, so a
+            config whose result is shipped pins it.
+    """
+
     mixed_precision: str = "no"  # no | fp16 | bf16
     cpu: bool = False  # force CPU even where a GPU exists
-    num_threads: int = 0  # torch CPU threads (0 = leave torch's default)
+    num_threads: int | str = 0
 
 
 @dataclass
 class EvalConfig:
-    """End-of-run evaluation on held-out photos (PSNR/SSIM on Y, `crop_border` pixels cropped)."""
+    """End-of-run evaluation on held-out photos (PSNR/SSIM on Y, `crop_border` pixels cropped; PIQE).
+
+    Attributes:
+        perceptual: also score PIQE (no weights needed).
+        crop_size: also score the squares of this side on a grid over each image (0 = full images only).
+        crops_per_image: only each image's this many most detailed grid squares (0 = all of them).
+        noise_control: std of the Gaussian noise of the `+noise` control rows (0 = none; 0.005 = 1.3/255).
+        clipiqa: also score CLIPIQA where CLIP weights are found (`losses.clip_weights` or the usual lookup).
+        crops_png: write crops.png (each photo's most detailed square, every method side by side).
+    """
 
     enabled: bool = True
     images: list[str] = field(default_factory=lambda: ["samples:holdout"])
     crop_border: int = 4
     noise_seed: int = 0
     max_side: int = 0  # HR images are center-cropped to at most this (0 = whole image)
+    perceptual: bool = True
+    crop_size: int = 128
+    crops_per_image: int = 4
+    noise_control: float = 0.005
+    clipiqa: bool = True
+    crops_png: bool = True
 
 
 @dataclass
@@ -214,12 +275,20 @@ class DistillConfig:
     def validate(self) -> "DistillConfig":
         self.losses.validate()
         _choice("accelerate.mixed_precision", self.accelerate.mixed_precision, ("no", "fp16", "bf16"))
+        from vpdsr.distill.threads import parse_num_threads
+
+        self.accelerate.num_threads = parse_num_threads(self.accelerate.num_threads)
         for stage in ("teacher", "student"):
             s = getattr(self, stage)
             if s.steps < 0 or s.grad_accum < 1:
                 raise ConfigError(f"`{stage}.steps` must be >= 0 and `{stage}.grad_accum` >= 1")
             _choice(f"{stage}.optim.schedule", s.optim.schedule, ("cosine", "constant"))
         _choice("teacher.loss", self.teacher.loss, ("l1", "l2"))
+        if not 0 <= self.discriminator.lead_steps <= self.losses.adv_start_step:
+            raise ConfigError(f"`discriminator.lead_steps` must be in 0..losses.adv_start_step "
+                              f"({self.losses.adv_start_step}), got {self.discriminator.lead_steps}")
+        if min(self.eval.crop_size, self.eval.crops_per_image, self.eval.noise_control) < 0:
+            raise ConfigError("`eval.crop_size`, `eval.crops_per_image` and `eval.noise_control` must be >= 0")
         mcfg = self.model_config()
         multiple = mcfg.scale * mcfg.denoiser.size_multiple
         if self.data.crop_size % multiple or self.data.crop_size <= 0:
@@ -282,6 +351,10 @@ def _build(cls, data: Any, prefix: str):
 
 
 def _convert(hint, value, where: str):
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and set(typing.get_args(hint)) == {int, str}:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(f"`{where}` must be a string or an integer, got {value!r}")
+        return value
     if dataclasses.is_dataclass(hint):
         return _build(hint, value or {}, where + ".")
     origin = typing.get_origin(hint)

@@ -10,10 +10,16 @@ weight and choice a field of `LossConfig`:
 - HFP: L1 between the high-frequency Haar wavelet bands (LH, HL, HH) of SR and HR, over
   `hfp_levels` levels (each level decomposes the previous level's LL band). Ours: Haar rather
   than an FFT high-pass, because it is local (crops and tiles behave alike) and exactly zero on
-  constant shifts: a smooth brightness change barely moves it.
-- adversarial: a small patch discriminator on pixels, hinge (default) or non-saturating loss,
-  trained alternately with the student.
+  constant shifts: a smooth brightness change barely moves it. `hfp_kind: energy` compares the
+  local energy of each band instead (mean |band| over `hfp_pool` x `hfp_pool` windows): an
+  aligned L1 is minimised by the conditional median, which for uncertain detail is 0 (blur),
+  while matching the energy asks for as much detail as HR has without asking where exactly.
+- adversarial: a small patch discriminator on pixels (spectral norm), hinge (default),
+  non-saturating or relativistic-average (ESRGAN's RaGAN) loss, trained alternately with the
+  student; optionally feature matching (L1 between the discriminator's features of SR and HR).
 - reconstruction: L1 (or Charbonnier) vs HR in pixels (ours; keeps PSNR anchored).
+- block grid: a penalty on the part of SR - HR that repeats square after square with the period of
+  the f=4 latent's blocks (ours; the artifact an adversarial term finds first with space_to_depth).
 """
 from __future__ import annotations
 
@@ -75,11 +81,46 @@ def haar_bands(x: torch.Tensor, levels: int = 1) -> list[torch.Tensor]:
     return bands
 
 
-def hfp_loss(sr: torch.Tensor, hr: torch.Tensor, levels: int = 1) -> torch.Tensor:
-    """High-frequency perception: mean L1 between Haar high-frequency bands of SR and HR."""
+def hfp_loss(sr: torch.Tensor, hr: torch.Tensor, levels: int = 1, kind: str = "l1", pool: int = 4) -> torch.Tensor:
+    """High-frequency perception: mean L1 between Haar high-frequency bands of SR and HR.
+
+    Args:
+        kind: l1 (band against band) or energy (local mean |band| over `pool` x `pool` windows).
+    """
     pairs = zip(haar_bands(sr, levels), haar_bands(hr, levels))
-    terms = [(a - b).abs().mean() for a, b in pairs]
+    if kind == "l1":
+        terms = [(a - b).abs().mean() for a, b in pairs]
+    elif kind == "energy":
+        terms = [(_energy(a, pool) - _energy(b, pool)).abs().mean() for a, b in pairs]
+    else:
+        raise ValueError(f"unknown HFP kind {kind!r}")
     return torch.stack(terms).mean()
+
+
+def _energy(band: torch.Tensor, pool: int) -> torch.Tensor:
+    k = max(1, min(pool, band.shape[-2], band.shape[-1]))
+    return F.avg_pool2d(band.abs(), k, stride=k)
+
+
+# ----------------------------------------------------------------------------- block grid
+
+def grid_loss(sr: torch.Tensor, hr: torch.Tensor, block: int = 4, pool: int = 8) -> torch.Tensor:
+    """Penalty on the locally periodic part of SR - HR with the period of the latent's blocks (ours).
+
+    With the lossless space_to_depth latent every latent pixel decodes to one `block` x `block`
+    square, so a student can add "detail" as a pattern repeated in every square (measured here: an
+    adversarial term alone drew a 4-pixel mesh over every held-out photo within 150 steps, which fools
+    PIQE). Here the error is split into the block's pixel positions (phases), the mean over phases is
+    removed (what is left varies inside the square), and that is averaged over `pool` x `pool`
+    neighbouring squares: texture that merely differs from HR averages out, a pattern repeated
+    square after square does not. Mean L1 of the result.
+    """
+    d = F.pixel_unshuffle(sr - hr, block)  # [B, C * block^2, H / block, W / block]
+    b, _, h, w = d.shape
+    d = d.view(b, -1, block * block, h, w)
+    d = (d - d.mean(dim=2, keepdim=True)).flatten(1, 2)
+    k = max(1, min(pool, h, w))
+    return F.avg_pool2d(d, k, stride=k).abs().mean()
 
 
 # ----------------------------------------------------------------------------- ESS
@@ -136,16 +177,38 @@ class PatchDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x * 2.0 - 1.0)
 
+    def features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(the activations after each LeakyReLU, the logits): one pass, for feature matching."""
+        feats, h = [], x * 2.0 - 1.0
+        for m in self.net:
+            h = m(h)
+            if isinstance(m, nn.LeakyReLU):
+                feats.append(h)
+        return feats, h
 
-def generator_adv_loss(logits_fake: torch.Tensor, kind: str = "hinge") -> torch.Tensor:
+
+def feature_matching_loss(feats_fake: list[torch.Tensor], feats_real: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over layers of the L1 distance between discriminator features (real ones are targets)."""
+    return torch.stack([(f - r.detach()).abs().mean() for f, r in zip(feats_fake, feats_real)]).mean()
+
+
+def generator_adv_loss(logits_fake: torch.Tensor, kind: str = "hinge", logits_real: torch.Tensor | None = None) -> torch.Tensor:
+    """The student's adversarial loss; `relativistic` needs the (detached) logits of real images too."""
     if kind == "hinge":
         return -logits_fake.mean()
+    if kind == "relativistic":
+        if logits_real is None:
+            raise ValueError("the relativistic loss needs the logits of real images")
+        real = logits_real.detach()
+        return (F.softplus(real - logits_fake.mean()).mean() + F.softplus(-(logits_fake - real.mean())).mean()) / 2
     return F.softplus(-logits_fake).mean()
 
 
 def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor, kind: str = "hinge") -> torch.Tensor:
     if kind == "hinge":
         return F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean()
+    if kind == "relativistic":  # real should look more real than the average fake, and the reverse
+        return (F.softplus(-(logits_real - logits_fake.mean())).mean() + F.softplus(logits_fake - logits_real.mean()).mean()) / 2
     return F.softplus(-logits_real).mean() + F.softplus(logits_fake).mean()
 
 

@@ -20,6 +20,7 @@ from vpdsr.errors import CheckpointError
 from vpdsr.utils import atomic_directory
 
 STATE_NAME = "state.json"
+TENSOR_FILES = ("modules.safetensors", "optimizers.safetensors", "rng.safetensors")
 
 
 def save_training_state(directory: Path, step: int, modules: dict[str, torch.nn.Module],
@@ -60,15 +61,59 @@ def save_training_state(directory: Path, step: int, modules: dict[str, torch.nn.
     return Path(directory)
 
 
-def load_training_state(directory: Path, modules: dict[str, torch.nn.Module],
-                        optimizers: dict[str, torch.optim.Optimizer], schedulers: dict[str, object]) -> dict:
-    """Restore what `save_training_state` wrote; returns state.json's dict plus `tensors` (the extra tensors)."""
-    from safetensors.torch import load_file
+def check_training_state(directory: Path) -> dict:
+    """Read state.json and every tensor file's header (cheap: no tensor is loaded); returns state.json.
+
+    `--resume` runs this on every checkpoint it will use before any training starts.
+
+    Raises:
+        CheckpointError: one line naming the file that is missing, corrupt or truncated.
+    """
+    from safetensors import safe_open
 
     directory = Path(directory)
-    if not (directory / STATE_NAME).is_file():
+    path = directory / STATE_NAME
+    if not path.is_file():
         raise CheckpointError(f"{directory}: not a training checkpoint (no {STATE_NAME})")
-    state = json.loads((directory / STATE_NAME).read_text())
+    try:
+        state = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: corrupt training checkpoint (not valid JSON: {e}); "
+                              "delete the checkpoint folder to start over") from None
+    if not (isinstance(state, dict) and isinstance(state.get("step"), int)
+            and all(isinstance(state.get(k), dict) for k in ("optimizers", "schedulers"))):
+        raise CheckpointError(f"{path}: not a vpdsr training state (expected `step`, `optimizers`, `schedulers`)")
+    for name in TENSOR_FILES:
+        try:
+            with safe_open(str(directory / name), "pt") as f:
+                f.keys()
+        except Exception as e:  # noqa: BLE001 - missing, truncated or not safetensors: all one answer
+            raise CheckpointError(f"{directory / name}: corrupt or missing ({' '.join(str(e).split())[:200]}); "
+                                  "delete the checkpoint folder to start over") from None
+    return state
+
+
+def load_training_state(directory: Path, modules: dict[str, torch.nn.Module],
+                        optimizers: dict[str, torch.optim.Optimizer], schedulers: dict[str, object]) -> dict:
+    """Restore what `save_training_state` wrote; returns state.json's dict plus `tensors` (the extra tensors).
+
+    Raises:
+        CheckpointError: a file is corrupt, or the tensors do not fit the modules and optimizers.
+    """
+    try:
+        return _load_training_state(Path(directory), modules, optimizers, schedulers)
+    except CheckpointError:
+        raise
+    except (KeyError, ValueError, RuntimeError, OSError) as e:  # torch's load_state_dict raises RuntimeError
+        raise CheckpointError(f"{directory}: training checkpoint does not fit this run "
+                              f"({type(e).__name__}: {' '.join(str(e).split())[:300]})") from None
+
+
+def _load_training_state(directory: Path, modules: dict[str, torch.nn.Module],
+                         optimizers: dict[str, torch.optim.Optimizer], schedulers: dict[str, object]) -> dict:
+    from safetensors.torch import load_file
+
+    state = check_training_state(directory)
     tensors = load_file(str(directory / "modules.safetensors"))
     for name, module in modules.items():
         prefix = name + "."

@@ -13,7 +13,7 @@ Run directory of a stage (OUT/teacher or OUT/student):
     log.csv         one row per `log_every` steps: each loss term, the learning rate, seconds
     checkpoint/     the latest training state (atomic)
     model/          the trained model, loadable with vpdsr.models.from_pretrained
-    eval.json/.md   PSNR/SSIM-Y on held-out photos (bicubic, teacher, student)
+    eval.json/.md   PSNR/SSIM-Y and PIQE on held-out photos and crops (bicubic, teacher, student)
 """
 from __future__ import annotations
 
@@ -30,12 +30,13 @@ from typing import Callable
 import torch
 
 from vpdsr.distill.config import DistillConfig, StageConfig
-from vpdsr.distill.data import CropDataset, load_eval_images, step_generator
+from vpdsr.distill.data import CropDataset, step_generator
+from vpdsr.distill.evaluate import evaluate_run
 from vpdsr.distill.state import load_training_state, save_training_state
-from vpdsr.errors import CheckpointError
+from vpdsr.errors import CheckpointError, ConfigError
 from vpdsr.utils import atomic_write_text
 
-LOG_COLUMNS = ("step", "lr", "loss", "distill", "recon", "ess", "hfp", "adv", "d_loss", "seconds")
+LOG_COLUMNS = ("step", "lr", "loss", "distill", "recon", "ess", "hfp", "grid", "adv", "fm", "d_loss", "seconds")
 
 
 @dataclass
@@ -51,10 +52,47 @@ class StageResult:
 def make_accelerator(cfg: DistillConfig, grad_accum: int):
     from accelerate import Accelerator
 
-    if cfg.accelerate.num_threads:
+    if isinstance(cfg.accelerate.num_threads, int) and cfg.accelerate.num_threads:
         torch.set_num_threads(cfg.accelerate.num_threads)
     return Accelerator(cpu=cfg.accelerate.cpu, mixed_precision=cfg.accelerate.mixed_precision,
                        gradient_accumulation_steps=grad_accum)
+
+
+def choose_threads(cfg: DistillConfig, acc, stage: str, out: Path, step: Callable[[], None], progress: bool) -> None:
+    """`accelerate.num_threads: auto` on CPU: probe the counts (vpdsr.distill.threads), record the choice."""
+    import json
+
+    from vpdsr.distill.threads import available_cpus, probe_threads
+
+    if cfg.accelerate.num_threads != "auto" or acc.device.type != "cpu":
+        return
+    result = probe_threads(step, tuple(range(1, available_cpus() + 1)))
+    if progress:
+        print(f"{stage}: {result.summary()}", file=sys.stderr, flush=True)
+    atomic_write_text(out / "threads.json", json.dumps(
+        {"num_threads": result.chosen, "seconds_per_probe_step": result.seconds,
+         "note": "the weights depend on the thread count: set accelerate.num_threads to this to repeat the run"},
+        indent=1) + "\n")
+
+
+def probe_step(model, denoiser, data: CropDataset, cfg: DistillConfig, stage: str, device) -> Callable[[], None]:
+    """One forward + backward pass of the one-step call on the stage's first batch; gradients cleared
+    afterwards and nothing else touched (the batch draw is stateless), so probing changes no result."""
+    batch = data.batch(1, 0, cfg.data.batch_size, stage)
+    lr, hr = batch.lr.to(device), batch.hr.to(device)
+    params = [p for p in denoiser.parameters() if p.requires_grad]
+
+    def step() -> None:
+        with torch.no_grad():
+            y = model.encode(lr)
+        x_T = model.schedule.prior_sample(y, torch.zeros_like(y))
+        t = torch.full((y.shape[0],), model.schedule.steps - 1, dtype=torch.long, device=y.device)
+        sr = model.autoencoder.decode(denoiser(x_T, y, t, model.schedule.input_scale(t, x_T)))
+        (sr - hr).abs().mean().backward()
+        for p in params:
+            p.grad = None
+
+    return step
 
 
 def lr_lambda(scfg: StageConfig) -> Callable[[int], float]:
@@ -156,7 +194,7 @@ def run_loop(stage: str, cfg: DistillConfig, scfg: StageConfig, out: Path, accel
         bar.update(1)
         if step % scfg.log_every == 0 or step == scfg.steps:
             row = {"step": step, "lr": f"{optimizers['denoiser'].param_groups[0]['lr']:.3e}",
-                   "seconds": f"{time.perf_counter() - t0:.1f}", **shown}
+                   "seconds": f"{time.perf_counter() - t0:.3f}", **shown}
             row.update({t: "disabled" for t in disabled})
             log.write(row)
         if (scfg.checkpoint_every and step % scfg.checkpoint_every == 0) or step == scfg.steps or step == stop_at:
@@ -190,6 +228,8 @@ def train_teacher(cfg: DistillConfig, out: str | Path, resume: bool = False, pro
     ema = EMA(acc.unwrap_model(denoiser), scfg.ema.decay) if scfg.ema.enabled else None
     cfg.save(out / "config.yaml")
 
+    choose_threads(cfg, acc, "teacher", out, probe_step(model, denoiser, data, cfg, "teacher", acc.device), progress)
+
     def step_fn(step: int, micro: int) -> dict[str, float]:
         batch = data.batch(step, micro, cfg.data.batch_size, "teacher")
         hr, lr = batch.hr.to(acc.device), batch.lr.to(acc.device)
@@ -212,17 +252,26 @@ def train_teacher(cfg: DistillConfig, out: str | Path, resume: bool = False, pro
     model_dir = _save_model(final, out / "model", acc)
     result = None
     if cfg.eval.enabled and acc.is_main_process:
-        result = _evaluate(cfg, out, teacher=final, student=None, device=acc.device)
+        result = evaluate_run(cfg, out, teacher=final, student=None, device=acc.device)
     return StageResult(out, model_dir, step, time.perf_counter() - t_start, result)
 
 
-def train_student(cfg: DistillConfig, teacher: str | Path, out: str | Path, resume: bool = False,
+def train_student(cfg: DistillConfig, teacher: str | Path | None, out: str | Path, resume: bool = False,
                   progress: bool = True, stop_at: int | None = None) -> StageResult:
-    """Distill the teacher (a model directory or a teacher run directory) into the one-step student."""
-    from vpdsr.distill.losses import (PatchDiscriminator, discriminator_step, generator_adv_loss, hfp_loss, load_ess,
-                                      pixel_loss)
+    """Distill the teacher into the one-step student.
+
+    Args:
+        teacher: a model directory, a teacher run directory or a shipped checkpoint name; None =
+            the config's `student.teacher`.
+    """
+    from vpdsr.distill.losses import (PatchDiscriminator, discriminator_step, feature_matching_loss,
+                                      generator_adv_loss, grid_loss, hfp_loss, load_ess, pixel_loss)
     from vpdsr.models import build
     from vpdsr.models.checkpoint import load_directory
+
+    teacher = teacher if teacher is not None else cfg.student.teacher
+    if teacher is None:
+        raise ConfigError("the student stage needs a teacher: `--teacher DIR` or `student.teacher` in the config")
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -231,7 +280,11 @@ def train_student(cfg: DistillConfig, teacher: str | Path, out: str | Path, resu
     acc = make_accelerator(cfg, scfg.grad_accum)
     torch.manual_seed(cfg.seed + 1)
     teacher_model = load_directory(resolve_model_dir(teacher)).to(acc.device).eval().requires_grad_(False)
-    model = copy.deepcopy(teacher_model) if scfg.init_from_teacher else build(teacher_model.config, seed=cfg.seed)
+    if scfg.init_from:
+        model = load_directory(resolve_model_dir(scfg.init_from)).to(acc.device)
+    else:
+        model = copy.deepcopy(teacher_model) if scfg.init_from_teacher else build(teacher_model.config, seed=cfg.seed)
+    _name_after_preset(model, cfg)
     model.requires_grad_(False)
     model.denoiser.requires_grad_(True)
     model.train()
@@ -262,6 +315,8 @@ def train_student(cfg: DistillConfig, teacher: str | Path, out: str | Path, resu
     sched_t = model.schedule
     last_t = sched_t.steps - 1
 
+    choose_threads(cfg, acc, "student", out, probe_step(model, denoiser, data, cfg, "student", acc.device), progress)
+
     def step_fn(step: int, micro: int) -> dict[str, float]:
         batch = data.batch(step, micro, cfg.data.batch_size, "student")
         hr, lr = batch.hr.to(acc.device), batch.lr.to(acc.device)
@@ -284,20 +339,37 @@ def train_student(cfg: DistillConfig, teacher: str | Path, out: str | Path, resu
         if lc.recon > 0:
             terms["recon"] = pixel_loss(sr, hr, lc.recon_kind)
         if lc.hfp > 0:
-            terms["hfp"] = hfp_loss(sr, hr, lc.hfp_levels)
+            terms["hfp"] = hfp_loss(sr, hr, lc.hfp_levels, lc.hfp_kind, lc.hfp_pool)
+        if lc.grid > 0:
+            terms["grid"] = grid_loss(sr, hr, model.config.scale, lc.grid_pool)
         if ess is not None:
             terms["ess"] = ess(sr.clamp(0, 1), hr)
         adv_on = disc is not None and step > lc.adv_start_step
+        d_on = disc is not None and step > lc.adv_start_step - cfg.discriminator.lead_steps
+        weights = {k: getattr(lc, k) for k in terms}
         if adv_on:
-            acc.unwrap_model(disc).requires_grad_(False)
-            terms["adv"] = generator_adv_loss(disc(sr), lc.adv_loss)
-        loss = sum(getattr(lc, k) * v for k, v in terms.items())
+            d = acc.unwrap_model(disc)
+            d.requires_grad_(False)
+            if lc.feature_match > 0 or lc.adv_loss == "relativistic":
+                feats_fake, logits_fake = d.features(sr)
+                with torch.no_grad():
+                    feats_real, logits_real = d.features(hr)
+                terms["adv"] = generator_adv_loss(logits_fake, lc.adv_loss, logits_real)
+                if lc.feature_match > 0:
+                    terms["fm"] = feature_matching_loss(feats_fake, feats_real)
+            else:  # one pass, as before these options existed (keeps the shipped tiny run's numbers)
+                terms["adv"] = generator_adv_loss(disc(sr), lc.adv_loss)
+            ramp = min(1.0, (step - lc.adv_start_step) / lc.adv_ramp_steps) if lc.adv_ramp_steps else 1.0
+            weights["adv"] = lc.adv * ramp if lc.adv_ramp_steps else lc.adv
+            if "fm" in terms:
+                weights["fm"] = lc.feature_match * ramp
+        loss = sum(weights[k] * v for k, v in terms.items())
         acc.backward(loss)
         _clip(acc, denoiser, scfg.optim.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
         logged = {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
-        if adv_on:
+        if d_on:
             logged["d_loss"] = float(discriminator_step(disc, d_opt, hr, sr.detach(), lc.adv_loss, backward=acc.backward))
         return logged
 
@@ -309,19 +381,42 @@ def train_student(cfg: DistillConfig, teacher: str | Path, out: str | Path, resu
     model_dir = _save_model(final, out / "model", acc)
     result = None
     if cfg.eval.enabled and acc.is_main_process:
-        result = _evaluate(cfg, out, teacher=teacher_model, student=final, device=acc.device)
+        result = evaluate_run(cfg, out, teacher=teacher_model, student=final, device=acc.device)
     return StageResult(out, model_dir, step, time.perf_counter() - t_start, result, disabled)
 
 
 def resolve_model_dir(path: str | Path) -> Path:
-    """A model directory, or a run directory holding `model/` (e.g. OUT/teacher)."""
+    """A model directory, a run directory holding `model/` (e.g. OUT/teacher), or a shipped checkpoint
+    name (`tiny`, `tiny-teacher`: folders of vpdsr/checkpoints)."""
+    from vpdsr.models.checkpoint import SHIPPED
+
     p = Path(path)
     if (p / "config.json").is_file():
         return p
     if (p / "model" / "config.json").is_file():
         return p / "model"
-    raise CheckpointError(f"{p}: expected a teacher model directory (config.json + model.safetensors) or a run "
-                          "directory holding model/")
+    if not p.exists() and len(p.parts) == 1 and (SHIPPED / p.name / "config.json").is_file():
+        return SHIPPED / p.name
+    shipped = ", ".join(sorted(d.name for d in SHIPPED.iterdir() if (d / "config.json").is_file()))
+    raise CheckpointError(f"{p}: expected a model directory (config.json + model.safetensors), a run directory "
+                          f"holding model/, or a shipped checkpoint ({shipped})")
+
+
+def _name_after_preset(model, cfg: DistillConfig) -> None:
+    """The student's config.json names the config's preset (e.g. tiny-perceptual, distilled from tiny's
+    teacher) when that preset has the same network; otherwise it keeps its teacher's name."""
+    from vpdsr.models import get_preset
+
+    name = cfg.model.get("preset") if isinstance(cfg.model, dict) else None
+    if not name or name == model.config.preset:
+        return
+    try:
+        preset = get_preset(name)
+    except ConfigError:
+        return
+    same = all(getattr(preset, part, None) == getattr(model.config, part, None) for part in ("autoencoder", "denoiser"))
+    if same:
+        model.config.preset = name
 
 
 def _clip(acc, module, max_norm: float) -> None:
@@ -342,14 +437,3 @@ def _save_model(model, directory: Path, acc) -> Path:
         save_pretrained(model, directory)
     acc.wait_for_everyone()
     return directory
-
-
-def _evaluate(cfg: DistillConfig, out: Path, teacher, student, device) -> dict:
-    from vpdsr.distill.evaluate import evaluate, write_eval
-
-    images = load_eval_images(cfg.eval.images, max_side=cfg.eval.max_side)
-    models = [m.to(device).eval() if m is not None else None for m in (teacher, student)]
-    result = evaluate(images, cfg.degradation_config(), cfg.eval.noise_seed, cfg.eval.crop_border,
-                      teacher=models[0], student=models[1], device=device)
-    write_eval(result, out)
-    return result

@@ -75,7 +75,7 @@ def tool_versions() -> dict[str, str | None]:
 def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str = "fused", tile: int = 64,
            dynamic: bool = False, calib: str = DEFAULT_CALIB, calib_count: int = 8,
            validation: ValidationConfig | None = None, strict: bool = False, force: bool = False,
-           progress: bool | None = False) -> Manifest:
+           progress: bool | None = False, device: str = "cuda") -> Manifest:
     """Export `model` to every target in `targets` under `out_dir`.
 
     Progress and one summary line per target go to the `vpdsr.export` loggers (the CLI shows them).
@@ -96,6 +96,7 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
         strict: raise ExportIncomplete if any target is skipped, failed or below its floor.
         force: rebuild even when a cached artifact matches.
         progress: a progress bar over the targets (None: on a terminal only).
+        device: the GPU TensorRT engines are built (and validated) on: "cuda" or "cuda:N".
 
     Returns:
         The manifest (also written to `out_dir/manifest.json`).
@@ -107,7 +108,10 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
 
     from vpdsr.models import SRModel, from_pretrained
 
+    from vpdsr.runtimes.cuda import cuda_index
+
     specs = parse_targets(targets)
+    cuda_index(device)  # a `--device` that names no CUDA device is a user error before anything is built
     opts = ExportOptions(stages, tile, dynamic, str(calib), calib_count,
                          validation=validation or ValidationConfig()).validate()
     source = model if not isinstance(model, SRModel) else "<in-memory>"
@@ -127,7 +131,7 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
     versions = tool_versions()
     calib_set = CalibrationSet(opts.calib, opts.calib_count, opts.tile, model.latent_channels, opts.calib_seed)
     work = out_dir / f".work-{model_hash[:12]}"
-    ctx = BuildContext(model, work, opts.stages, opts.tile, opts.dynamic, calib_set)
+    ctx = BuildContext(model, work, opts.stages, opts.tile, opts.dynamic, calib_set, device=device)
     vcfg = opts.validation
     if any(s.calibrated for s in specs):
         calib_set.feeds()  # a bad --calib is a user error before anything is built

@@ -121,6 +121,7 @@ def build_modelopt(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
         raise TargetSkipped("nvidia-modelopt is not installed; pip install 'vpdsr[modelopt]' "
                             "(without its [onnx] extra on CPU machines)")
     mode = spec.options["quantize_mode"]
+    high = spec.options.get("high_precision_dtype", "fp32")  # fp16 for TensorRT's strongly typed engines
     graphs = {}
     feeds = ctx.calib_feeds()
     patterns = ctx.keep_float("int8")  # INT8_EXCLUDE + the model family's own
@@ -128,10 +129,11 @@ def build_modelopt(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
         src = ctx.fp32_graph(name)
         out = folder / f"{name}.onnx"
         log.debug(f"modelopt-{mode}: PTQ of {name!r} on {len(feeds[name])} samples")
-        _modelopt_in_subprocess(src, out, mode, feeds[name], ctx.work / f"modelopt-{mode}-{name}", patterns)
+        _modelopt_in_subprocess(src, out, mode, feeds[name], ctx.work / f"modelopt-{mode}-{high}-{name}", high,
+                                patterns)
         graphs[name] = out.name
     options = {"graphs": graphs, "quantize_mode": mode, "calibration_method": "max",
-               "high_precision_dtype": "fp32", "excluded_patterns": list(patterns)}
+               "high_precision_dtype": high, "excluded_patterns": list(patterns)}
     if mode != "int8":
         _check_cpu_kernels(folder, graphs, mode)
     return BuildResult(options=options)
@@ -141,18 +143,18 @@ _MODELOPT_SCRIPT = """
 import sys, numpy as np
 from modelopt.onnx.quantization import quantize
 from vpdsr.export.calibration import make_reader
-src, out, mode, data, large = sys.argv[1:6]
+src, out, mode, data, large, high = sys.argv[1:7]
 arrays = np.load(data)
 n = len({k.split(":")[0] for k in arrays.files})
 feeds = [{k.split(":")[1]: arrays[k] for k in arrays.files if k.startswith(f"{i}:")} for i in range(n)]
 quantize(onnx_path=src, quantize_mode=mode, calibration_data_reader=make_reader(feeds), calibration_method="max",
-         calibration_eps=["cpu"], high_precision_dtype="fp32", nodes_to_exclude=sys.argv[6:],
+         calibration_eps=["cpu"], high_precision_dtype=high, nodes_to_exclude=sys.argv[7:],
          use_external_data_format=large == "1", output_path=out, log_level="ERROR")
 """
 
 
 def _modelopt_in_subprocess(src: Path, out: Path, mode: str, feeds: list[dict], work: Path,
-                            exclude: tuple[str, ...] = INT8_EXCLUDE) -> None:
+                            high_precision: str = "fp32", exclude: tuple[str, ...] = INT8_EXCLUDE) -> None:
     """Run modelopt's ONNX PTQ in a child process.
 
     Importing modelopt.onnx.quantization patches onnxruntime's quantization module in place
@@ -170,7 +172,7 @@ def _modelopt_in_subprocess(src: Path, out: Path, mode: str, feeds: list[dict], 
     data = work / "calib.npz"
     np.savez(data, **{f"{i}:{k}": v for i, f in enumerate(feeds) for k, v in f.items()})
     cmd = [sys.executable, "-c", _MODELOPT_SCRIPT, str(src), str(out), mode, str(data),
-           "1" if _is_large(src) else "0", *exclude]
+           "1" if _is_large(src) else "0", high_precision, *exclude]
     res = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
     if res.returncode != 0 or not out.is_file():
         tail = [line for line in res.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]

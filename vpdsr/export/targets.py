@@ -173,6 +173,7 @@ class BuildContext:
     tile: int
     dynamic: bool
     calib: CalibrationSet
+    device: str = "cuda"  # the GPU (cuda[:N]) GPU targets (TensorRT) are built on
     _graphs: dict = field(default_factory=dict)
     _stage_calib: dict = field(default_factory=dict)
 

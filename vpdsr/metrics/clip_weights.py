@@ -53,10 +53,15 @@ def import_pyiqa():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pkg_resources / timm deprecation noise
             import pyiqa
+            from pyiqa.utils import get_root_logger
     except ImportError as exc:  # pyiqa itself, or its pkg_resources (setuptools>=81)
         raise MissingDependencyError(
             f"CLIPIQA, PIQE, GMSD and MS-SSIM need pyiqa ({exc}); install it with: pip install 'vpdsr[metrics]'"
         ) from exc
+    from vpdsr.logs import adopt
+
+    get_root_logger()  # pyiqa prints "Metric [...] is created" through its own handler, made here:
+    adopt("pyiqa")  # inside a CLI session those lines go to the log file, not the terminal
     return pyiqa
 
 

@@ -53,6 +53,14 @@ def tiny() -> ModelConfig:
     )
 
 
+@register_preset(name="tiny-perceptual")
+def tiny_perceptual() -> ModelConfig:
+    """The `tiny` network distilled for perception (HFP + adversarial): configs/tiny-perceptual.yaml."""
+    cfg = tiny()
+    cfg.preset = "tiny-perceptual"
+    return cfg
+
+
 @register_preset
 def base() -> ModelConfig:
     """ResShift scale: VQGAN-f4 (3-channel latent, 8192 codes) + a ~120 M-parameter attention UNet.

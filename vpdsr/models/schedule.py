@@ -58,6 +58,11 @@ class ResShiftSchedule:
         self.etas = eta_schedule(cfg)
         self.kappa = cfg.kappa
         self.steps = cfg.steps
+        # Constants of the deploy forward, kept off the host<->device path: a float read from a tensor
+        # (a graph break for torch.compile) or a host->device copy on every call (not allowed while a
+        # CUDA graph is captured) would stop the GPU runner from compiling or capturing the model.
+        self._prior_std = self.kappa * math.sqrt(float(self.etas[-1]))
+        self._device_etas: dict[tuple, torch.Tensor] = {}
 
     def q_sample(self, x0: torch.Tensor, y: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Draw x_t ~ q(x_t | x0, y); `t` holds 0-based step indices, one per batch element."""
@@ -66,7 +71,7 @@ class ResShiftSchedule:
 
     def prior_sample(self, y: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """x_T = y + kappa * sqrt(eta_T) * noise (the student's and the teacher's starting point)."""
-        return y + self.kappa * math.sqrt(float(self.etas[-1])) * noise
+        return y + self._prior_std * noise
 
     def posterior(self, x_t: torch.Tensor, x0: torch.Tensor, t: int) -> tuple[torch.Tensor, float]:
         """Mean and std of q(x_{t-1} | x_t, x0) at 0-based step t (std is 0 at t=0)."""
@@ -84,8 +89,10 @@ class ResShiftSchedule:
         return torch.rsqrt(self.kappa**2 * eta + 1.0)
 
     def _per_sample(self, t: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        etas = self.etas.to(device=ref.device, dtype=ref.dtype)
-        return etas[t.long()].view(-1, *([1] * (ref.dim() - 1)))
+        key = (ref.device, ref.dtype)
+        if key not in self._device_etas:  # copied to each device/dtype once, not on every call
+            self._device_etas[key] = self.etas.to(device=ref.device, dtype=ref.dtype)
+        return self._device_etas[key][t.long()].view(-1, *([1] * (ref.dim() - 1)))
 
 
 def eta_schedule(cfg: ScheduleConfig) -> torch.Tensor:

@@ -141,10 +141,14 @@ def _runner(backend: str, entry: ArtifactEntry, path: Path, options: dict, stage
     if backend == "onnxruntime":
         from vpdsr.runtimes.onnxruntime_runner import OnnxRuntimeRunner
 
-        if device and device.startswith("cuda"):  # cuda[:N] -> the CUDA provider on GPU N
+        if device and device.startswith("cuda"):  # cuda[:N] -> the CUDA (or TensorRT) provider on GPU N
+            from vpdsr.runtimes.cuda import cuda_index
+
+            index = cuda_index(device)
             options.setdefault("providers", "cuda")
-            options.setdefault("provider_options", {"cuda": {"device_id": int(device.partition(":")[2] or 0)}})
+            options.setdefault("provider_options", {"cuda": {"device_id": index}, "tensorrt": {"device_id": index}})
         options.setdefault("precision", entry.precision)
+        options.setdefault("trt_tile", entry.tile or 64)  # the TensorRT EP's profile (64: the export default tile)
         return OnnxRuntimeRunner(path, **options)
     if backend == "openvino":
         from vpdsr.runtimes.openvino_runner import OpenVINORunner
@@ -153,6 +157,7 @@ def _runner(backend: str, entry: ArtifactEntry, path: Path, options: dict, stage
             options["device"] = device.upper()
         options.setdefault("precision", stage_precision or execution_precision(entry))
         return OpenVINORunner(path, **options)
+    device = device or entry.options.get("device")  # default: the GPU the export built the engine on
     if device and not device.startswith("cuda"):
         raise ArtifactError(f"{path}: TensorRT engines run on CUDA devices only, not {device!r}")
     if device:
@@ -160,7 +165,7 @@ def _runner(backend: str, entry: ArtifactEntry, path: Path, options: dict, stage
     from vpdsr.runtimes.tensorrt_runner import TensorRTRunner
 
     meta = entry_engine_metadata(entry, path)
-    _check_engine_early(meta, path)
+    _check_engine_early(meta, path, device or "cuda")
     options.setdefault("precision", entry.precision)
     return TensorRTRunner(path, metadata=meta, **options)
 
@@ -210,15 +215,18 @@ def _find_graph(entry: ArtifactEntry, folder: Path, key: str, suffixes: tuple[st
                         f"(files: {', '.join(f.path for f in entry.files)})")
 
 
-def _check_engine_early(meta: dict, path: Path) -> None:
-    """Where TensorRT and a GPU are present, refuse a foreign engine at load time, not only at activate."""
+def _check_engine_early(meta: dict, path: Path, device: str) -> None:
+    """Where TensorRT and that GPU are present, refuse a foreign engine at load time, not only at activate."""
     try:
         import tensorrt as trt
         import torch
     except ImportError:
         return
-    if torch.cuda.is_available():
+    from vpdsr.runtimes.cuda import cuda_index
+
+    index = cuda_index(device)
+    if torch.cuda.is_available() and index < torch.cuda.device_count():
         from vpdsr.runtimes.tensorrt_runner import check_engine_compatibility
 
-        check_engine_compatibility(meta, trt.__version__, torch.cuda.get_device_name(),
-                                   torch.cuda.get_device_capability(), str(path))
+        check_engine_compatibility(meta, trt.__version__, torch.cuda.get_device_name(index),
+                                   torch.cuda.get_device_capability(index), str(path))

@@ -1,7 +1,14 @@
-"""ONNX Runtime runner: CPU, CUDA and TensorRT execution providers; IO binding on CUDA."""
+"""ONNX Runtime runner: CPU, CUDA and TensorRT execution providers; IO binding on CUDA.
+
+TensorRT EP: its engine cache is one folder per graph (keyed by the graph's sha256, see
+`vpdsr.runtimes.tensorrt_common.ort_engine_cache_dir`) and its optimisation profile is explicit
+(`trt_profile_*_shapes` from the graph's inputs and the artifact's tile), so an engine is built once
+per graph and shape range instead of on every new input shape. Precision is the graph's own: no
+`trt_fp16_enable`/`trt_int8_enable`, so ORT builds a strongly typed TensorRT network from the fp16 or
+Q/DQ graph, as our own TensorRT builder does.
+"""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,25 +26,40 @@ _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor
                "tensor(int64)": "int64", "tensor(int32)": "int32"}
 
 
-def default_provider_options(provider: str) -> dict:
+TRT_OPT_LEVEL = 3  # TensorRT's builder optimisation level (its default), as our own engine builder uses
+
+
+def default_provider_options(provider: str, graph_sha256: str | None = None, profile: dict | None = None) -> dict:
     """Options a provider gets unless the caller overrides them.
 
     TensorRT EP: engines and tactic timings are cached (building an engine takes minutes, and an
-    uncached session would rebuild it on every start) in ~/.cache/vpdsr/ort-tensorrt, never inside
-    the artifact folder, whose files are hashed. fp16/int8 stay off: the graph's own Q/DQ nodes and
-    types decide the precision, as the manifest records it.
+    uncached session would rebuild it on every start) under $VPDSR_CACHE/ort-tensorrt, never inside
+    the artifact folder, whose files are hashed: engines in one folder per graph sha256 (`graph_sha256`;
+    ORT's own cache names would let two artifacts load each other's engine), tactic timings in one
+    shared folder (ORT names those per GPU architecture). `profile` ({input: {"min","opt","max"}})
+    becomes the explicit `trt_profile_*_shapes`. fp16/int8 stay off: the graph's own types and Q/DQ
+    nodes decide the precision, as the manifest records it.
     """
+    from vpdsr.runtimes.tensorrt_common import cache_root, ort_engine_cache_dir, ort_profile_options
+
     if provider == PROVIDERS["tensorrt"]:
-        cache = Path(os.environ.get("VPDSR_CACHE", Path.home() / ".cache" / "vpdsr")) / "ort-tensorrt"
-        return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
-                "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache)}
+        engines = ort_engine_cache_dir(graph_sha256) if graph_sha256 else cache_root() / "ort-tensorrt" / "unkeyed"
+        opts = {"device_id": 0, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(engines),
+                "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache_root() / "ort-tensorrt" / "timing"),
+                "trt_builder_optimization_level": TRT_OPT_LEVEL}
+        return {**opts, **(ort_profile_options(profile) if profile else {})}
     if provider == PROVIDERS["cuda"]:
         return {"device_id": 0}
     return {}
 
 
-def provider_list(providers, provider_options: dict | None = None) -> list:
-    """`["tensorrt", "cuda"]` -> ORT's `[(name, options), ...]`; the CPU provider is always last as a fallback."""
+def provider_list(providers, provider_options: dict | None = None, graph_sha256: str | None = None,
+                  profile: dict | None = None) -> list:
+    """`["tensorrt", "cuda"]` -> ORT's `[(name, options), ...]`; the CPU provider is always last as a fallback.
+
+    `graph_sha256` and `profile` fill in the TensorRT EP's defaults (see `default_provider_options`);
+    what `provider_options` gives for a provider wins over its defaults.
+    """
     names = [providers] if isinstance(providers, str) else list(providers)
     given = provider_options or {}
     out = []
@@ -45,7 +67,8 @@ def provider_list(providers, provider_options: dict | None = None) -> list:
         full = PROVIDERS.get(p.lower(), p) if isinstance(p, str) else p
         if full not in PROVIDERS.values():
             raise ConfigError(f"unknown onnxruntime provider {p!r}; expected one of {sorted(PROVIDERS)}")
-        out.append((full, {**default_provider_options(full), **given.get(p, given.get(full, {}))}))
+        defaults = default_provider_options(full, graph_sha256, profile)
+        out.append((full, {**defaults, **given.get(p, given.get(full, {}))}))
     if all(name != PROVIDERS["cpu"] for name, _ in out):
         out.append((PROVIDERS["cpu"], {}))
     return out
@@ -64,6 +87,8 @@ class OnnxRuntimeRunner(Runner):
             so the output is allocated once on the device and copied back in one go.
         allow_fallback: accept a session whose first provider is not the one asked for (ORT silently falls
             back to CPU when, e.g., the CUDA libraries are missing); default False: a one-line error.
+        trt_tile: TensorRT EP only: the LR side its optimisation profile is tuned for where the graph's H/W are
+            dynamic (a static graph's own size wins); None: no explicit profile.
 
     Example:
         >>> with OnnxRuntimeRunner("artifacts/onnx/model.onnx", providers="cpu", threads=2) as r:
@@ -74,12 +99,16 @@ class OnnxRuntimeRunner(Runner):
 
     def __init__(self, path: str | Path, providers="cpu", provider_options: dict | None = None, threads: int = 0,
                  io_binding: bool | None = None, allow_fallback: bool = False, precision: str = "fp32",
-                 graph_optimization: str = "all", name: str | None = None):
+                 graph_optimization: str = "all", name: str | None = None, trt_tile: int | None = None):
         self.path = Path(path)
+        self._provider_args = (providers, provider_options)
         self.providers = provider_list(providers, provider_options)
-        first = self.providers[0][0]
+        self.trt_tile = trt_tile
+        first, first_options = self.providers[0]
         device = "cpu" if first == PROVIDERS["cpu"] else "cuda"
         super().__init__(name or f"onnxruntime-{device}", device=device, precision=precision)
+        if device == "cuda" and int(first_options.get("device_id", 0)):
+            self.device = f"cuda:{int(first_options['device_id'])}"
         self.threads = int(threads)
         self.io_binding = (device == "cuda") if io_binding is None else bool(io_binding)
         self.allow_fallback = allow_fallback
@@ -96,6 +125,8 @@ class OnnxRuntimeRunner(Runner):
             raise MissingDependencyError(
                 f"{self.name}: onnxruntime has no {wanted} here (available: {', '.join(available)}); "
                 "GPU providers need onnxruntime-gpu (pip install 'vpdsr[gpu]')")
+        if any(p == PROVIDERS["tensorrt"] for p, _ in self.providers):
+            self.providers = self._tensorrt_providers()
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.threads
         levels = {"none": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
@@ -120,6 +151,13 @@ class OnnxRuntimeRunner(Runner):
         if self.io_binding:
             self._binding = self.session.io_binding()
 
+    def _tensorrt_providers(self) -> list:
+        """The providers with the TensorRT EP's engine cache keyed by this graph's sha256 and its profile."""
+        from vpdsr.runtimes.tensorrt_common import graph_sha256
+
+        profile = graph_profile(self.path, self.trt_tile) if self.trt_tile else None
+        return provider_list(*self._provider_args, graph_sha256=graph_sha256(self.path), profile=profile)
+
     def deactivate_impl(self) -> None:
         self.session = None
         self._binding = None
@@ -139,10 +177,40 @@ class OnnxRuntimeRunner(Runner):
             for k, v in feed.items():
                 b.bind_cpu_input(k, np.ascontiguousarray(v))
             for name in self._outputs:
-                b.bind_output(name, "cuda" if self.device == "cuda" else "cpu")
+                if self.device.startswith("cuda"):  # on the provider's GPU (cuda:N -> device_id N)
+                    b.bind_output(name, "cuda", int(self.providers[0][1].get("device_id", 0)))
+                else:
+                    b.bind_output(name, "cpu")
             self.session.run_with_iobinding(b)
             outs = b.copy_outputs_to_cpu()
         return {name: as_float32(o) for name, o in zip(self._outputs, outs)}
+
+
+def graph_profile(path: Path, tile: int) -> dict | None:
+    """The TensorRT optimisation profile of an ONNX graph's inputs: fixed H/W as they are, dynamic H/W over
+    the dynamic range with `tile` as the opt side, batch 1..MAX_BATCH. None when onnx cannot read it."""
+    from vpdsr.runtimes.tensorrt_common import profile_shapes
+
+    try:
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # no onnx package or an unreadable header: ORT then picks shapes as they come
+        return None
+    initializers = {i.name for i in graph.initializer}
+    shapes = {}
+    for inp in graph.input:
+        if inp.name in initializers:
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
+        if len(dims) != 4 or dims[1] is None:
+            return None
+        static = dims[2] is not None and dims[2] == dims[3]
+        one = profile_shapes({inp.name: dims[1]}, dims[2] if static else tile, dynamic=not static)[inp.name]
+        if dims[0] is not None:  # a fixed batch is that batch at every bound
+            one = {bound: [dims[0], *s[1:]] for bound, s in one.items()}
+        shapes[inp.name] = one
+    return shapes
 
 
 def _load_errors(ort) -> tuple[type[BaseException], ...]:

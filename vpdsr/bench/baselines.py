@@ -156,20 +156,21 @@ def teacher_row(cfg: BaselineConfig, images: list[BenchImage], suite: MetricSuit
     """The teacher's T-step samples, or a skipped row saying why not; None when no teacher was given."""
     if cfg.teacher is None:
         return None
-    name = f"teacher ({cfg.teacher})"
+    name = "teacher"  # short on the plane; the model is the row's `source`
     try:
         from vpdsr.models import from_pretrained
 
         model = from_pretrained(cfg.teacher)
     except VpdsrError as e:
-        return skipped_row(name, "teacher", " ".join(str(e).split())[:300])
+        return {**skipped_row(name, "teacher", " ".join(str(e).split())[:300]), "source": str(cfg.teacher)}
     if not hasattr(model, "teacher_sample") or not model.latent_channels:
-        return skipped_row(name, "teacher", f"a {type(model).__name__} model has no multi-step teacher sampler")
-    log.info(f"bench: baseline {name}: multi-step sampling on {len(images)} image(s)")
+        return {**skipped_row(name, "teacher", f"a {type(model).__name__} model has no multi-step teacher sampler"),
+                "source": str(cfg.teacher)}
+    log.info(f"bench: baseline teacher {cfg.teacher}: multi-step sampling on {len(images)} image(s)")
     t0 = time.perf_counter()
     sampler = _TeacherSampler(model, cfg.seed)
     outputs = [_run_torch(sampler, im.lr, seed=cfg.seed, tile=tile, overlap=overlap) for im in images]
-    return baseline_row(name, "teacher", outputs, images, suite, time.perf_counter() - t0)
+    return {**baseline_row(name, "teacher", outputs, images, suite, time.perf_counter() - t0), "source": str(cfg.teacher)}
 
 
 def _run_torch(module, lr: np.ndarray, seed: int, tile: int | None = None, overlap: int = GAN_OVERLAP) -> np.ndarray:

@@ -82,6 +82,7 @@ def markdown(report: dict) -> str:
     if baselines:
         lines += ["", "Rows marked `baseline` are what a user would ship instead (and HR itself), scored on the "
                       "same images: quality only, no latency."]
+        lines += [f"The `{b['name']}` row samples `{b['source']}`." for b in baselines if b.get("source")]
     stages = [b for b in report["backends"] if b.get("stage_latency_ms")]
     for b in stages:
         parts = ", ".join(f"{k} {v['p50']:.1f} ms" for k, v in b["stage_latency_ms"].items())

@@ -68,7 +68,9 @@ def test_subsets() -> None:
     assert 2 <= len(holdout) <= 3 and not holdout & GRAY
     assert set(sample_set("calib")) <= train and 2 <= len(sample_set("calib")) <= 6
     assert sample_set("demo") == ["astronaut"] and set(sample_set("demo")) <= holdout
-    assert set(SUBSET_NAMES) == {"all", "train", "holdout", "calib", "demo"}
+    val = set(sample_set("val"))
+    assert val <= train and not val & set(sample_set("calib")) and "motorcycle_right" not in val
+    assert set(SUBSET_NAMES) == {"all", "train", "holdout", "calib", "val", "demo"}
 
 
 def test_unknown_names_list_the_valid_ones() -> None:

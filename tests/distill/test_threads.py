@@ -63,7 +63,7 @@ def test_auto_probes_records_the_count_and_trains_as_that_count_would(tmp_path, 
 
 @pytest.mark.skipif(available_cpus() < 2, reason="one CPU: there is no second thread count to compare")
 def test_measure_reports_each_count_and_whether_its_weights_match(tmp_path, train_images):
-    from vpdsr.distill.threads import measure
+    from vpdsr.distill.thread_timing import measure
     from vpdsr.distill.trainer import train_teacher
 
     cfg = tiny_config(train_images)

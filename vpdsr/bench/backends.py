@@ -122,9 +122,12 @@ def resolve_backends(model: str, artifacts: str | Path | None, names: list[str] 
             for f in entry.files:
                 resolve_inside(Path(artifacts) / entry.name, f.path, f"{Path(artifacts) / MANIFEST_NAME}: "
                                                                      f"`{entry.name}` file")
+        folder = Path(artifacts) / entry.name
+        sens = entry.options.get("sensitivity") if isinstance(entry.options, dict) and status == "ok" else None
+        extra = {"sensitivity": {k: str((folder / sens[k]).resolve()) for k in ("plot", "table")}} if sens else {}
         out = BackendSpec(name=entry.name, target=entry.target, backend=entry.backend, precision=entry.precision,
                           device=_entry_device(entry), stages=entry.stages, status=status, reason=reason,
-                          artifact=Path(artifacts) / entry.name)
+                          artifact=folder, extra=extra)
         return _on_gpu_provider(out, provider, device) if provider else out
 
     wanted = list(entries) if not names or names == ["all"] else [n for n in names if n != reference]
@@ -180,7 +183,7 @@ def _on_gpu_provider(spec: BackendSpec, provider: str, device: str) -> BackendSp
                          f"{' or @'.join(ORT_GPU_PROVIDERS)}")
     spec.name = f"{spec.name}@{provider}"
     spec.device = device if is_cuda(device) else "cuda"
-    spec.extra = {"providers": ORT_GPU_PROVIDERS[provider]}
+    spec.extra = {**spec.extra, "providers": ORT_GPU_PROVIDERS[provider]}
     return spec
 
 

@@ -6,8 +6,10 @@ Adding a metric to the report is one line here.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 
 def num(v, fmt: str = "{:.2f}") -> str:
@@ -60,3 +62,13 @@ NUMERIC_COLUMNS: tuple[Column, ...] = (
     Column("PSNR vs HR dB", _quality("psnr_vs_hr")),
 )
 TEXT_HEADERS = ("backend", "precision", "device", "status")
+
+
+def sensitivity_links(report: dict, out: str | Path | None = None) -> list[tuple[str, str]]:
+    """(backend name, path of its per-layer INT8 sensitivity plot, relative to `out` if given) per backend."""
+    links = []
+    for b in report["backends"]:
+        plot = (b.get("sensitivity") or {}).get("plot")
+        if plot:
+            links.append((b["name"], os.path.relpath(plot, out) if out else plot))
+    return links

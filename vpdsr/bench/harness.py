@@ -171,6 +171,7 @@ def _empty_row(spec: BackendSpec) -> dict:
         "device": spec.device, "stages": spec.stages, "status": spec.status, "reason": spec.reason,
         "latency_ms": None, "throughput_ips": None, "peak_mem_mb": None, "peak_gpu_mem_mb": None,
         "call_latency_ms": None, "stage_latency_ms": None, "load_s": None, "tiling": None, "quality": None,
+        "sensitivity": spec.extra.get("sensitivity"),  # the export's per-layer INT8 table and plot, if any
     }
 
 

@@ -5,7 +5,7 @@ import html
 import math
 
 from vpdsr.bench.baselines import text_cells
-from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num
+from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num, sensitivity_links
 from vpdsr.bench.gates import verdict_text
 from vpdsr.bench.model_stats import stats_line
 from vpdsr.bench.quality import metric_notes
@@ -122,9 +122,11 @@ def _per_image(report: dict) -> str:
     return "\n".join(rows)
 
 
-def render_html(result) -> str:
-    """The page for a :class:`vpdsr.bench.harness.BenchResult`."""
+def render_html(result, out=None) -> str:
+    """The page for a :class:`vpdsr.bench.harness.BenchResult` (`out`: its folder, for relative links)."""
+
     report = result.report
+    links = sensitivity_links(report, out)
     try:
         from vpdsr.bench import plots
 
@@ -154,6 +156,8 @@ def render_html(result) -> str:
         f"{_e(', '.join(g['name'] for g in env['gpus']) or 'no GPU')}, {_e(report['created'])}.</p>",
         f"<p class='note'>{_e(stats_line(report['model']))}</p>" if stats_line(report["model"]) else "",
         "<h2>Backends</h2>", _table(report),
+        ("<p class='note'>Per-layer INT8 sensitivity: " + ", ".join(f"<a href='{_e(p)}'>{_e(n)}</a>" for n, p in links)
+         + "</p>" if links else ""),
         _not_run(report),
         "<h2>Gates</h2>", _gates(report),
         "<h2>Latency</h2>", f"<div class='fig'>{bars or '<p class=note>no backend ran</p>'}</div>",

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from vpdsr.bench.baselines import text_cells
-from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num
+from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num, sensitivity_links
 from vpdsr.bench.gates import verdict_text
 from vpdsr.bench.model_stats import stats_line
 from vpdsr.bench.plane_report import SVG_NAME as PLANE_SVG
@@ -57,7 +57,7 @@ def to_json(report: dict) -> str:
     return json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n"
 
 
-def markdown(report: dict) -> str:
+def markdown(report: dict, out: str | Path | None = None) -> str:
     """The report as Markdown: the verdict, the backend table, gates, skipped/failed backends, metric notes."""
     lines = [
         f"# vpdsr benchmark: {report['model'].get('source')}",
@@ -87,6 +87,10 @@ def markdown(report: dict) -> str:
     for b in stages:
         parts = ", ".join(f"{k} {v['p50']:.1f} ms" for k, v in b["stage_latency_ms"].items())
         lines.append(f"- `{b['name']}` per stage (p50 per call): {parts}")
+    links = sensitivity_links(report, out)
+    if links:
+        lines += ["", "Per-layer INT8 sensitivity (export `--sensitivity`): "
+                  + ", ".join(f"[{name}]({path})" for name, path in links) + "."]
     lines += ["", "## Gates", ""]
     if report["gates"]:
         lines += ["| gate | backend | threshold | value | result |", "|---|---|---:|---:|---|"]
@@ -124,8 +128,8 @@ def write_report(out: str | Path, result) -> Path:
     from vpdsr.bench.html import render_html
 
     text_json = to_json(result.report)
-    text_md = markdown(result.report)
-    text_html = render_html(result)  # before touching the folder: a plotting error writes nothing
+    text_md = markdown(result.report, out)
+    text_html = render_html(result, out)  # before touching the folder: a plotting error writes nothing
     texts = {"report.json": text_json, "report.md": text_md, "report.html": text_html}
     plane = section_svg(result.report.get("plane"))
     if plane is not None:  # report.md embeds it

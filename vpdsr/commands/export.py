@@ -16,7 +16,19 @@ def register(sub) -> None:
                    help=f"comma-separated: {', '.join(TARGETS)}; or {' / '.join(ALIASES)} (default: onnx)")
     p.add_argument("--calib", default="samples:calib",
                    help="calibration images: a folder, a file, or samples[:subset] (default: samples:calib)")
-    p.add_argument("--calib-count", type=int, default=8, help="calibration samples (default 8)")
+    p.add_argument("--calib-count", type=int, default=8, help="calibration crops (default 8)")
+    p.add_argument("--calib-crop", type=int, metavar="PX",
+                   help="calibration crop side in LR px, cut into tile samples (default: the tile)")
+    p.add_argument("--calib-seed", type=int, default=0, help="picks the calibration crops and noise (default 0)")
+    p.add_argument("--int8-budget", metavar="METRIC:VALUE",
+                   help="per INT8 target, the fastest config within the budget on held-out validation tiles: "
+                        "psnr-vs-ref:40, ms-ssim-vs-ref:0.99 or piqe-drift:2 (layers kept in float go to the manifest)")
+    p.add_argument("--sensitivity", nargs="?", const="groups", choices=("groups", "nodes"),
+                   help="write a per-layer INT8 sensitivity table and plot into each INT8 artifact folder")
+    p.add_argument("--budget-images", default="samples:val",
+                   help="photos of the budget's validation tiles, disjoint from --calib (default: samples:val)")
+    p.add_argument("--budget-count", type=int, default=8, help="budget validation tiles (default 8)")
+    p.add_argument("--budget-seed", type=int, default=1234, help="picks the validation tiles and noise")
     p.add_argument("--stages", choices=("fused", "split"), default="fused",
                    help="one graph, or encoder/denoiser/decoder graphs (default fused)")
     p.add_argument("--tile", type=int, default=64, help="LR tile size of the static shape and calibration (default 64)")
@@ -35,14 +47,17 @@ def register(sub) -> None:
 def run(args) -> int:
     from vpdsr.commands.checks import output_folder
     from vpdsr.export.api import export
+    from vpdsr.export.mixed_precision import BudgetOptions
     from vpdsr.export.validation import ValidationConfig
 
     output_folder(args.out)  # before the model is loaded
 
+    budget = BudgetOptions(args.int8_budget, args.sensitivity, args.budget_images, args.budget_count, args.budget_seed)
+    validation = ValidationConfig(max_images=args.validation_images, max_size=args.validation_max_size)
     manifest = export(args.model, args.out, args.targets, stages=args.stages, tile=args.tile, dynamic=args.dynamic,
-                      calib=args.calib, calib_count=args.calib_count,
-                      validation=ValidationConfig(max_images=args.validation_images, max_size=args.validation_max_size), strict=args.strict,
-                      force=args.force, progress=None, device=args.device)
+                      calib=args.calib, calib_count=args.calib_count, validation=validation, strict=args.strict,
+                      force=args.force, progress=None, calib_crop=args.calib_crop, calib_seed=args.calib_seed,
+                      budget=budget, device=args.device)
     requested = {a.name for a in manifest.artifacts}
     failed = [a.name for a in manifest.artifacts if a.name in requested and a.status == "failed"]
     print(f"manifest: {args.out}/manifest.json")

@@ -12,6 +12,8 @@ Subsets:
              grass, gravel; converted to RGB).
     calib    rocket, motorcycle_left, china, flower: colourful training photos for INT8
              calibration, so calibration never sees evaluation images.
+    val      ihc, camera, grass, hubble_deep_field: training photos outside calib (and not
+             motorcycle_right, calib's stereo twin) on which an INT8 accuracy budget is measured.
     demo     astronaut, a holdout photo, so a demo never shows a training image.
 
 Example:
@@ -58,6 +60,7 @@ _SUBSETS: dict[str, tuple[str, ...]] = {
     "train": tuple(n for n in SAMPLE_NAMES if n not in _HOLDOUT),
     "holdout": _HOLDOUT,
     "calib": ("rocket", "motorcycle_left", "china", "flower"),
+    "val": ("ihc", "camera", "grass", "hubble_deep_field"),
     "demo": ("astronaut",),
 }
 SUBSET_NAMES: tuple[str, ...] = tuple(_SUBSETS)

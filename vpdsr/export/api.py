@@ -29,6 +29,7 @@ from vpdsr import __version__, env
 from vpdsr.artifacts import ArtifactEntry, Manifest, file_entries, read_entry, write_entry
 from vpdsr.errors import ArtifactError, CapabilityError, InputError, VpdsrError
 from vpdsr.export.calibration import DEFAULT_CALIB, CalibrationSet
+from vpdsr.export.mixed_precision import BudgetOptions, make_plan
 from vpdsr.export.onnx_graph import EXPORTER, check_tile, graph_modules, model_sha256
 from vpdsr.export.targets import BuildContext, TargetSkipped, TargetSpec, parse_targets
 from vpdsr.export.validation import ValidationConfig, ValidationFailed, upscale_all, validate
@@ -56,6 +57,8 @@ class ExportOptions:
     calib_count: int = 8
     calib_seed: int = 0
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    calib_crop: int | None = None
+    budget: BudgetOptions = field(default_factory=BudgetOptions)  # --int8-budget / --sensitivity
 
     def validate(self) -> "ExportOptions":
         if self.stages not in ("fused", "split"):
@@ -64,6 +67,7 @@ class ExportOptions:
             raise InputError(f"`--tile` must be at least 8 LR pixels, got {self.tile}")
         if self.calib_count < 1:
             raise InputError(f"`--calib-count` must be at least 1, got {self.calib_count}")
+        self.budget.validate(self.tile, self.stages)
         return self
 
 
@@ -75,7 +79,8 @@ def tool_versions() -> dict[str, str | None]:
 def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str = "fused", tile: int = 64,
            dynamic: bool = False, calib: str = DEFAULT_CALIB, calib_count: int = 8,
            validation: ValidationConfig | None = None, strict: bool = False, force: bool = False,
-           progress: bool | None = False, device: str = "cuda") -> Manifest:
+           progress: bool | None = False, calib_crop: int | None = None, calib_seed: int = 0,
+           budget: BudgetOptions | None = None, device: str = "cuda") -> Manifest:
     """Export `model` to every target in `targets` under `out_dir`.
 
     Progress and one summary line per target go to the `vpdsr.export` loggers (the CLI shows them).
@@ -90,7 +95,10 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
             of the model's `size_multiple`.
         dynamic: dynamic H/W (the batch dimension is always dynamic).
         calib: calibration images (file, folder, or "samples[:subset]").
-        calib_count: calibration samples.
+        calib_count: calibration crops.
+        calib_crop: calibration crop side in LR pixels (default: the tile), cut into tile samples.
+        calib_seed: picks the calibration crops and noise.
+        budget: `--int8-budget` / `--sensitivity` and their validation tiles (`mixed_precision.BudgetOptions`).
         validation: the held-out images, noise seed and overlap/batch of validation (default: the three
             held-out photos whole, `vpdsr bench`'s seed and tiling at `tile`).
         strict: raise ExportIncomplete if any target is skipped, failed or below its floor.
@@ -112,8 +120,9 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
 
     specs = parse_targets(targets)
     cuda_index(device)  # a `--device` that names no CUDA device is a user error before anything is built
-    opts = ExportOptions(stages, tile, dynamic, str(calib), calib_count,
-                         validation=validation or ValidationConfig()).validate()
+    opts = ExportOptions(stages, tile, dynamic, str(calib), calib_count, calib_seed,
+                         validation=validation or ValidationConfig(), calib_crop=calib_crop,
+                         budget=budget or BudgetOptions()).validate()
     source = model if not isinstance(model, SRModel) else "<in-memory>"
     if not isinstance(model, SRModel):
         model = from_pretrained(model)
@@ -129,16 +138,20 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
     model_hash = model_sha256(model)
     manifest = _open_manifest(out_dir, model_hash, str(source), model)
     versions = tool_versions()
-    calib_set = CalibrationSet(opts.calib, opts.calib_count, opts.tile, model.latent_channels, opts.calib_seed)
+    calib_set = CalibrationSet(opts.calib, opts.calib_count, opts.tile, model.latent_channels, opts.calib_seed,
+                               opts.calib_crop)
     work = out_dir / f".work-{model_hash[:12]}"
     ctx = BuildContext(model, work, opts.stages, opts.tile, opts.dynamic, calib_set, device=device)
     vcfg = opts.validation
     if any(s.calibrated for s in specs):
         calib_set.feeds()  # a bad --calib is a user error before anything is built
+    if opts.budget.active and any(s.precision == "int8" for s in specs):
+        ctx.int8 = make_plan(model, opts.budget, calib_set, opts.tile, (vcfg.source, vcfg.max_images))
     reference = _Reference(model, vcfg, opts.tile)
     try:
         for spec in tqdm(specs, desc="export", unit="target", disable=None if progress is None else not progress):
-            key = _cache_key(spec, opts, model_hash, calib_set if spec.calibrated else None, versions)
+            key = _cache_key(spec, opts, model_hash, calib_set if spec.calibrated else None, versions,
+                             ctx.int8 if spec.precision == "int8" else None)
             cached = None if force else _cached(out_dir / spec.name, key)
             if cached is not None:
                 log.info(f"{spec.name}: reused (cache_key {key[:12]} unchanged)")
@@ -245,11 +258,11 @@ def model_io(model) -> dict:
 
 
 def _cache_key(spec: TargetSpec, opts: ExportOptions, model_hash: str, calib: CalibrationSet | None,
-               versions: dict) -> str:
+               versions: dict, int8=None) -> str:
     payload = {"target": spec.name, "backend": spec.backend, "precision": spec.precision, "options": spec.options,
                "stages": opts.stages, "tile": opts.tile, "dynamic": opts.dynamic, "model": model_hash,
                "calibration": calib.describe() if calib else None, "versions": versions, "exporter": EXPORTER,
-               "validation": asdict(opts.validation)}
+               "validation": asdict(opts.validation), "int8": int8.describe() if int8 is not None else None}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 

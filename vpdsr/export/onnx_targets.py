@@ -1,4 +1,4 @@
-"""ONNX targets: `onnx` (fp32), `ort-int8` (onnxruntime static QDQ) and `modelopt-int8/fp8` (Q/DQ for TensorRT).
+"""ONNX targets: `onnx` (fp32) and `ort-int8` (onnxruntime static QDQ); modelopt is in `modelopt_int8.py`.
 
 INT8 calibration memory (measured on the base preset, 64x64 tiles, FACTS.md's 16 GB peak).
 onnxruntime's MinMax calibrator adds a ReduceMin/ReduceMax pair after every tensor (2729 extra
@@ -17,6 +17,9 @@ breaks symbolic shape inference); external data for graphs too big for one proto
 `CalibMaxIntermediateOutputs` is not used: onnxruntime 1.32 drops the collected data when the
 count is reached (`clear_collected_data` before `compute_data`), then fails with "No data is
 collected.".
+
+With `--int8-budget` / `--sensitivity` the ranges are computed once and every candidate graph of the
+search is only `quantize_static` from that cache (no calibration), run on the validation tiles.
 """
 from __future__ import annotations
 
@@ -27,10 +30,10 @@ from pathlib import Path
 
 from vpdsr.export.calibration import make_reader
 from vpdsr.export.onnx_graph import EXTERNAL_DATA_BYTES, OPSET
-from vpdsr.export.targets import BuildContext, BuildResult, TargetSkipped, TargetSpec, float_patterns
+from vpdsr.export.targets import BuildContext, BuildResult, TargetSpec, float_patterns
 
 log = logging.getLogger(__name__)
-# Kept in float for INT8 (see FLOAT_LAYERS in vpdsr/export/targets.py for why each one).
+# Kept in float for INT8 (see FLOAT_LAYERS in vpdsr/export/float_policy.py for why each one).
 INT8_EXCLUDE = float_patterns("int8")
 
 
@@ -54,10 +57,9 @@ def matching_nodes(path: Path, patterns=INT8_EXCLUDE) -> list[str]:
 
 
 def build_ort_int8(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildResult:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    graphs, excluded = {}, {}
+    graphs, excluded, extra = {}, {}, {}
     feeds = ctx.calib_feeds()
     for name in ctx.names():
         src = ctx.fp32_graph(name)
@@ -70,18 +72,97 @@ def build_ort_int8(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
         log.debug(f"ort-int8: calibrating {name!r} on {len(feeds[name])} samples (onnxruntime MinMax, symmetric)")
         cache = calibrate_ranges(pre, feeds[name], work, large)
         out = folder / f"{name}.onnx"
-        quantize_static(
-            str(pre), str(out), None, calibration_cache_path=str(cache),
-            quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            op_types_to_quantize=quantizable_ops(), per_channel=True, calibrate_method=CalibrationMethod.MinMax,
-            nodes_to_exclude=excluded[name], use_external_data_format=large,
-            # symmetric activations and weights: what TensorRT's explicit quantization accepts
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
-        )
+
+        def quantize(dst: Path, kept: list[str], pre=pre, cache=cache, large=large) -> Path:
+            return ort_quantize(pre, dst, cache, kept, large)
+
+        added = []
+        if ctx.int8 is not None:
+            added, extra = _ort_budget(ctx, spec, src, pre, quantize, excluded[name], work, folder)
+        quantize(out, excluded[name] + added)
+        if extra.get("accuracy_control"):
+            extra["accuracy_control"]["latency_ms"] = ort_latency(
+                {"fp32": src, "all_int8": work / "all-int8.onnx", "final": out}, ctx.int8.feeds[0])
         graphs[name] = out.name
     options = {"graphs": graphs, "opset": OPSET, "quant_format": "QDQ", "calibration_method": "MinMax",
-               "symmetric": True, "per_channel": True, "excluded_nodes": excluded}
+               "symmetric": True, "per_channel": True, "excluded_nodes": excluded,
+               "float_policy": list(ctx.keep_float("int8")), **extra}
     return BuildResult(options=options)
+
+
+def ort_quantize(pre: Path, dst: Path, cache: Path, excluded: list[str], large: bool) -> Path:
+    """`quantize_static` of `pre` from cached ranges (no calibration), `excluded` nodes held in float."""
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    quantize_static(
+        str(pre), str(dst), None, calibration_cache_path=str(cache),
+        quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        op_types_to_quantize=quantizable_ops(), per_channel=True, calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=list(excluded), use_external_data_format=large,
+        # symmetric activations and weights: what TensorRT's explicit quantization accepts
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+    )
+    return dst
+
+
+def _ort_budget(ctx: BuildContext, spec: TargetSpec, src: Path, pre: Path, quantize, policy: list[str],
+                work: Path, folder: Path) -> tuple[list[str], dict]:
+    from vpdsr.export.mixed_precision import choose_kept
+
+    all_int8 = quantize(work / "all-int8.onnx", policy)
+    candidates = quantizable_candidates(pre, all_int8, policy)
+    candidate = work / "candidate.onnx"
+    feeds = ctx.int8.feeds
+
+    def run(kept: list[str]) -> list:
+        return ort_outputs(quantize(candidate, policy + kept), feeds)
+
+    return choose_kept(ctx.int8, spec.name, candidates, run, folder)
+
+
+def quantizable_candidates(graph: Path, quantized: Path, policy: list[str]) -> list[str]:
+    """Nodes the budget search may hold in float: quantized in the all-INT8 graph, of a quantizable op type."""
+    import onnx
+
+    from vpdsr.export.float_policy import quantized_nodes
+
+    ops = set(quantizable_ops())
+    types = {n.name: n.op_type for n in onnx.load(str(graph), load_external_data=False).graph.node}
+    skip = set(policy)
+    return [n for n in quantized_nodes(quantized) if types.get(n) in ops and n not in skip]
+
+
+def ort_outputs(path: Path, feeds: list[dict], batch: int = 8) -> list:
+    """The graph's `sr` on each feed (onnxruntime CPU, batches of `batch`), as HxWx3 arrays."""
+    import numpy as np
+
+    from vpdsr.runtimes.onnxruntime_runner import OnnxRuntimeRunner
+
+    out = []
+    with OnnxRuntimeRunner(path) as runner:
+        for i in range(0, len(feeds), batch):
+            chunk = feeds[i:i + batch]
+            sr = runner.infer({k: np.concatenate([f[k] for f in chunk]) for k in chunk[0]})["sr"]
+            out += [s.transpose(1, 2, 0) for s in sr]
+    return out
+
+
+def ort_latency(paths: dict[str, Path], feed: dict, threads: int = 1) -> dict:
+    """Median ms of one tile on each graph (onnxruntime CPU, `threads` threads), interleaved in this process."""
+    from contextlib import ExitStack
+
+    from vpdsr.export.search import side_by_side_ms
+    from vpdsr.runtimes.onnxruntime_runner import OnnxRuntimeRunner
+
+    with ExitStack() as stack:
+        runners = {k: stack.enter_context(OnnxRuntimeRunner(p, threads=threads)) for k, p in paths.items()}
+        ms = side_by_side_ms({k: (lambda r=r: r.infer(feed)) for k, r in runners.items()})
+    return {**ms, "threads": threads}
 
 
 def quantizable_ops() -> list[str]:
@@ -91,21 +172,32 @@ def quantizable_ops() -> list[str]:
     return sorted(set(QDQRegistry) | set(QLinearOpsRegistry))
 
 
-def calibrate_ranges(pre: Path, feeds: list[dict], work: Path, large: bool) -> Path:
-    """MinMax (symmetric) ranges of every quantizable tensor, with bounded memory; returns the cache file."""
+def bounded_session_options():
+    """Session options for a calibrator's augmented graph with bounded memory (see the module docstring)."""
     import onnxruntime as ort
-    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
 
-    calibrator = create_calibrator(pre, quantizable_ops(), augmented_model_path=str(work / "augmented.onnx"),
-                                   calibrate_method=CalibrationMethod.MinMax, use_external_data_format=large,
-                                   providers=["CPUExecutionProvider"], extra_options={"symmetric": True})
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # as the calibrator: exact tensors
     opts.execution_order = ort.ExecutionOrder.PRIORITY_BASED  # reductions run as soon as their tensor exists
     opts.enable_cpu_mem_arena = False
     opts.enable_mem_pattern = False
     opts.log_severity_level = 3
-    calibrator.infer_session = ort.InferenceSession(calibrator.augmented_model_path, opts,
+    return opts
+
+
+def calibrate_ranges(pre: Path, feeds: list[dict], work: Path, large: bool) -> Path:
+    """MinMax (symmetric) ranges of every quantizable tensor, with bounded memory; returns the cache file."""
+    import onnxruntime as ort
+    from onnxruntime.quantization.calibrate import (
+        CalibrationMethod,
+        create_calibrator,
+        save_tensors_data,
+    )
+
+    calibrator = create_calibrator(pre, quantizable_ops(), augmented_model_path=str(work / "augmented.onnx"),
+                                   calibrate_method=CalibrationMethod.MinMax, use_external_data_format=large,
+                                   providers=["CPUExecutionProvider"], extra_options={"symmetric": True})
+    calibrator.infer_session = ort.InferenceSession(calibrator.augmented_model_path, bounded_session_options(),
                                                     providers=["CPUExecutionProvider"])
     calibrator.collect_data(make_reader(feeds))
     cache = work / "ranges.json"
@@ -114,87 +206,6 @@ def calibrate_ranges(pre: Path, feeds: list[dict], work: Path, large: bool) -> P
     return cache
 
 
-def build_modelopt(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildResult:
-    import importlib.util
-
-    if importlib.util.find_spec("modelopt") is None:
-        raise TargetSkipped("nvidia-modelopt is not installed; pip install 'vpdsr[modelopt]' "
-                            "(without its [onnx] extra on CPU machines)")
-    mode = spec.options["quantize_mode"]
-    high = spec.options.get("high_precision_dtype", "fp32")  # fp16 for TensorRT's strongly typed engines
-    graphs = {}
-    feeds = ctx.calib_feeds()
-    patterns = ctx.keep_float("int8")  # INT8_EXCLUDE + the model family's own
-    for name in ctx.names():
-        src = ctx.fp32_graph(name)
-        out = folder / f"{name}.onnx"
-        log.debug(f"modelopt-{mode}: PTQ of {name!r} on {len(feeds[name])} samples")
-        _modelopt_in_subprocess(src, out, mode, feeds[name], ctx.work / f"modelopt-{mode}-{high}-{name}", high,
-                                patterns)
-        graphs[name] = out.name
-    options = {"graphs": graphs, "quantize_mode": mode, "calibration_method": "max",
-               "high_precision_dtype": high, "excluded_patterns": list(patterns)}
-    if mode != "int8":
-        _check_cpu_kernels(folder, graphs, mode)
-    return BuildResult(options=options)
-
-
-_MODELOPT_SCRIPT = """
-import sys, numpy as np
-from modelopt.onnx.quantization import quantize
-from vpdsr.export.calibration import make_reader
-src, out, mode, data, large, high = sys.argv[1:7]
-arrays = np.load(data)
-n = len({k.split(":")[0] for k in arrays.files})
-feeds = [{k.split(":")[1]: arrays[k] for k in arrays.files if k.startswith(f"{i}:")} for i in range(n)]
-quantize(onnx_path=src, quantize_mode=mode, calibration_data_reader=make_reader(feeds), calibration_method="max",
-         calibration_eps=["cpu"], high_precision_dtype=high, nodes_to_exclude=sys.argv[7:],
-         use_external_data_format=large == "1", output_path=out, log_level="ERROR")
-"""
-
-
-def _modelopt_in_subprocess(src: Path, out: Path, mode: str, feeds: list[dict], work: Path,
-                            high_precision: str = "fp32", exclude: tuple[str, ...] = INT8_EXCLUDE) -> None:
-    """Run modelopt's ONNX PTQ in a child process.
-
-    Importing modelopt.onnx.quantization patches onnxruntime's quantization module in place
-    (`create_calibrator`, `MinMaxCalibrater.collect_data`, ...), which would break `ort-int8` (and
-    anyone else's onnxruntime quantization) later in the same process.
-    """
-    import subprocess
-    import sys
-
-    import numpy as np
-
-    # absolute: the child runs with cwd=work, where relative paths (`--out runs/x`) would not resolve
-    src, out, work = Path(src).resolve(), Path(out).resolve(), Path(work).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    data = work / "calib.npz"
-    np.savez(data, **{f"{i}:{k}": v for i, f in enumerate(feeds) for k, v in f.items()})
-    cmd = [sys.executable, "-c", _MODELOPT_SCRIPT, str(src), str(out), mode, str(data),
-           "1" if _is_large(src) else "0", high_precision, *exclude]
-    res = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
-    if res.returncode != 0 or not out.is_file():
-        tail = [line for line in res.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
-        raise RuntimeError(f"modelopt {mode} quantization failed: {tail[0][:300]}")
-
-
-def _check_cpu_kernels(folder: Path, graphs: dict[str, str], mode: str) -> None:
-    """TargetSkipped when onnxruntime's CPU provider cannot load a graph (no FP8 Q/DQ kernels there)."""
-    from vpdsr.errors import ArtifactError
-    from vpdsr.runtimes.onnxruntime_runner import OnnxRuntimeRunner
-
-    for f in graphs.values():
-        try:
-            with OnnxRuntimeRunner(folder / f):
-                pass
-        except ArtifactError as e:
-            raise TargetSkipped(f"modelopt-{mode} graph does not run on onnxruntime CPU ({_one_line(e)})") from None
-
-
 def _is_large(path: Path) -> bool:
     return sum(f.stat().st_size for f in path.parent.iterdir()) > EXTERNAL_DATA_BYTES
 
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:200]

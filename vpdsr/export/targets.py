@@ -17,60 +17,12 @@ from pathlib import Path
 from vpdsr.artifacts import graph_names
 from vpdsr.errors import InputError
 from vpdsr.export.calibration import CalibrationSet
+from vpdsr.export.float_policy import FLOAT_LAYERS, KEEP_FLOAT, float_patterns  # noqa: F401 (re-exported)
 from vpdsr.export.onnx_graph import export_graph, graph_io
 
 log = logging.getLogger(__name__)
 # Quality floors in dB PSNR against torch fp32 (issue 4's "must show").
 FLOOR_FP32, FLOOR_HALF, FLOOR_INT8 = 60.0, 40.0, 30.0
-
-
-# Layers kept in float, one table for every conversion, by the ONNX node-name prefix the exporter
-# scopes them with (the innermost named modules: "/decoder/conv_out/Conv" is the VQ/KL decoder's,
-# "/denoiser/unet/conv_out/Conv" the UNet's, "/Resize" the encoder's own bicubic upscale).
-FLOAT_LAYERS = {
-    "/decoder/conv_norm_out/": "the normalisation before the decoder's last convolution",
-    "/decoder/conv_out/": "the autoencoder decoder's last convolution: it maps straight to pixels",
-    "/quantize/": "the VQ codebook lookup: distances + ArgMin must pick the code fp32 picks",
-    "/denoiser/unet/conv_out/": "the denoiser's output convolution: its residual reaches the image unattenuated",
-    "/Resize": "the encoder's bicubic x4 of the LR image (NNCF INT8 there: 17-29 dB on held-out photos, 43 kept float)",
-}
-KEEP_FLOAT = {  # which of them each conversion keeps
-    "fp16": ("/decoder/conv_norm_out/", "/decoder/conv_out/", "/quantize/"),
-    "int8": ("/decoder/conv_out/", "/quantize/"),  # onnxruntime and modelopt Q/DQ
-    "nncf-int8": ("/decoder/conv_out/", "/quantize/", "/denoiser/unet/conv_out/", "/Resize"),
-}
-# Layers of one family's graphs only (by the model's class name), on top of KEEP_FLOAT: names that
-# other families' graphs also have (a top-level "/Add") must not change those families' artifacts.
-FAMILY_FLOAT_LAYERS = {
-    "SRVGGNetCompact": {
-        "/body.0/": "SRVGG's first convolution: it reads the LR image itself (NNCF INT8 there and on the "
-                    "last Add: 25.1 dB worst on realesr-animevideov3's held-out photos, both float: 35.2)",
-        "/Add": "SRVGG's last Add: the nearest-upsampled LR image plus the network's residual, straight to pixels",
-    },
-    "ResShiftSR": {
-        "/unet/out/": "the Swin-UNet's output layers (GroupNorm, SiLU, conv): x0 goes straight to the codebook "
-                      "lookup, where a small error picks another code",
-    },
-}
-FAMILY_KEEP_FLOAT = {
-    "SRVGGNetCompact": {"nncf-int8": ("/body.0/", "/Add")},
-    # the codebook lookup (/quantize/) and the VQ decoder's last conv are in KEEP_FLOAT already
-    "ResShiftSR": {"int8": ("/unet/out/",), "nncf-int8": ("/unet/out/",)},
-}
-
-
-def float_patterns(kind: str, fullmatch: bool = False, family: str | None = None) -> tuple[str, ...]:
-    """Regexes of the layers `kind` keeps in float: prefix searches, or full matches (NNCF's ignored scope).
-
-    Args:
-        kind: fp16, int8 (onnxruntime, modelopt) or nncf-int8.
-        fullmatch: NNCF's ignored-scope form instead of prefix searches.
-        family: the model's class name (`type(model).__name__`); adds that family's own entries.
-    """
-    import re
-
-    prefixes = KEEP_FLOAT[kind] + FAMILY_KEEP_FLOAT.get(family or "", {}).get(kind, ())
-    return tuple(re.escape(p) + ".*" if fullmatch else "^" + re.escape(p) for p in prefixes)
 
 
 class TargetSkipped(Exception):
@@ -121,9 +73,9 @@ for _spec in (
     TargetSpec("onnx", "onnxruntime", "fp32", _P + "onnx_targets:build_onnx", FLOOR_FP32),
     TargetSpec("onnx-fp16", "onnxruntime", "fp16", _P + "fp16:build_onnx_fp16", FLOOR_HALF, calibrated=True),
     TargetSpec("ort-int8", "onnxruntime", "int8", _P + "onnx_targets:build_ort_int8", FLOOR_INT8, calibrated=True),
-    TargetSpec("modelopt-int8", "onnxruntime", "int8", _P + "onnx_targets:build_modelopt", FLOOR_INT8,
+    TargetSpec("modelopt-int8", "onnxruntime", "int8", _P + "modelopt_int8:build_modelopt", FLOOR_INT8,
                calibrated=True, options={"quantize_mode": "int8"}),
-    TargetSpec("modelopt-fp8", "onnxruntime", "fp8", _P + "onnx_targets:build_modelopt", FLOOR_INT8,
+    TargetSpec("modelopt-fp8", "onnxruntime", "fp8", _P + "modelopt_int8:build_modelopt", FLOOR_INT8,
                calibrated=True, options={"quantize_mode": "fp8"}),
     TargetSpec("openvino", "openvino", "fp32", _P + "openvino_ir:build_openvino", FLOOR_FP32,
                options={"inference_precision": "f32"}),
@@ -131,7 +83,7 @@ for _spec in (
                options={"inference_precision": "bf16"}),
     TargetSpec("openvino-f16", "openvino", "fp16", _P + "openvino_ir:build_openvino", FLOOR_HALF,
                options={"inference_precision": "f16"}),
-    TargetSpec("openvino-int8", "openvino", "int8", _P + "openvino_ir:build_openvino_int8", FLOOR_INT8,
+    TargetSpec("openvino-int8", "openvino", "int8", _P + "openvino_int8:build_openvino_int8", FLOOR_INT8,
                calibrated=True, options={"inference_precision": "f32"}),
     TargetSpec("tensorrt-fp16", "tensorrt", "fp16", _P + "tensorrt_engine:build_tensorrt", FLOOR_HALF),
     TargetSpec("tensorrt-int8", "tensorrt", "int8", _P + "tensorrt_engine:build_tensorrt", FLOOR_INT8,
@@ -174,6 +126,7 @@ class BuildContext:
     dynamic: bool
     calib: CalibrationSet
     device: str = "cuda"  # the GPU (cuda[:N]) GPU targets (TensorRT) are built on
+    int8: object | None = None  # a mixed_precision.Int8Plan under --int8-budget / --sensitivity
     _graphs: dict = field(default_factory=dict)
     _stage_calib: dict = field(default_factory=dict)
 

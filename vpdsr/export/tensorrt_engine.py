@@ -129,7 +129,7 @@ def engine_sources(ctx: BuildContext, spec: TargetSpec) -> tuple[dict[str, Path]
     work = ctx.work / f"{spec.name}-source"
     work.mkdir(parents=True, exist_ok=True)
     if spec.precision == "int8":
-        from vpdsr.export.onnx_targets import build_modelopt
+        from vpdsr.export.modelopt_int8 import build_modelopt
 
         qdq = TARGETS["modelopt-int8"]
         qdq = replace(qdq, options={**qdq.options, "high_precision_dtype": "fp16"})

@@ -16,6 +16,7 @@ import importlib.metadata as md
 import os
 import platform
 from dataclasses import dataclass
+from pathlib import Path
 
 from vpdsr import __version__
 
@@ -100,8 +101,7 @@ def importable() -> dict[str, dict]:
     return out
 
 
-def cpu_info() -> dict:
-    """CPU model name, core count and the CPU_FLAGS it has (from /proc/cpuinfo where there is one)."""
+def _cpuinfo() -> tuple[str, set[str]]:
     name, flags = platform.processor() or "unknown", set()
     try:
         with open("/proc/cpuinfo") as f:
@@ -113,7 +113,23 @@ def cpu_info() -> dict:
                     break
     except OSError:
         pass
+    return name, flags
+
+
+def cpu_flags() -> set[str]:
+    """Every flag /proc/cpuinfo lists for the first CPU (empty where there is no /proc/cpuinfo)."""
+    return _cpuinfo()[1]
+
+
+def cpu_info() -> dict:
+    """CPU model name, core count and the CPU_FLAGS it has (from /proc/cpuinfo where there is one)."""
+    name, flags = _cpuinfo()
     return {"name": name, "cores": os.cpu_count(), "features": [f for f in CPU_FLAGS if f in flags]}
+
+
+def cache_dir() -> Path:
+    """Where vpdsr keeps per-machine caches (peak figures, engine caches): $VPDSR_CACHE, else ~/.cache/vpdsr."""
+    return Path(os.environ.get("VPDSR_CACHE") or Path.home() / ".cache" / "vpdsr")
 
 
 def gpu_info() -> list[dict]:
@@ -152,3 +168,44 @@ def machine() -> dict:
     """Where this runs: vpdsr and Python versions, platform, CPU, GPUs."""
     return {"vpdsr": __version__, "python": platform.python_version(), "platform": platform.platform(),
             "cpu": cpu_info(), "gpus": gpu_info()}
+
+
+def probe_threads(max_threads: int | None = None, seconds: float = 0.3) -> dict:
+    """How many CPU threads pay off right now: 1 or `max_threads`, from a short matmul probe.
+
+    On a 2-core machine that other processes share, a 2-thread kernel waits at every barrier for
+    its descheduled second thread and ran 1.4-2.5x slower than 1 thread (ONNX Runtime, OpenVINO and
+    torch alike); on an idle machine it is close to 2x faster. The probe times blocks of 1-thread and
+    n-thread runs of a 512^2 fp32 matmul in turn for about `seconds` and keeps n only when its median is at
+    least 25 % faster.
+
+    Returns:
+        {"threads": chosen, "max_threads": n, "ms": {"1": median, "n": median}, "loadavg": [...]}.
+    """
+    import time
+
+    import torch
+
+    n = max_threads or os.cpu_count() or 1
+    out: dict = {"max_threads": n, "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+    if n <= 1:
+        return {**out, "threads": 1, "ms": {}}
+    a = torch.randn(512, 512)
+    old = torch.get_num_threads()
+    times: dict[int, list[float]] = {1: [], n: []}
+    try:
+        # blocks of runs per thread count, twice in turn: resizing the thread pool between single
+        # runs costs more than the matmul itself
+        for k in (1, n, 1, n):
+            torch.set_num_threads(k)
+            a @ a
+            t_end = time.perf_counter() + seconds / 4
+            while time.perf_counter() < t_end or len(times[k]) < 3:
+                t0 = time.perf_counter()
+                a @ a
+                times[k].append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(old)
+    med = {k: sorted(v)[len(v) // 2] * 1000 for k, v in times.items()}
+    chosen = n if med[n] < 0.75 * med[1] else 1
+    return {**out, "threads": chosen, "ms": {str(k): round(v, 3) for k, v in med.items()}}

@@ -72,6 +72,16 @@ def test_report_schema(full_report):
     assert 25 < bf16["quality"]["psnr_vs_ref"] < onnx["quality"]["psnr_vs_ref"]
     assert onnx["quality"]["ssim_vs_ref"] > 0.99
     assert onnx["call_latency_ms"]["tile"] == 16
+    # roofline: FLOPs of the 2x2 tiles of 16 (24x24 LR, overlap 8), the machine's peak, the tiling overhead
+    peaks = report["roofline"]["peak"]
+    assert peaks["fp32"]["gflops"] > 0 and report["roofline"]["threads"] >= 1
+    for b in (ref, onnx):
+        r = b["roofline"]
+        assert r["plan"]["tiles"] == 4 and r["tiling_overhead"] == pytest.approx(4 * 16 * 16 / (24 * 24))
+        assert r["gflop_per_image"] > 0 and r["gflops"] > 0 and r["peak_gflops"] == peaks["fp32"]["gflops"]
+        assert r["peak_pct"] == pytest.approx(100 * r["gflops"] / r["peak_gflops"])
+        assert r["ms_per_mpix"] == pytest.approx(b["latency_ms"]["p50"] / (96 * 96 / 1e6))
+    assert ref["roofline"]["gflop_per_image"] == pytest.approx(onnx["roofline"]["gflop_per_image"])
     gates = report["gates"]
     gated = {"torch-bf16", "onnx"} | ({"tensorrt-fp16"} if tensorrt_skip_reason() is None else set())
     assert {(g["name"], g["backend"]) for g in gates} == {("min-psnr-vs-ref", name) for name in gated}
@@ -223,3 +233,21 @@ def test_torch_on_cuda_half_precisions(bench_model_dir, bench_images, tmp_path, 
     for r in rows:
         assert r["device"].startswith("cuda") and r["peak_gpu_mem_mb"] > 0 and r["call_latency_ms"]["p50"] > 0
     assert all(25 < r["quality"]["psnr_vs_ref"] < 200 for r in rows[1:])
+
+
+def test_default_auto_tiling_and_threads(bench_model_dir, bench_images, bench_artifacts, tmp_path, no_clip):
+    lr, hr = bench_images
+    out = tmp_path / "report"
+    rc = main(["bench", "--model", str(bench_model_dir), "--images", str(lr), "--out", str(out), "--artifacts",
+               str(bench_artifacts), "--backends", "onnx", "--warmup", "1", "--iters", "1"])
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    probe = report["environment"]["threads_probe"]
+    assert probe["threads"] in (1, probe["max_threads"]) and report["environment"]["threads"] == probe["threads"]
+    ref, onnx = report["backends"][:2]
+    assert ref["tiling"]["mode"] == "auto" and ref["tiling"]["plan"]["tiles"] == 1  # dynamic torch: whole 24x24
+    assert ref["roofline"]["tiling_overhead"] == 1.0
+    assert onnx["tiling"]["plan"]["tile"] == [16, 16]  # the static artifact keeps its 16x16 tiles
+    assert onnx["roofline"]["tiling_overhead"] == pytest.approx(4 * 256 / 576)
+    text = (out / "report.md").read_text()
+    assert "## Roofline" in text and "whole image" in text and "static 16x16 engine" in text

@@ -89,5 +89,8 @@ def test_bench_reproduces_the_manifest_psnr(model_dir, tmp_path, targets):
     rows = {r["name"]: r for r in json.loads((tmp_path / "report" / "report.json").read_text())["backends"]}
     for target in targets:
         v, q = manifest.entry(target).validation, rows[target]["quality"]
-        assert abs(q["psnr_vs_ref"] - v["psnr_db_mean"]) <= 0.01, (target, q["psnr_vs_ref"], v["psnr_db_mean"])
-        assert abs(q["psnr_vs_ref_min"] - v["psnr_db"]) <= 0.01, (target, q["psnr_vs_ref_min"], v["psnr_db"])
+        # Above 100 dB the outputs are equal up to float rounding, whose order depends on the thread count (the
+        # bench's `--threads auto` probe may choose 1 thread where validation ran on the default): 0.1 dB there.
+        tol = 0.01 if v["psnr_db"] < 100 else 0.1
+        assert abs(q["psnr_vs_ref"] - v["psnr_db_mean"]) <= tol, (target, q["psnr_vs_ref"], v["psnr_db_mean"])
+        assert abs(q["psnr_vs_ref_min"] - v["psnr_db"]) <= tol, (target, q["psnr_vs_ref_min"], v["psnr_db"])

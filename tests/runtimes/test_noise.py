@@ -30,17 +30,31 @@ def test_crop_equals_sub_array_of_larger_crop_across_blocks():
     np.testing.assert_array_equal(field.full(10, 12), big[:, 20:30, 9:21])
 
 
-def test_cache_does_not_change_values_and_stays_one_tile_row():
-    cached = NoiseField(seed=2, channels=2, block=8)
-    uncached = NoiseField(seed=2, channels=2, block=8, cache_rows=0)
+def test_cache_does_not_change_values_and_stays_within_its_budget():
+    block_bytes = 2 * 8 * 8 * 4
+    budget_blocks = (1 << 20) // block_bytes  # 1 MiB of 8x8 blocks of 2 channels: 2048 blocks
+    cached = NoiseField(seed=2, channels=2, block=8, cache_mb=1)
+    uncached = NoiseField(seed=2, channels=2, block=8, cache_mb=0)
     for y0 in range(0, 64, 12):  # tile rows of 16x16 tiles, visited row by row
         for x0 in range(0, 64, 12):
             np.testing.assert_array_equal(cached.crop(y0, x0, 16, 16), uncached.crop(y0, x0, 16, 16))
-            rows = {i for i, _ in cached._cache}
-            assert rows <= set(range(y0 // 8, (y0 + 15) // 8 + 1))
-    assert uncached._cache == {}
-    cached.crop(0, 0, 200, 200)  # a whole-image crop is not kept
-    assert cached._cache == {}
+    assert len(uncached._cache) == 0
+    assert len(cached._cache) == 10 * 10  # every block the tiles touched (up to pixel 75), kept for the next image
+    again = cached.crop(0, 0, 64, 64)  # drawn from the cache
+    np.testing.assert_array_equal(again, uncached.crop(0, 0, 64, 64))
+    big = cached.crop(-400, -400, 520, 520)  # 65 x 65 blocks: more than the budget
+    assert len(cached._cache) == budget_blocks
+    np.testing.assert_array_equal(big[:, 400:464, 400:464], again)  # the evicted ones come back the same
+
+
+def test_crop_into_a_given_buffer():
+    field = NoiseField(seed=3, channels=2)
+    batch = np.zeros((2, 2, 10, 12), np.float32)
+    slot = batch[1]
+    assert field.crop(4, 5, 10, 12, out=slot) is slot
+    np.testing.assert_array_equal(batch[1], field.crop(4, 5, 10, 12))
+    with pytest.raises(ConfigError, match="`out`"):
+        field.crop(0, 0, 10, 10, out=batch[0])
 
 
 def test_statistics_are_standard_normal_and_blocks_are_not_repeated():

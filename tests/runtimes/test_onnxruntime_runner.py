@@ -1,6 +1,7 @@
 """OnnxRuntimeRunner: the contract on the CPU provider (CUDA where onnxruntime-gpu has it), provider handling."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tests.runtimes.test_runner_contract import RunnerContract
@@ -75,3 +76,20 @@ def test_not_an_onnx_file_is_artifact_error(tmp_path):
     bad.write_bytes(b"not a protobuf")
     with pytest.raises(ArtifactError, match="onnxruntime cannot load it"):
         OnnxRuntimeRunner(bad).activate()
+
+
+def test_cpu_session_defaults_and_overrides(tmp_path):
+    from tests.runtimes.tiny_artifacts import export_fused_onnx, inputs
+    from vpdsr.runtimes.onnxruntime_runner import CPU_SESSION_CONFIG, OnnxRuntimeRunner
+
+    path = export_fused_onnx(tmp_path / "m.onnx")
+    default = OnnxRuntimeRunner(path, threads=2)
+    assert default.session_config == CPU_SESSION_CONFIG  # no spinning, dynamic block base 4
+    spin = OnnxRuntimeRunner(path, threads=2, session_config={"session.intra_op.allow_spinning": 1})
+    assert spin.session_config["session.intra_op.allow_spinning"] == "1"
+    assert spin.session_config["session.dynamic_block_base"] == "4"
+    with default, spin:
+        feed = inputs(seed=2)
+        np.testing.assert_allclose(default.infer(feed)["sr"], spin.infer(feed)["sr"], atol=1e-5)
+        summary = default.kernel_summary()
+    assert summary["int8_ops"] == 0 and summary["float_matrix_ops"] > 0

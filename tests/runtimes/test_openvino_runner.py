@@ -1,6 +1,7 @@
 """OpenVINORunner: the contract in f32 and bf16, and the execution precision always pinned."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tests.runtimes.test_runner_contract import RunnerContract
@@ -75,3 +76,19 @@ def test_bad_options_are_config_errors(tmp_path):
         OpenVINORunner(tmp_path / "m.xml", performance_hint="FAST")
     with pytest.raises(ConfigError, match="precision"):
         OpenVINORunner(tmp_path / "m.xml", precision="int8")
+
+
+def test_auto_hint_runs_tile_batches_on_throughput_streams(f32_artifact):
+    from tests.runtimes.tiny_artifacts import inputs
+
+    feed = inputs(batch=3, seed=7)
+    with load(f32_artifact) as r:
+        assert r.performance_hint == "AUTO" and r.config()["PERFORMANCE_HINT"] == "LATENCY"
+        singles = [r.infer({k: v[i : i + 1] for k, v in feed.items()})["sr"] for i in range(3)]
+        assert r._throughput is None  # batch 1 runs on the LATENCY compile only
+        batch = r.infer(feed)["sr"]
+        compiled, _ = r._throughput
+        assert str(compiled.get_property("PERFORMANCE_HINT")) == "THROUGHPUT"
+        layers = r.kernel_summary()["layers"]
+    np.testing.assert_allclose(batch, np.concatenate(singles), atol=1e-5)
+    assert layers.get("Convolution f32", 0) > 0

@@ -10,9 +10,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from vpdsr.errors import ArtifactError, ConfigError, InputError
 from vpdsr.runtimes.noise import NoiseField
-from vpdsr.runtimes.tiling import TileConfig, axis_windows, tile_starts, upscale_tiled
+from vpdsr.runtimes.tiling import TileConfig, axis_windows, fit_tile, plan_tiles, tile_starts, upscale_tiled
 
 S = 4  # the model's scale
+CACHE_MB = 8  # noise cache budget of the memory test
 
 
 def nearest_up(x: np.ndarray) -> np.ndarray:
@@ -220,7 +221,7 @@ def test_bad_image_raises_input_error(shape):
 
 def peak_bytes(h: int, w: int, channels: int) -> tuple[int, int]:
     """Peak traced memory of one tiled upscale (numpy reports its buffers to tracemalloc)."""
-    lr, field = image(h, w), NoiseField(seed=0, channels=channels)
+    lr, field = image(h, w), NoiseField(seed=0, channels=channels, cache_mb=CACHE_MB)
     tracemalloc.start()
     try:
         out = upscale_tiled(per_pixel, lr, field, TileConfig(tile=64, overlap=8, batch=4))
@@ -241,8 +242,41 @@ def test_peak_memory_is_output_buffer_plus_constant(channels):
     )
     assert large_out == 3 * 3200 * 4800 * 4
     # Beyond the output: the tile batches and the engine's own temporaries (constant), plus
-    # the noise cache of one tile row (2 rows of 64x64 blocks: grows with the width only).
+    # the noise cache (least recently used, at most its budget, whatever the image size).
     block_bytes = channels * 64 * 64 * 4
-    row_cache_growth = 2 * (19 - 5) * block_bytes
-    assert small_peak - small_out < 16 * mb + 2 * 5 * block_bytes
-    assert large_peak - large_out < (small_peak - small_out) + row_cache_growth + 2 * mb
+    budget = ((CACHE_MB << 20) // block_bytes) * block_bytes
+    small_blocks = 4 * 5 * block_bytes  # 200x300 LR: 4 x 5 blocks, all cached
+    assert small_peak - small_out < 16 * mb + min(small_blocks, budget)
+    assert large_peak - large_out < 16 * mb + budget + 2 * mb
+
+
+def test_fit_tile_shrinks_tiles_to_the_image():
+    assert fit_tile(150, 128, 8) == 79 and fit_tile(100, 128, 8) == 100  # two 79-pixel tiles cover 150 at overlap 8
+    assert fit_tile(150, 128, 8, multiple=8) == 80
+    assert fit_tile(10, 64, 8, multiple=8) == 16  # a short axis: the next multiple up (padded)
+    for length in range(20, 400, 13):
+        t = fit_tile(length, 64, 8)
+        assert t <= 64 and len(tile_starts(length, t, 8)) == len(tile_starts(length, 64, 8))
+
+
+def test_plan_counts_computed_pixels_overlaps_and_padded_batches():
+    plan = plan_tiles(128, 128, TileConfig(tile=64, overlap=8, batch=4))
+    assert (plan.tiles, plan.calls, plan.call_batches()) == (9, 3, [4, 4, 1])
+    assert plan.computed_pixels == 9 * 64 * 64 and plan.overhead == pytest.approx(2.25)
+    padded = plan_tiles(128, 128, TileConfig(tile=64, overlap=8, batch=4, pad_batch=True))
+    assert padded.call_batches() == [4, 4, 4] and padded.overhead == pytest.approx(3.0)
+    whole = plan_tiles(75, 112, TileConfig(tile=None, overlap=0, batch=1, multiple=8))
+    assert (whole.tile_h, whole.tile_w, whole.tiles) == (80, 112, 1) and whole.overhead == pytest.approx(80 / 75)
+    fitted = plan_tiles(100, 150, TileConfig(tile=128, overlap=8, batch=2, fit=True))
+    assert (fitted.tile_h, fitted.tile_w, fitted.tiles) == (100, 79, 2) and fitted.overhead < 1.06
+    assert fitted.to_dict()["computed_lr_pixels"] == 2 * 100 * 79
+
+
+@pytest.mark.parametrize("h, w", [(100, 150), (37, 64), (16, 200)])
+def test_fitted_tiles_equal_the_whole_image_for_a_per_pixel_model(h, w):
+    lr, field = image(h, w, seed=4), NoiseField(seed=2, channels=3)
+    rec = Recorder(per_pixel)
+    tiled = upscale_tiled(rec, lr, field, TileConfig(tile=64, overlap=8, batch=3, fit=True))
+    np.testing.assert_allclose(tiled, whole(per_pixel, lr, field), atol=1e-6)
+    plan = plan_tiles(h, w, TileConfig(tile=64, overlap=8, batch=3, fit=True))
+    assert {s[0][2:] for s in rec.shapes} == {(plan.tile_h, plan.tile_w)} and max(plan.tile_h, plan.tile_w) <= 64

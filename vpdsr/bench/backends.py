@@ -13,6 +13,12 @@ GPU variants, in the name so that every report row says what ran: ``torch-fp16-c
 (torch.compile, mode from ``--torch-compile``, default "default"), ``torch-fp16-graphs`` (CUDA graphs),
 ``torch-bf16-compiled-graphs``; ``onnx@cuda`` / ``onnx-fp16@tensorrt-ep`` run an ONNX artifact on
 ONNX Runtime's CUDA or TensorRT provider (on ``--device``'s GPU).
+
+``<entry>@untuned`` runs a CPU artifact (ONNX Runtime or OpenVINO) with the settings this project had
+before its CPU tuning, beside the tuned row in the same process: the engine's own defaults (ONNX
+Runtime's spinning threads, OpenVINO's LATENCY hint for tile batches too), the library's thread
+count, fixed 64-pixel tiles (overlap 8, batch 4) and noise drawn afresh for every tile (no block
+cache). The pair shows what the tuning is worth on this machine.
 """
 from __future__ import annotations
 
@@ -25,6 +31,13 @@ TORCH_PRECISIONS = ("fp32", "fp16", "bf16", "fp8")
 THREADED_BACKENDS = ("onnxruntime", "openvino")
 TORCH_SUFFIXES = ("compiled", "graphs")  # torch.compile, CUDA graphs (in this order in a name)
 ORT_GPU_PROVIDERS = {"cuda": ["cuda"], "tensorrt-ep": ["tensorrt", "cuda"]}  # `<entry>@<key>`
+UNTUNED = "untuned"  # `<entry>@untuned`: the engine defaults and tiling from before the CPU tuning
+# The runner options of `@untuned` rows: ONNX Runtime's own session defaults (spinning intra-op threads,
+# no dynamic block scheduling), OpenVINO's LATENCY hint for every call (tile batches included).
+UNTUNED_OPTIONS = {"onnxruntime": {"session_config": {"session.intra_op.allow_spinning": "1",
+                                                      "session.dynamic_block_base": "0"}},
+                   "openvino": {"performance_hint": "LATENCY"}}
+UNTUNED_TILING = (64, 8, 4)  # tile, overlap, batch of `@untuned` rows (the bench's fixed default before)
 
 
 @dataclass
@@ -128,6 +141,8 @@ def resolve_backends(model: str, artifacts: str | Path | None, names: list[str] 
         out = BackendSpec(name=entry.name, target=entry.target, backend=entry.backend, precision=entry.precision,
                           device=_entry_device(entry), stages=entry.stages, status=status, reason=reason,
                           artifact=folder, extra=extra)
+        if provider == UNTUNED:
+            return _untuned(out)
         return _on_gpu_provider(out, provider, device) if provider else out
 
     wanted = list(entries) if not names or names == ["all"] else [n for n in names if n != reference]
@@ -187,6 +202,28 @@ def _on_gpu_provider(spec: BackendSpec, provider: str, device: str) -> BackendSp
     return spec
 
 
+def with_untuned(artifacts: str | Path) -> list[str]:
+    """Every entry of an export folder, each CPU ONNX Runtime / OpenVINO one followed by its `@untuned` twin."""
+    from vpdsr.artifacts import Manifest
+
+    names = []
+    for e in Manifest.read(Path(artifacts)).artifacts:
+        names.append(e.name)
+        if e.status == "ok" and e.backend in UNTUNED_OPTIONS and _entry_device(e).lower() == "cpu" and e.stages != "split":
+            names.append(f"{e.name}@{UNTUNED}")
+    return names
+
+
+def _untuned(spec: BackendSpec) -> BackendSpec:
+    """`<entry>@untuned`: a CPU artifact with the engine defaults from before the tuning (module docstring)."""
+    if spec.backend not in UNTUNED_OPTIONS or spec.device.lower() != "cpu":
+        raise InputError(f"backend {spec.name}@{UNTUNED}: expected a CPU artifact of "
+                         f"{' or '.join(UNTUNED_OPTIONS)}, got a {spec.backend} one on {spec.device}")
+    spec.name = f"{spec.name}@{UNTUNED}"
+    spec.extra = {**spec.extra, UNTUNED: True}
+    return spec
+
+
 def _entry_device(entry) -> str:
     if entry.backend == "tensorrt":
         return str(entry.options.get("device") or "cuda")
@@ -205,6 +242,8 @@ def open_runner(spec: BackendSpec, threads: int | None = None):
 
     # CPU backends take a thread count; TensorRT (GPU) has none to set
     opts = {"threads": threads} if threads is not None and spec.backend in THREADED_BACKENDS else {}
+    if spec.extra.get(UNTUNED):  # the library's thread count and the engine's own defaults
+        opts = dict(UNTUNED_OPTIONS[spec.backend])
     if "providers" in spec.extra:  # an ONNX artifact on ONNX Runtime's CUDA/TensorRT provider
         opts.update(providers=spec.extra["providers"], device=spec.device)
     runner = load(spec.artifact, **opts)

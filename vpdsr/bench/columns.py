@@ -41,6 +41,10 @@ def _quality(key: str) -> Callable[[dict], object]:
     return lambda b: (b.get("quality") or {}).get(key)
 
 
+def _roofline(key: str) -> Callable[[dict], object]:
+    return lambda b: (b.get("roofline") or {}).get(key)
+
+
 # After the text columns (backend, precision, device, status).
 NUMERIC_COLUMNS: tuple[Column, ...] = (
     Column("p50 ms", _latency("p50"), "{:.1f}"),
@@ -49,6 +53,17 @@ NUMERIC_COLUMNS: tuple[Column, ...] = (
     Column("mean ms", _latency("mean"), "{:.1f}"),
     Column("images/s", lambda b: b.get("throughput_ips")),
     Column("peak MiB", lambda b: b.get("peak_mem_mb"), "{:.0f}"),
+    # roofline (vpdsr/bench/roofline.py): FLOPs of the timed image's engine calls, rate, share of the peak
+    Column("GFLOP/img", _roofline("gflop_per_image"), "{:.1f}"),
+    Column("GFLOP/s", _roofline("gflops"), "{:.1f}"),
+    Column("% peak", _roofline("peak_pct"), "{:.1f}"),
+    Column("% peak best", _roofline("peak_pct_best"), "{:.1f}"),
+    Column("ms/MP out", _roofline("ms_per_mpix"), "{:.0f}"),
+    Column("tiling x", _roofline("tiling_overhead"), "{:.2f}"),
+    # end to end vs the single-call rate: what is lost between engine calls
+    Column("est ms", _roofline("expected_ms"), "{:.1f}"),
+    Column("e2e/est", _roofline("vs_single_call"), "{:.2f}"),
+    Column("outside %", _roofline("outside_engine_pct"), "{:.0f}"),
     Column("PIQE", _quality("piqe")),
     Column("PIQE drift worst", _quality("piqe_drift_worst"), "{:+.2f}"),
     Column("CLIPIQA", _quality("clipiqa"), "{:.4f}"),

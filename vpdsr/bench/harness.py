@@ -6,6 +6,14 @@ image tiled with the same :class:`NoiseField` seed, score the outputs against th
 then time repeated upscales of the first image. The reference runs first; its outputs are kept
 for the comparisons, the others' are scored as they come and dropped (only crops are kept).
 
+Roofline figures (:mod:`vpdsr.bench.roofline`): the machine's matmul peaks are measured once per
+machine and thread count (cached, :mod:`vpdsr.bench.peak`), the model's FLOPs are counted from the
+torch graph per call shape (:mod:`vpdsr.bench.flops`), and every row gets GFLOP per image, effective
+GFLOP/s, % of the peak for its precision, ms per output megapixel and its tiling overhead. An INT8
+row slower than its backend's fp32 row is flagged with the reason (:mod:`vpdsr.bench.int8_flags`).
+`tile="auto"` (the default) lets each backend choose its own tiling (:mod:`vpdsr.runtimes.autotile`);
+`threads="auto"` takes the thread count from a short probe (:func:`vpdsr.env.probe_threads`).
+
 Example:
     >>> result = run_bench(BenchConfig(model="tiny", artifacts="artifacts", images="samples:holdout"))
     >>> result.report["backends"][0]["latency_ms"]["p50"]
@@ -13,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -20,6 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from vpdsr.bench.backends import (
+    UNTUNED,
+    UNTUNED_TILING,
     BackendSpec,
     one_line,
     open_runner,
@@ -28,14 +39,20 @@ from vpdsr.bench.backends import (
     set_torch_threads,
 )
 from vpdsr.bench.baselines import DEFAULT_GAN, BaselineConfig, bicubic_row, other_baselines
+from vpdsr.bench.flops import FlopCounter
 from vpdsr.bench.gates import GateConfig, apply_required, evaluate, latency_change_pct, verdict
+from vpdsr.bench.int8_flags import collect_kernels, flag_int8_rows
 from vpdsr.bench.inputs import BenchImage, load_bench_images
 from vpdsr.bench.plane_report import plane_section
 from vpdsr.bench.latency import LatencyConfig, PeakMemory, cuda_peak_mb, cuda_peak_reset, measure, summarize
+from vpdsr.bench.peak import machine_peaks
 from vpdsr.bench.quality import MetricSuite, aggregate, image_scores
+from vpdsr.bench.roofline import roofline
+from vpdsr.env import probe_threads
 from vpdsr.errors import CapabilityError, InputError, MissingWeightsError, VpdsrError
+from vpdsr.runtimes.autotile import AutoTileConfig
 from vpdsr.runtimes.tiling import TileConfig
-from vpdsr.runtimes.upscale import Upscaler
+from vpdsr.runtimes.upscale import AUTO, Upscaler
 
 log = logging.getLogger(__name__)
 SCHEMA = 1
@@ -56,7 +73,7 @@ class BenchConfig:
     torch_compile: str | None = None  # torch.compile mode for the non-reference torch backends
     cuda_graphs: bool = False  # CUDA graphs for the non-reference torch backends
     seed: int = 0
-    tile: int = 64
+    tile: int | str | None = "auto"
     overlap: int = 8
     batch: int = 4
     max_images: int | None = None
@@ -67,6 +84,7 @@ class BenchConfig:
     baseline_path: str | None = None
     gan_baseline: str | None = DEFAULT_GAN  # a noise-free SR network's row (None: none), see bench/baselines.py
     teacher: str | None = None  # a diffusion model whose T-step samples are a row
+    roofline: bool = True
 
 
 @dataclass
@@ -90,13 +108,20 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
         InputError: a corrupt image, an unknown backend, a gate that cannot be evaluated.
         VpdsrError: the reference backend could not run.
     """
-    TileConfig(cfg.tile, cfg.overlap, cfg.batch)  # a bad tiling is a user error before anything runs
-    set_torch_threads(cfg.latency.threads)
+    if cfg.tile != AUTO:
+        TileConfig(cfg.tile, cfg.overlap, cfg.batch)  # a bad tiling is a user error before anything runs
     images = load_bench_images(cfg.images, cfg.hr, max_images=cfg.max_images)
     specs = resolve_backends(cfg.model, cfg.artifacts, cfg.backends, cfg.reference, cfg.device,
                              cfg.torch_compile, cfg.cuda_graphs)
     policy = replace(cfg.gates, require=resolve_names(cfg.gates.require, specs, "--require"),
                      allow_failed=resolve_names(cfg.gates.allow_failed, specs, "--allow-failed"))
+    probe = None
+    if cfg.latency.threads == AUTO:  # after the input checks: bad input costs nothing
+        probe = probe_threads()
+        cfg.latency = replace(cfg.latency, threads=probe["threads"])
+        log.debug(f"bench: {probe['threads']} thread(s) (probe: {probe['ms']} ms per 512^2 matmul, "
+                  f"load average {probe['loadavg'][0] if probe['loadavg'] else '?'})")
+    set_torch_threads(cfg.latency.threads)
     suite = MetricSuite.build(cfg.clip_weights, cfg.lpips_weights)
     check_gates_can_run(policy, suite, images)
     log.info(f"bench: {len(images)} image(s), backends: {', '.join(s.name for s in specs)}; "
@@ -105,6 +130,8 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
 
     bicubic, bicubic_out = bicubic_row(images, suite)
     state = _RunState(images=images, suite=suite, cfg=cfg)
+    if cfg.roofline:
+        state.peaks, state.flops = _roofline_inputs(cfg)
     state.crops["bicubic"] = bicubic_out[0]
     if images[0].hr is not None:
         state.crops["hr"] = images[0].hr
@@ -122,6 +149,7 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
         for row in rows:
             if row["name"] in base_rows:
                 row["latency_change_pct"] = latency_change_pct(row, base_rows[row["name"]])
+    flag_int8_rows(rows, state.peaks)
     apply_required(rows, policy.require)
     gates = evaluate(rows, cfg.reference, policy)
     outcome = verdict(rows, gates, policy)
@@ -138,6 +166,7 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
         "reference": cfg.reference,
         "seed": cfg.seed,
         "tiling": {"tile": cfg.tile, "overlap": cfg.overlap, "batch": cfg.batch},
+        "roofline": _roofline_summary(state),
         "latency_config": asdict(cfg.latency),
         "metrics": suite.availability(),
         "bicubic": bicubic["quality"],
@@ -148,7 +177,8 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
         "passed": outcome["passed"],
         "verdict": outcome,
         "baseline": cfg.baseline_path,
-        "environment": environment(cfg.latency.threads),
+        "environment": {**environment(cfg.latency.threads), "threads_probe": probe,
+                        "loadavg_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     return BenchResult(report=report, crops=state.crops, crop_box=state.crop_box)
@@ -163,6 +193,8 @@ class _RunState:
     ref_rows: list[dict] | None = None
     crops: dict = field(default_factory=dict)
     crop_box: tuple[int, int, int] | None = None
+    peaks: dict | None = None
+    flops: FlopCounter | None = None
 
 
 def _empty_row(spec: BackendSpec) -> dict:
@@ -171,6 +203,7 @@ def _empty_row(spec: BackendSpec) -> dict:
         "device": spec.device, "stages": spec.stages, "status": spec.status, "reason": spec.reason,
         "latency_ms": None, "throughput_ips": None, "peak_mem_mb": None, "peak_gpu_mem_mb": None,
         "call_latency_ms": None, "stage_latency_ms": None, "load_s": None, "tiling": None, "quality": None,
+        "roofline": None, "flags": [],
         "sensitivity": spec.extra.get("sensitivity"),  # the export's per-layer INT8 table and plot, if any
     }
 
@@ -250,9 +283,15 @@ def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: P
         for k, v in (getattr(r, "stage_times", None) or {}).items():
             stage_times.setdefault(k, []).append(v)
 
-    upscaler = Upscaler(runner, TileConfig(cfg.tile, cfg.overlap, cfg.batch), cfg.seed, on_call=record)
-    tiles = upscaler.tiles
-    row["tiling"] = asdict(tiles)
+    flops_fn = st.flops.flops if st.flops is not None else None
+    untuned = bool(spec.extra.get(UNTUNED))
+    if untuned:  # the tiling and noise from before the tuning (see vpdsr.bench.backends)
+        wanted = TileConfig(*UNTUNED_TILING)
+    elif cfg.tile == AUTO:
+        wanted = AutoTileConfig(overlap=cfg.overlap, max_batch=cfg.batch)
+    else:
+        wanted = TileConfig(cfg.tile, cfg.overlap, cfg.batch)
+    upscaler = Upscaler(runner, wanted, cfg.seed, on_call=record, flops=flops_fn, noise_cache_mb=0 if untuned else 64)
     is_ref = st.ref_outputs is None
     per_image, outputs = [], []
     for i, im in enumerate(st.images):
@@ -272,6 +311,10 @@ def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: P
     row["quality"] = aggregate(per_image, None if is_ref else st.ref_rows, st.suite)
 
     first = st.images[0]
+    plan = upscaler.plan(*first.lr.shape[:2])
+    row["tiling"] = {"mode": "auto" if upscaler.auto else "fixed",
+                     "config": asdict(upscaler.tiles_for_size(*first.lr.shape[:2])), "plan": plan.to_dict(),
+                     "auto": upscaler.auto.choices if upscaler.auto else None}
     call_times.clear()
     stage_times.clear()
 
@@ -287,10 +330,20 @@ def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: P
     row["throughput_ips"] = stats.throughput_ips
     calls = [t for t in call_times if t is not None]
     if calls:
-        row["call_latency_ms"] = {**summarize(calls, tiles.batch).latency_dict(),
-                                  "tiles_per_call": tiles.batch, "tile": tiles.tile}
+        row["call_latency_ms"] = {**summarize(calls, plan.batch).latency_dict(),
+                                  "tiles_per_call": plan.batch,
+                                  "tile": plan.tile_h if plan.tile_h == plan.tile_w else [plan.tile_h, plan.tile_w]}
     if stage_times:
         row["stage_latency_ms"] = {k: summarize(v).latency_dict() for k, v in stage_times.items()}
+    if spec.precision == "int8":
+        try:
+            row["kernels"] = collect_kernels(runner)
+        except (VpdsrError, RuntimeError, OSError) as e:  # evidence for a flag only: never fails the row
+            log.warning(f"bench: {spec.name}: no kernel summary ({one_line(e)})")
+    if cfg.roofline:
+        engine_ms = 1000.0 * sum(calls) / stats.n if len(calls) == plan.calls * stats.n else None
+        row["roofline"] = roofline(row, plan, flops_fn, st.peaks, runner.scale, engine_ms,
+                                   single_call_ms(runner, plan, calls))
     q = row["quality"]
     fidelity = "" if is_ref else f", PSNR vs ref {q['psnr_vs_ref']:.2f} dB"
     if q.get("piqe") is not None:
@@ -298,6 +351,50 @@ def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: P
         fidelity += f", PIQE {q['piqe']:.2f}" + ("" if is_ref or drift is None else f" ({drift:+.2f} vs ref)")
     log.info(f"bench: {spec.name}: ok, p50 {stats.p50_ms:.1f} ms/image over {stats.n} runs, "
              f"{stats.throughput_ips:.2f} images/s{fidelity}")
+
+
+def single_call_ms(runner, plan, calls: list[float]) -> float | None:
+    """ms of one batch-1 call of the plan's tile shape: the timed calls' median when that is what they were,
+    else the median of 3 calls on random inputs (after one untimed)."""
+    if plan.batch == 1 and calls:
+        return float(np.median(calls)) * 1000.0
+    rng = np.random.default_rng(0)
+    feed = {"lr": rng.random((1, 3, plan.tile_h, plan.tile_w), dtype=np.float32)}
+    if runner.noise_channels:
+        feed["noise"] = rng.standard_normal((1, runner.noise_channels, plan.tile_h, plan.tile_w), dtype=np.float32)
+    runner.infer(feed)
+    times = []
+    for _ in range(3):
+        runner.infer(feed)
+        times.append(runner.last_inference_time())
+    return float(np.median(times)) * 1000.0
+
+
+def _roofline_inputs(cfg: BenchConfig) -> tuple[dict | None, FlopCounter | None]:
+    """The machine's peaks (cached) and a FLOP counter of the model; either is None, with a warning, when
+    it cannot be had (the rest of the benchmark does not depend on them)."""
+    peaks = counter = None
+    try:
+        peaks = machine_peaks(cfg.latency.threads)
+    except Exception as e:  # an engine failing in an unforeseen way must not cost the benchmark
+        log.warning(f"bench: no peak figures ({one_line(e)})")
+    try:
+        from vpdsr.models import from_pretrained
+
+        counter = FlopCounter(from_pretrained(cfg.model))
+    except (VpdsrError, OSError, RuntimeError) as e:
+        log.warning(f"bench: no FLOP count of {cfg.model} ({one_line(e)})")
+    return peaks, counter
+
+
+def _roofline_summary(st: _RunState) -> dict | None:
+    if st.peaks is None and st.flops is None:
+        return None
+    peaks = st.peaks or {}
+    return {"peak": peaks.get("peak"), "figures": peaks.get("figures"), "threads": peaks.get("threads"),
+            "size": peaks.get("size"),
+            "measured": peaks.get("measured"), "loadavg": peaks.get("loadavg"), "cached": peaks.get("cached"),
+            "flops_error": st.flops.error if st.flops is not None else "no model to count"}
 
 
 def choose_crop(image: np.ndarray, size: int) -> tuple[int, int, int]:

@@ -80,6 +80,17 @@ def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
+def _roofline(report: dict) -> str:
+    from vpdsr.bench.roofline import COLUMN_NOTE, backend_notes, peak_line
+
+    line, notes = peak_line(report.get("roofline")), backend_notes(report)
+    if not line and not notes:
+        return ""
+    items = "".join(f"<li>{_e(n[2:]).replace('**FLAG**', '<b class=fail>FLAG</b>')}</li>" for n in notes)
+    return (f"<h2>Roofline</h2><p class='note'>{_e(line or '')} {_e(COLUMN_NOTE.replace('`', ''))}</p>"
+            f"<ul class='note'>{items}</ul>")
+
+
 def _not_run(report: dict) -> str:
     rows = [f"<li><b>{_e(b['name'])}</b> {_e(b['status'])}: {_e(b['reason'])}</li>"
             for b in report["backends"] if b["status"] != "ok"]
@@ -155,7 +166,7 @@ def render_html(result, out=None) -> str:
         f"({env['cpu']['cores']} cores, torch threads {env['torch_threads']}), "
         f"{_e(', '.join(g['name'] for g in env['gpus']) or 'no GPU')}, {_e(report['created'])}.</p>",
         f"<p class='note'>{_e(stats_line(report['model']))}</p>" if stats_line(report["model"]) else "",
-        "<h2>Backends</h2>", _table(report),
+        "<h2>Backends</h2>", _table(report), _roofline(report),
         ("<p class='note'>Per-layer INT8 sensitivity: " + ", ".join(f"<a href='{_e(p)}'>{_e(n)}</a>" for n, p in links)
          + "</p>" if links else ""),
         _not_run(report),

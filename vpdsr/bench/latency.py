@@ -39,13 +39,14 @@ class LatencyConfig:
         iters: timed calls at most.
         budget_s: stop early once this many seconds of timed calls have passed (None: no limit);
             at least one timed call always runs.
-        threads: CPU threads for the backends (None: the library default).
+        threads: CPU threads for the backends (None: the library default; "auto": 1 or all cores,
+            whichever a short probe at the start finds faster, see :func:`vpdsr.env.probe_threads`).
     """
 
     warmup: int = 2
     iters: int = 10
     budget_s: float | None = None
-    threads: int | None = None
+    threads: int | str | None = None
 
     def __post_init__(self) -> None:
         if self.warmup < 0:
@@ -54,8 +55,9 @@ class LatencyConfig:
             raise ConfigError(f"`iters` must be >= 1, got {self.iters}")
         if self.budget_s is not None and self.budget_s <= 0:
             raise ConfigError(f"`budget_s` must be > 0 seconds, got {self.budget_s}")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"`threads` must be >= 1, got {self.threads}")
+        if self.threads is not None and self.threads != "auto" and (not isinstance(self.threads, int)
+                                                                    or self.threads < 1):
+            raise ConfigError(f"`threads` must be >= 1 or 'auto', got {self.threads!r}")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from vpdsr.bench.plane_report import SVG_NAME as PLANE_SVG
 from vpdsr.bench.plane_report import markdown_lines as plane_lines
 from vpdsr.bench.plane_report import section_svg
 from vpdsr.bench.quality import metric_notes
+from vpdsr.bench.roofline import markdown_section
 from vpdsr.utils import atomic_directory
 
 REPORT_FILES = ("report.json", "report.md", "report.html")
@@ -91,6 +92,7 @@ def markdown(report: dict, out: str | Path | None = None) -> str:
     if links:
         lines += ["", "Per-layer INT8 sensitivity (export `--sensitivity`): "
                   + ", ".join(f"[{name}]({path})" for name, path in links) + "."]
+    lines += markdown_section(report)
     lines += ["", "## Gates", ""]
     if report["gates"]:
         lines += ["| gate | backend | threshold | value | result |", "|---|---|---:|---:|---|"]

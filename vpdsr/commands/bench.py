@@ -42,7 +42,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="report folder (report.json, report.md, report.html)")
     p.add_argument("--backends", help="comma list: torch-fp32,torch-bf16,<manifest names> (default: the "
                                       "reference + every manifest entry); on a GPU also torch-fp16-compiled, "
-                                      "torch-bf16-compiled-graphs, torch-fp8, onnx@cuda, onnx-fp16@tensorrt-ep")
+                                      "torch-bf16-compiled-graphs, torch-fp8, onnx@cuda, onnx-fp16@tensorrt-ep; "
+                                      "<cpu entry>@untuned: the engine defaults and fixed 64-pixel tiles from "
+                                      "before the CPU tuning, beside the tuned row")
     p.add_argument("--reference", default="torch-fp32", help="reference backend (default torch-fp32)")
     p.add_argument("--device", default="cpu", help="torch device of the torch backends and of <onnx artifact>@cuda "
                                                    "(cpu, cuda, cuda:N)")
@@ -69,11 +71,15 @@ def register(sub) -> None:
     p.add_argument("--clip-weights", help="OpenAI CLIP RN50.pt (TorchScript) for CLIPIQA; else VPDSR_CLIP_WEIGHTS "
                                           "or the torch hub cache")
     p.add_argument("--lpips-weights", help="folder with the LPIPS AlexNet files (else the torch hub cache)")
-    p.add_argument("--threads", type=int, help="CPU threads for every backend (default: the library's)")
+    p.add_argument("--threads", type=int_or_auto, default="auto",
+                   help="CPU threads for every backend, or auto (default): 1 or all cores, whichever a short "
+                        "probe finds faster now (a busy machine makes 2 threads slower than 1)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs before timing (default 2)")
     p.add_argument("--iters", type=int, default=10, help="timed runs at most (default 10)")
     p.add_argument("--budget-s", type=float, help="stop timing a backend after this many seconds")
-    p.add_argument("--tile", type=int, default=64, help="LR tile size for dynamic-shape backends (default 64)")
+    p.add_argument("--tile", type=int_or_auto, default="auto",
+                   help="LR tile size for dynamic-shape backends, or auto (default): per backend, the whole image "
+                        "where a dynamic engine allows it, else the fewest tiles, chosen by measurement")
     p.add_argument("--overlap", type=int, default=8, help="tile overlap in LR pixels (default 8)")
     p.add_argument("--batch", type=int, default=4, help="tiles per engine call for dynamic-batch backends (default 4)")
     p.add_argument("--seed", type=int, default=0, help="noise seed, the same for every backend (default 0)")
@@ -85,6 +91,18 @@ def register(sub) -> None:
                    help="a diffusion model (directory or preset) whose T-step samples are a baseline row")
     # the report folder is replaced as a whole at the end: the log is written after it
     p.set_defaults(func=run, log_file=lambda a: (Path(a.out) / LOG_NAME, True))
+
+
+def int_or_auto(text: str):
+    """argparse type: a positive integer or the word `auto`."""
+    import argparse
+
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
 
 
 def config_from_args(args):

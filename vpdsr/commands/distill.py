@@ -2,7 +2,9 @@
 
 - `teacher`: train the multi-step teacher into OUT (OUT/model is the teacher).
 - `student`: distill `--teacher DIR` (or the config's `student.teacher`) into the one-step student in
-  OUT (OUT/model is the student).
+  OUT (OUT/model is the student). DIR may be a converted ResShift model (`vpdsr convert resshift`, any
+  saved ResShiftSR directory) with a ResShift config (configs/resshift.yaml, resshift-tiny.yaml): the
+  student is then the teacher's network run once at t = T-1 (vpdsr.distill.resshift_student).
 - `all` (the default): OUT/teacher then OUT/student; used by `vpdsr pipeline`. With a teacher given
   (`--teacher` or `student.teacher`), no teacher is trained: OUT/student only.
 - `autoencoder`: train the config's learned vq/kl f=4 autoencoder into OUT/autoencoder (set it as
@@ -24,10 +26,12 @@ def register(sub) -> None:
     p.add_argument("stage", nargs="?", default="all", choices=STAGES,
                    help="teacher, student, all (default: teacher then student), autoencoder (base: train a vq/kl "
                         "f4), eval (score --model) or ablate (one student per loss term)")
-    p.add_argument("--config", help="run config YAML (default: the packaged configs/tiny.yaml)")
+    p.add_argument("--config", help="run config YAML, or the name of a packaged one (tiny, tiny-perceptual, base, "
+                                    "resshift, resshift-tiny; default: tiny)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--teacher", help="the trained teacher (model directory, teacher run directory or shipped name "
-                                     "such as tiny-teacher); default: the config's student.teacher")
+                                     "such as tiny-teacher), or a converted ResShift model directory with a ResShift "
+                                     "config (--config resshift or resshift-tiny); default: the config's student.teacher")
     p.add_argument("--model", help="`eval`: the student to score (model directory or shipped name such as tiny)")
     p.add_argument("--compare", action="append", default=[], metavar="MODEL",
                    help="`eval`: also score this one-step model beside --model (repeatable; e.g. tiny)")
@@ -37,10 +41,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from vpdsr.distill.config import default_config_path, load_config
+    from vpdsr.distill.config import load_config
     from vpdsr.errors import ConfigError
 
-    config = args.config or default_config_path("tiny")
+    config = _config_source(args.config)
     if args.stage == "eval":
         return _eval(load_config(config), args)
     if args.model or args.compare:
@@ -65,6 +69,24 @@ def run(args) -> int:
         if stage.eval:
             print(f"  held-out: {_means(stage.eval)}  ({stage.run_dir / 'eval.md'})")
     return 0
+
+
+def _config_source(value: str | None):
+    """A YAML path, or a packaged config's name (a bare word that is not a file here)."""
+    from pathlib import Path
+
+    from vpdsr.distill.config import default_config_path
+    from vpdsr.errors import ConfigError
+
+    if value is None:
+        return default_config_path("tiny")
+    path = Path(value)
+    if not path.exists() and len(path.parts) == 1 and not path.suffix:
+        try:
+            return default_config_path(value)
+        except ConfigError:
+            pass  # load_config names the missing file
+    return value
 
 
 def _eval(cfg, args) -> int:

@@ -1,4 +1,4 @@
-"""`vpdsr info`: versions, importable backends, CPU features, GPUs."""
+"""`vpdsr info`: versions, importable backends, CPU features, GPUs; `--peak`: this machine's matmul peaks."""
 from __future__ import annotations
 
 import json
@@ -7,6 +7,11 @@ import json
 def register(sub) -> None:
     p = sub.add_parser("info", help="versions, importable backends, CPU features and GPUs")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--peak", action="store_true",
+                   help="measure (or read the cached) fp32/bf16/fp16/int8 matmul peaks per engine: the roofline of "
+                        "every benchmark report (a few seconds; cached per CPU, flags, threads and versions)")
+    p.add_argument("--threads", type=int, help="threads for --peak (default: torch's current count)")
+    p.add_argument("--refresh", action="store_true", help="with --peak: measure again, replacing the cache")
     p.set_defaults(func=run)
 
 
@@ -20,6 +25,10 @@ def collect() -> dict:
 
 def run(args) -> int:
     info = collect()
+    if args.peak:
+        from vpdsr.bench.peak import machine_peaks
+
+        info["peak"] = machine_peaks(args.threads, refresh=args.refresh)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -34,4 +43,17 @@ def run(args) -> int:
         print("onnxruntime providers: " + ", ".join(info["onnxruntime_providers"]))
     if info["openvino_devices"]:
         print("openvino devices: " + ", ".join(info["openvino_devices"]))
+    if "peak" in info:
+        print_peaks(info["peak"])
     return 0
+
+
+def print_peaks(peaks: dict) -> None:
+    from vpdsr.bench.roofline import peak_line
+
+    where = f"cached in {peaks['cached']}" if peaks.get("cached") else f"measured now in {peaks['seconds']} s"
+    print(f"peak ({where}):")
+    for f in peaks["figures"]:
+        rate = "-" if f["gflops"] is None else f"{f['gflops']:8.1f} {'GOP/s' if f['precision'] == 'int8' else 'GFLOP/s'}"
+        print(f"  {f['precision']:<5} {f['engine']:<12} {f['op']:<20} {rate:>16}  {f['note'] or ''}")
+    print(peak_line(peaks))

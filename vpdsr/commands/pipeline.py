@@ -7,7 +7,8 @@
 3. bench: the bundled held-out photos (astronaut, chelsea, coffee), bicubic-downscaled x4 to
    LR (the HR photos give PSNR/SSIM vs HR), every backend, report in RUN/report/.
 
-RUN/pipeline.json records each stage's wall time and outputs.
+RUN/pipeline.json records each stage's wall time and outputs; RUN/history.json gets the bench's figures
+per backend, one entry per run (:mod:`vpdsr.bench.history`; compare two with `benchmarks/suite.py compare`).
 """
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ import logging
 import time
 from pathlib import Path
 
+from vpdsr.commands.bench import int_or_auto
 from vpdsr.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
 BENCH_SAMPLES = "samples:holdout"
+CALIB_TILE = 64  # export tile (calibration crops) of the dynamic artifacts `--tile auto` exports
 LOG_NAME = "pipeline.log"
 
 
@@ -29,13 +32,19 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="run folder: distill/, artifacts/, bench-inputs/, report/")
     p.add_argument("--retrain", action="store_true", help="train even when shipped checkpoints exist")
     p.add_argument("--targets", default="all", help="export targets (default all: unsupported ones are skipped)")
-    p.add_argument("--threads", type=int, help="CPU threads for the benchmark")
+    p.add_argument("--threads", type=int_or_auto, default="auto",
+                   help="CPU threads for the benchmark, or auto (default: from a short probe, see vpdsr bench)")
     p.add_argument("--iters", type=int, default=5, help="timed runs per backend (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="warm-up runs per backend (default 1)")
     p.add_argument("--budget-s", type=float, default=10.0,
                    help="stop timing a backend after this many seconds (default 10; keeps the job within minutes)")
     p.add_argument("--clip-weights", help="OpenAI CLIP RN50.pt for CLIPIQA (else searched; null if absent)")
-    p.add_argument("--tile", type=int, default=64, help="export/bench LR tile size (default 64)")
+    p.add_argument("--tile", type=int_or_auto, default="auto",
+                   help="auto (default): dynamic-shape artifacts and each backend's own tiling (the whole image "
+                        "where it fits); N: static N x N artifacts and N-pixel tiles")
+    p.add_argument("--untuned", action="store_true",
+                   help="also bench every CPU artifact @untuned (engine defaults, fixed 64-pixel tiles: the settings "
+                        "before the CPU tuning) beside its tuned row")
     p.set_defaults(func=run, log_file=lambda a: (Path(a.out) / LOG_NAME, False))
 
 
@@ -81,8 +90,10 @@ def _preset_of(cfg) -> str | None:
     return preset
 
 
-def make_bench_inputs(folder: Path, spec: str = BENCH_SAMPLES) -> tuple[Path, Path]:
-    """The export's held-out validation photos as PNG files: HR cropped to a multiple of 4, its x4 bicubic LR.
+def make_bench_inputs(folder: Path, spec: str = BENCH_SAMPLES, max_images: int | None = None,
+                      max_size: int | None = None) -> tuple[Path, Path]:
+    """The export's held-out validation photos as PNG files: HR cropped to a multiple of 4, its x4 bicubic LR
+    (the first `max_images`, centred to at most `max_size` LR pixels a side: see `holdout_images`).
 
     The LR arrays are already at 8-bit levels, so the bench reads back exactly what the export validated on.
     """
@@ -90,13 +101,24 @@ def make_bench_inputs(folder: Path, spec: str = BENCH_SAMPLES) -> tuple[Path, Pa
     from vpdsr.export.validation import holdout_images
 
     lr_dir, hr_dir = folder / "lr", folder / "hr"
-    for name, lr, hr in holdout_images(spec):
+    for name, lr, hr in holdout_images(spec, max_images, max_size):
         write_image(hr_dir / f"{name}.png", hr)
         write_image(lr_dir / f"{name}.png", lr)
     return lr_dir, hr_dir
 
 
+def record_history(out: Path, model: str) -> None:
+    """One entry in RUN/history.json (see vpdsr.bench.history): rerunning into the same folder keeps a history."""
+    from vpdsr.bench.history import HISTORY_NAME, record_reports
+
+    report = out / "report" / "report.json"
+    preset = json.loads(report.read_text()).get("model", {}).get("preset") or Path(model).name
+    record_reports(out / HISTORY_NAME, {preset: report}, label="pipeline")
+    log.info(f"pipeline: figures added to {out / HISTORY_NAME} (compare runs: python benchmarks/suite.py compare)")
+
+
 def run(args) -> int:
+    from vpdsr.bench.backends import with_untuned
     from vpdsr.bench.gates import GateConfig
     from vpdsr.bench.harness import BenchConfig
     from vpdsr.bench.latency import LatencyConfig
@@ -119,7 +141,10 @@ def run(args) -> int:
 
     t0 = time.perf_counter()
     log.info(f"[2/3] export: targets {args.targets} -> {out / 'artifacts'}")
-    manifest = export(model, out / "artifacts", args.targets, tile=args.tile, progress=None)
+    auto = args.tile == "auto"
+    # auto: dynamic H/W, so a backend can take a whole image (calibration and validation stay on 64-pixel tiles)
+    manifest = export(model, out / "artifacts", args.targets, tile=CALIB_TILE if auto else args.tile, dynamic=auto,
+                      progress=None)
     summary["stages"]["export"] = {
         "seconds": time.perf_counter() - t0,
         "artifacts": {a.name: a.status if a.status == "ok" else f"{a.status}: {a.reason}" for a in manifest.artifacts},
@@ -130,11 +155,14 @@ def run(args) -> int:
     lr_dir, hr_dir = make_bench_inputs(out / "bench-inputs")
     cfg = BenchConfig(
         model=model, images=str(lr_dir), hr=str(hr_dir), artifacts=str(out / "artifacts"), tile=args.tile,
+        backends=with_untuned(out / "artifacts") if args.untuned else None,
         latency=LatencyConfig(warmup=args.warmup, iters=args.iters, budget_s=args.budget_s, threads=args.threads),
         gates=GateConfig(), clip_weights=args.clip_weights, teacher=info.get("teacher"),
     )
     try:
-        return bench_and_report(cfg, out / "report", print_table=False)
+        rc = bench_and_report(cfg, out / "report", print_table=False)
+        record_history(out, model)
+        return rc
     finally:
         summary["stages"]["bench"] = {"seconds": time.perf_counter() - t0, "report": str(out / "report")}
         summary["seconds"] = time.perf_counter() - t_start

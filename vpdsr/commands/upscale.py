@@ -9,9 +9,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from vpdsr.commands.bench import int_or_auto
 from vpdsr.errors import InputError
-
-DEFAULT_TILE = 128
 
 
 def register(sub) -> None:
@@ -26,8 +25,9 @@ def register(sub) -> None:
     p.add_argument("--device", help="cpu (default) or cuda[:N]; openvino: its device name (CPU, GPU)")
     p.add_argument("--precision", help="torch: fp32 (default), fp16, bf16; openvino: override the artifact's "
                                        "pinned execution precision (f32, bf16, f16)")
-    p.add_argument("--tile", type=int, help=f"tile size in LR pixels; 0 = whole image (default: a static artifact's "
-                                            f"own tile, else {DEFAULT_TILE})")
+    p.add_argument("--tile", type=int_or_auto, help="tile size in LR pixels; 0 = whole image; auto (the default): "
+                                                  "the whole image where a dynamic engine allows it, else the fewest "
+                                                  "tiles (a static artifact's own size), chosen by measurement")
     p.add_argument("--overlap", type=int, default=16, help="tile overlap in LR pixels (default 16)")
     p.add_argument("--batch", type=int, default=4, help="tiles per inference call (default 4)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
@@ -38,6 +38,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from vpdsr.commands.checks import distinct_outputs, output_folder
     from vpdsr.data.io import list_images, read_image, write_image
+    from vpdsr.runtimes.autotile import AutoTileConfig
     from vpdsr.runtimes.tiling import TileConfig
     from vpdsr.runtimes.upscale import Upscaler
 
@@ -45,13 +46,16 @@ def run(args) -> int:
     files = list(dict.fromkeys(f for spec in args.images for f in list_images(spec)))  # a file named twice runs once
     # before the model loads (the scale is the runner's): one stem, one output, whatever the scale
     distinct_outputs((f, out / f"{f.stem}_x<scale>.png") for f in files)
-    tile = DEFAULT_TILE if args.tile is None else (args.tile or None)
-    cfg = TileConfig(tile=tile, overlap=args.overlap if tile else 0, batch=args.batch)
+    if args.tile in (None, "auto"):
+        cfg = AutoTileConfig(overlap=args.overlap, max_batch=args.batch)
+    else:
+        tile = args.tile or None
+        cfg = TileConfig(tile=tile, overlap=args.overlap if tile else 0, batch=args.batch)
     runner = make_runner(args).activate()
     try:
-        # `--tile` given: a static artifact of another tile size is a one-line error, not a silent change
-        upscaler = Upscaler(runner, cfg, args.seed, explicit_tile=args.tile is not None)
-        scale = upscaler.tiles.scale  # the model's (x2/x3 GAN presets), as the runner reports it
+        # `--tile N` given: a static artifact of another tile size is a one-line error, not a silent change
+        upscaler = Upscaler(runner, cfg, args.seed, explicit_tile=args.tile not in (None, "auto"))
+        scale = int(getattr(runner, "scale", 4))  # the model's (x2/x3 GAN presets), as the runner reports it
         targets = [out / f"{Path(path).stem}_x{scale}.png" for path in files]
         distinct_outputs(zip(files, targets))  # also refuses an output name that exists as a folder
         for path, target in tqdm(list(zip(files, targets)), desc="upscale", unit="img", disable=len(files) < 2):

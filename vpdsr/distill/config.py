@@ -13,6 +13,7 @@ Layout of a config file (every field optional; see configs/tiny.yaml and configs
     discriminator: {channels, layers, spectral_norm, lead_steps, optim: {...}}
     accelerate:   {mixed_precision: "no" | fp16 | bf16, cpu: false, num_threads: N | auto}
     eval:         {images: samples:holdout, crop_border: 4, noise_seed: 0, perceptual, crop_size, ...}
+    resshift:     {teacher_noise, pixel_decode, gt_latent}   # only with a ResShift model (configs/resshift.yaml)
 
 Top-level sections owned by later stages (`export`, `bench`, `pipeline`) are accepted and ignored
 here, so one YAML drives `vpdsr pipeline`.
@@ -158,6 +159,33 @@ class LossConfig:
 
 
 @dataclass
+class ResShiftStudentConfig:
+    """Choices of distilling a ResShift teacher (`model.preset` resshift-*/sinsr; SinSR's recipe, see
+    vpdsr.distill.resshift_student). The student is the teacher's network, one step at t = T-1.
+
+    Attributes:
+        teacher_noise: sampled (the teacher's T-step posterior sampler with fresh noise at every step, as
+            ResShift samples) | none (posterior means only: x_T maps to one target deterministically; ours,
+            in the spirit of SinSR, which distils a deterministic sampler).
+        pixel_decode: how the pixel-space terms (recon, HFP, grid, adversarial, ESS) reach the UNet through
+            the VQ decoder's codebook lookup: straight_through (forward quantized, as deployed; gradient as
+            if the lookup were the identity) | unquantized (decode the raw latent).
+        gt_latent: weight of L2 between the student's x0 and the HR image's latent (SinSR's
+            `finetune_use_gt`, 1.0 in its configs/SinSR.yaml); 0 disables it.
+    """
+
+    teacher_noise: str = "sampled"
+    pixel_decode: str = "straight_through"
+    gt_latent: float = 0.0
+
+    def validate(self) -> None:
+        _choice("resshift.teacher_noise", self.teacher_noise, ("sampled", "none"))
+        _choice("resshift.pixel_decode", self.pixel_decode, ("straight_through", "unquantized"))
+        if self.gt_latent < 0:
+            raise ConfigError(f"`resshift.gt_latent` must be >= 0, got {self.gt_latent}")
+
+
+@dataclass
 class DiscriminatorConfig:
     """A small patch discriminator on pixels (ours: plain strided convs + LeakyReLU, spectral norm).
 
@@ -251,21 +279,32 @@ class DistillConfig:
     accelerate: AccelerateConfig = field(default_factory=AccelerateConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     autoencoder_training: AutoencoderTrainConfig = field(default_factory=AutoencoderTrainConfig)
+    resshift: ResShiftStudentConfig = field(default_factory=ResShiftStudentConfig)
     disabled_terms: dict = field(default_factory=dict)  # filled at run time: {term: reason}
 
     # -- derived ---------------------------------------------------------------------------
     def model_config(self):
-        """The ModelConfig: `model.preset` plus any section overrides (autoencoder/denoiser/schedule)."""
-        from vpdsr.models import ModelConfig, get_preset
+        """The model config of `model.preset`'s family plus any section overrides: VPDSR presets take
+        autoencoder/denoiser/schedule, ResShift presets (resshift-*, sinsr) denoiser/autoencoder/diffusion."""
+        from vpdsr.models import get_preset
+        from vpdsr.models.families import family_of
 
         spec = dict(self.model)
         preset = spec.pop("preset", "tiny")
-        base = get_preset(preset).to_dict()
+        cfg = get_preset(preset)
+        base = cfg.to_dict()
+        sections = [k for k, v in base.items() if isinstance(v, dict)]
         for section, values in spec.items():
-            if section not in ("autoencoder", "denoiser", "schedule") or not isinstance(values, dict):
-                raise ConfigError(f"unknown key `model.{section}` (expected preset, autoencoder, denoiser, schedule)")
+            if section not in sections or not isinstance(values, dict):
+                raise ConfigError(f"unknown key `model.{section}` (expected preset, {', '.join(sections)})")
             base[section].update(values)
-        return ModelConfig.from_dict(base, source="config `model`")
+        return family_of(cfg).config_cls.from_dict(base, source="config `model`")
+
+    def is_resshift(self) -> bool:
+        """Whether `model` is a ResShift-family model (distilled by vpdsr.distill.resshift_student)."""
+        from vpdsr.models.resshift import ResShiftConfig
+
+        return isinstance(self.model_config(), ResShiftConfig)
 
     def degradation_config(self):
         from vpdsr.data.degrade import DegradationConfig
@@ -274,6 +313,7 @@ class DistillConfig:
 
     def validate(self) -> "DistillConfig":
         self.losses.validate()
+        self.resshift.validate()
         _choice("accelerate.mixed_precision", self.accelerate.mixed_precision, ("no", "fp16", "bf16"))
         from vpdsr.distill.threads import parse_num_threads
 
@@ -290,7 +330,7 @@ class DistillConfig:
         if min(self.eval.crop_size, self.eval.crops_per_image, self.eval.noise_control) < 0:
             raise ConfigError("`eval.crop_size`, `eval.crops_per_image` and `eval.noise_control` must be >= 0")
         mcfg = self.model_config()
-        multiple = mcfg.scale * mcfg.denoiser.size_multiple
+        multiple = mcfg.scale * _size_multiple(mcfg)
         if self.data.crop_size % multiple or self.data.crop_size <= 0:
             raise ConfigError(f"`data.crop_size` must be a positive multiple of {multiple}, got {self.data.crop_size}")
         self.degradation_config()
@@ -390,6 +430,21 @@ def _convert(hint, value, where: str):
     if value is None or isinstance(value, str):
         return value
     raise ConfigError(f"`{where}` must be a string, got {value!r}")
+
+
+def _size_multiple(mcfg) -> int:
+    """LR sides must be multiples of this: the VPDSR denoiser's rule, or a ResShift UNet's (window size x
+    2^(levels-1), read off a model built on the meta device: no weights are allocated)."""
+    from vpdsr.models.resshift import ResShiftConfig
+
+    if not isinstance(mcfg, ResShiftConfig):
+        return mcfg.denoiser.size_multiple
+    import torch
+
+    from vpdsr.models.resshift import ResShiftSR
+
+    with torch.device("meta"):
+        return ResShiftSR(mcfg).size_multiple
 
 
 def _choice(where: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -57,15 +57,16 @@ def evaluate(images: list[tuple[str, torch.Tensor]], degradation, seed: int, cro
         outs = {"bicubic": F.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)}
         ref = teacher if teacher is not None else student
         if ref is not None:
-            noise = ref.make_noise(lr, seed=seed + i)
+            lr_in, keep = fit_size(ref, lr)
+            noise = ref.make_noise(lr_in, seed=seed + i)
         if teacher is not None:
             tg = step_generator(seed, "eval", 1000 + i, device=str(device))
-            outs[f"teacher_{teacher.schedule.steps}step"] = teacher.teacher_sample(lr, noise, generator=tg)
-            outs["teacher_1step"] = teacher(lr, noise)
+            outs[f"teacher_{sampling_steps(teacher)}step"] = keep(teacher.teacher_sample(lr_in, noise, generator=tg))
+            outs["teacher_1step"] = keep(teacher(lr_in, noise))
         if student is not None:
-            outs["student_1step"] = student(lr, noise)
+            outs["student_1step"] = keep(student(lr_in, noise))
         for other, model in (others or {}).items():
-            outs[other] = model.to(device).eval()(lr, noise)
+            outs[other] = keep(model.to(device).eval()(lr_in, noise))
         hr_np = _np(hr)
         row = {"image": name, "hr_size": [int(hr.shape[-1]), int(hr.shape[-2])]}
         arrays = {m: _np(sr) for m, sr in outs.items()}
@@ -99,10 +100,29 @@ def evaluate(images: list[tuple[str, torch.Tensor]], degradation, seed: int, cro
     if student is not None:
         gains = {"student_minus_bicubic_db": mean["student_1step"]["psnr_y"] - mean["bicubic"]["psnr_y"]}
         if teacher is not None:
-            steps = teacher.schedule.steps
+            steps = sampling_steps(teacher)
             gains["student_minus_teacher_db"] = mean["student_1step"]["psnr_y"] - mean[f"teacher_{steps}step"]["psnr_y"]
         result["summary"] = gains
     return result
+
+
+def sampling_steps(model) -> int:
+    """T of a multi-step model: a VPDSR's `schedule.steps` or a ResShiftSR's `diffusion.steps`."""
+    schedule = getattr(model, "schedule", None) or model.diffusion
+    return int(schedule.steps)
+
+
+def fit_size(model, lr: torch.Tensor):
+    """(LR padded to the model's size rule, a function cropping an SR output back to the LR's extent).
+
+    ResShift models need sides that are multiples of their window rule and reflect-pad like ResShift's
+    sampler (`pad_lr`); other models take any size and get `lr` unchanged.
+    """
+    if not hasattr(model, "pad_lr"):
+        return lr, lambda sr: sr
+    padded, (h, w) = model.pad_lr(lr)
+    s = model.scale
+    return padded, lambda sr: sr[..., :h * s, :w * s]
 
 
 def evaluate_run(cfg, out: Path | None, teacher=None, student=None, device="cpu", others: dict | None = None) -> dict:

@@ -36,7 +36,7 @@ from vpdsr.distill.state import load_training_state, save_training_state
 from vpdsr.errors import CheckpointError, ConfigError
 from vpdsr.utils import atomic_write_text
 
-LOG_COLUMNS = ("step", "lr", "loss", "distill", "recon", "ess", "hfp", "grid", "adv", "fm", "d_loss", "seconds")
+LOG_COLUMNS = ("step", "lr", "loss", "distill", "gt_latent", "recon", "ess", "hfp", "grid", "adv", "fm", "d_loss", "seconds")
 
 
 @dataclass
@@ -214,6 +214,9 @@ def train_teacher(cfg: DistillConfig, out: str | Path, resume: bool = False, pro
     from vpdsr.distill.losses import resshift_loss
     from vpdsr.models import build
 
+    if cfg.is_resshift():
+        raise ConfigError(f"`model.preset` {cfg.model.get('preset')!r} is a ResShift model: vpdsr does not train ResShift "
+                          "teachers; convert one (`vpdsr convert resshift`) and pass it as `--teacher DIR`")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -264,14 +267,22 @@ def train_student(cfg: DistillConfig, teacher: str | Path | None, out: str | Pat
         teacher: a model directory, a teacher run directory or a shipped checkpoint name; None =
             the config's `student.teacher`.
     """
-    from vpdsr.distill.losses import (PatchDiscriminator, discriminator_step, feature_matching_loss,
-                                      generator_adv_loss, grid_loss, hfp_loss, load_ess, pixel_loss)
+    from vpdsr.distill.losses import pixel_loss
     from vpdsr.models import build
     from vpdsr.models.checkpoint import load_directory
 
     teacher = teacher if teacher is not None else cfg.student.teacher
     if teacher is None:
         raise ConfigError("the student stage needs a teacher: `--teacher DIR` or `student.teacher` in the config")
+    teacher_dir = resolve_model_dir(teacher)
+    family = family_name(teacher_dir)
+    if family == "ResShiftSR" or cfg.is_resshift():
+        from vpdsr.distill.resshift_student import train_resshift_student
+
+        return train_resshift_student(cfg, teacher_dir, out, resume=resume, progress=progress, stop_at=stop_at)
+    if family != "VPDSR":
+        raise ConfigError(f"--teacher {teacher_dir}: a {family} model has no multi-step sampler to distil; expected "
+                          "a VPDSR teacher (e.g. tiny-teacher) or a converted ResShift model (ResShiftSR)")
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -279,52 +290,21 @@ def train_student(cfg: DistillConfig, teacher: str | Path | None, out: str | Pat
     scfg, lc = cfg.student, cfg.losses
     acc = make_accelerator(cfg, scfg.grad_accum)
     torch.manual_seed(cfg.seed + 1)
-    teacher_model = load_directory(resolve_model_dir(teacher)).to(acc.device).eval().requires_grad_(False)
+    teacher_model = load_directory(teacher_dir).to(acc.device).eval().requires_grad_(False)
     if scfg.init_from:
         model = load_directory(resolve_model_dir(scfg.init_from)).to(acc.device)
     else:
         model = copy.deepcopy(teacher_model) if scfg.init_from_teacher else build(teacher_model.config, seed=cfg.seed)
-    _name_after_preset(model, cfg)
-    model.requires_grad_(False)
-    model.denoiser.requires_grad_(True)
-    model.train()
-    disabled = dict(cfg.disabled_terms)
-    ess = None
-    if lc.ess > 0:
-        ess, reason = load_ess(lc.clip_weights, lc.on_missing_weights, acc.device)
-        if reason:
-            disabled["ess"] = reason
-    cfg.disabled_terms = disabled
-    cfg.save(out / "config.yaml")
-    data = CropDataset(cfg.data.images, cfg.data.crop_size, cfg.degradation_config(), cfg.seed, cfg.data.augment)
-    opt, sched = make_optimizer(model.denoiser.parameters(), scfg.optim, lr_lambda(scfg))
-    trained, optimizers, schedulers = {}, {}, {}
-    disc = d_opt = None
-    if lc.adv > 0:
-        dc = cfg.discriminator
-        disc_module = PatchDiscriminator(dc.channels, dc.layers, dc.spectral_norm).to(acc.device)
-        d_opt, d_sched = make_optimizer(disc_module.parameters(), dc.optim, lr_lambda(StageConfig(steps=scfg.steps, optim=dc.optim)))
-        denoiser, opt, disc, d_opt = acc.prepare(model.denoiser, opt, disc_module, d_opt)
-        trained["discriminator"], optimizers["discriminator"], schedulers["discriminator"] = disc, d_opt, d_sched
-    else:
-        denoiser, opt = acc.prepare(model.denoiser, opt)
-    trained = {"denoiser": denoiser, **trained}
-    optimizers = {"denoiser": opt, **optimizers}
-    schedulers = {"denoiser": sched, **schedulers}
-    ema = EMA(acc.unwrap_model(denoiser), scfg.ema.decay) if scfg.ema.enabled else None
+    parts = setup_student(cfg, acc, model, model.denoiser, out)
+    denoiser, opt, disc, d_opt, ess, data = parts.module, parts.opt, parts.disc, parts.d_opt, parts.ess, parts.data
     sched_t = model.schedule
     last_t = sched_t.steps - 1
 
     choose_threads(cfg, acc, "student", out, probe_step(model, denoiser, data, cfg, "student", acc.device), progress)
 
     def step_fn(step: int, micro: int) -> dict[str, float]:
-        batch = data.batch(step, micro, cfg.data.batch_size, "student")
-        hr, lr = batch.hr.to(acc.device), batch.lr.to(acc.device)
-        g = step_generator(cfg.seed, "student", step, 1000 + micro)
-        tg = step_generator(cfg.seed, "student", step, 2000 + micro, device=str(acc.device))
+        hr, lr, y, noise, tg = student_draw(cfg, data, acc.device, model, step, micro)
         with torch.no_grad():
-            y = model.encode(lr)
-            noise = torch.randn(y.shape, generator=g).to(y)
             target = teacher_model.teacher_sample_latent(y, noise, generator=tg) if lc.distill > 0 else None
         x_T = sched_t.prior_sample(y, noise)
         t = torch.full((y.shape[0],), last_t, dtype=torch.long, device=y.device)
@@ -336,53 +316,154 @@ def train_student(cfg: DistillConfig, teacher: str | Path | None, out: str | Pat
                 terms["distill"] = pixel_loss(x0, target, lc.distill_kind)
             else:
                 terms["distill"] = pixel_loss(sr, model.autoencoder.decode(target), lc.distill_kind)
-        if lc.recon > 0:
-            terms["recon"] = pixel_loss(sr, hr, lc.recon_kind)
-        if lc.hfp > 0:
-            terms["hfp"] = hfp_loss(sr, hr, lc.hfp_levels, lc.hfp_kind, lc.hfp_pool)
-        if lc.grid > 0:
-            terms["grid"] = grid_loss(sr, hr, model.config.scale, lc.grid_pool)
-        if ess is not None:
-            terms["ess"] = ess(sr.clamp(0, 1), hr)
-        adv_on = disc is not None and step > lc.adv_start_step
-        d_on = disc is not None and step > lc.adv_start_step - cfg.discriminator.lead_steps
-        weights = {k: getattr(lc, k) for k in terms}
-        if adv_on:
-            d = acc.unwrap_model(disc)
-            d.requires_grad_(False)
-            if lc.feature_match > 0 or lc.adv_loss == "relativistic":
-                feats_fake, logits_fake = d.features(sr)
-                with torch.no_grad():
-                    feats_real, logits_real = d.features(hr)
-                terms["adv"] = generator_adv_loss(logits_fake, lc.adv_loss, logits_real)
-                if lc.feature_match > 0:
-                    terms["fm"] = feature_matching_loss(feats_fake, feats_real)
-            else:  # one pass, as before these options existed (keeps the shipped tiny run's numbers)
-                terms["adv"] = generator_adv_loss(disc(sr), lc.adv_loss)
-            ramp = min(1.0, (step - lc.adv_start_step) / lc.adv_ramp_steps) if lc.adv_ramp_steps else 1.0
-            weights["adv"] = lc.adv * ramp if lc.adv_ramp_steps else lc.adv
-            if "fm" in terms:
-                weights["fm"] = lc.feature_match * ramp
-        loss = sum(weights[k] * v for k, v in terms.items())
-        acc.backward(loss)
-        _clip(acc, denoiser, scfg.optim.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        logged = {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
-        if d_on:
-            logged["d_loss"] = float(discriminator_step(disc, d_opt, hr, sr.detach(), lc.adv_loss, backward=acc.backward))
-        return logged
+        return student_update(cfg, acc, step, terms, sr, hr, model.config.scale, denoiser, opt, disc, d_opt, ess)
 
-    step = run_loop("student", cfg, scfg, out, acc, trained, optimizers, schedulers, step_fn, ema, resume, progress,
-                    stop_at, disabled)
+    step = run_loop("student", cfg, scfg, out, acc, parts.trained, parts.optimizers, parts.schedulers, step_fn,
+                    parts.ema, resume, progress, stop_at, parts.disabled)
+    disabled = parts.disabled
     if step < scfg.steps:
         return StageResult(out, None, step, time.perf_counter() - t_start, disabled_terms=disabled)
-    final = _final_model(model, acc.unwrap_model(denoiser), ema)
+    final = _final_model(model, acc.unwrap_model(denoiser), parts.ema)
     model_dir = _save_model(final, out / "model", acc)
     result = None
     if cfg.eval.enabled and acc.is_main_process:
         result = evaluate_run(cfg, out, teacher=teacher_model, student=final, device=acc.device)
     return StageResult(out, model_dir, step, time.perf_counter() - t_start, result, disabled)
+
+
+@torch.no_grad()
+def student_draw(cfg: DistillConfig, data: CropDataset, device, model, step: int, micro: int):
+    """Step `step`'s (hr, lr, y = model.encode(lr), noise, teacher generator): every draw from generators
+    seeded by (seed, step, micro), so a resumed run repeats them exactly."""
+    batch = data.batch(step, micro, cfg.data.batch_size, "student")
+    hr, lr = batch.hr.to(device), batch.lr.to(device)
+    g = step_generator(cfg.seed, "student", step, 1000 + micro)
+    tg = step_generator(cfg.seed, "student", step, 2000 + micro, device=str(device))
+    y = model.encode(lr)
+    return hr, lr, y, torch.randn(y.shape, generator=g).to(y), tg
+
+
+def student_ess(cfg: DistillConfig, device):
+    """The ESS module (None when `losses.ess` is 0 or its CLIP weights are absent and skipped) and the
+    disabled terms {term: reason}, which are also recorded in `cfg.disabled_terms`."""
+    from vpdsr.distill.losses import load_ess
+
+    disabled = dict(cfg.disabled_terms)
+    ess = None
+    if cfg.losses.ess > 0:
+        ess, reason = load_ess(cfg.losses.clip_weights, cfg.losses.on_missing_weights, device)
+        if reason:
+            disabled["ess"] = reason
+    cfg.disabled_terms = disabled
+    return ess, disabled
+
+
+def family_name(model_dir: Path) -> str:
+    """The `_class_name` of a model directory's config.json (VPDSR when absent); one-line CheckpointError."""
+    from vpdsr.models.checkpoint import load_config
+    from vpdsr.models.families import family_of
+
+    return family_of(load_config(model_dir)).name
+
+
+@dataclass
+class StudentParts:
+    """What `setup_student` prepared: the trained module (accelerate-prepared), its optimizer, the
+    discriminator (None without `losses.adv`), ESS (None when off or skipped), data and EMA; `trained`,
+    `optimizers`, `schedulers` are keyed "denoiser" (and "discriminator"), as `run_loop` checkpoints them."""
+
+    module: torch.nn.Module
+    opt: torch.optim.Optimizer
+    trained: dict
+    optimizers: dict
+    schedulers: dict
+    disc: torch.nn.Module | None
+    d_opt: torch.optim.Optimizer | None
+    ess: torch.nn.Module | None
+    disabled: dict
+    data: CropDataset
+    ema: EMA | None
+
+
+def setup_student(cfg: DistillConfig, acc, model, module: torch.nn.Module, out: Path) -> StudentParts:
+    """Freeze `model` except `module` (the network that trains), load ESS, write OUT/config.yaml, and
+    build the data, optimizer, discriminator (when `losses.adv` > 0) and EMA of the student stage."""
+    from vpdsr.distill.losses import PatchDiscriminator
+
+    scfg = cfg.student
+    _name_after_preset(model, cfg)
+    model.requires_grad_(False)
+    module.requires_grad_(True)
+    model.train()
+    ess, disabled = student_ess(cfg, acc.device)
+    cfg.save(out / "config.yaml")
+    data = CropDataset(cfg.data.images, cfg.data.crop_size, cfg.degradation_config(), cfg.seed, cfg.data.augment)
+    opt, sched = make_optimizer(module.parameters(), scfg.optim, lr_lambda(scfg))
+    trained, optimizers, schedulers = {}, {}, {}
+    disc = d_opt = None
+    if cfg.losses.adv > 0:
+        dc = cfg.discriminator
+        disc_module = PatchDiscriminator(dc.channels, dc.layers, dc.spectral_norm).to(acc.device)
+        d_opt, d_sched = make_optimizer(disc_module.parameters(), dc.optim,
+                                        lr_lambda(StageConfig(steps=scfg.steps, optim=dc.optim)))
+        module, opt, disc, d_opt = acc.prepare(module, opt, disc_module, d_opt)
+        trained["discriminator"], optimizers["discriminator"], schedulers["discriminator"] = disc, d_opt, d_sched
+    else:
+        module, opt = acc.prepare(module, opt)
+    ema = EMA(acc.unwrap_model(module), scfg.ema.decay) if scfg.ema.enabled else None
+    return StudentParts(module, opt, {"denoiser": module, **trained}, {"denoiser": opt, **optimizers},
+                        {"denoiser": sched, **schedulers}, disc, d_opt, ess, disabled, data, ema)
+
+
+def student_update(cfg: DistillConfig, acc, step: int, terms: dict, sr: torch.Tensor, hr: torch.Tensor, scale: int,
+                   denoiser, opt, disc, d_opt, ess, weights: dict[str, float] | None = None) -> dict[str, float]:
+    """The pixel-space terms of one student step (recon, HFP, grid, ESS, adversarial, feature matching),
+    added to `terms` (the latent ones), then the weighted backward pass, the optimizer step and the
+    alternating discriminator update. `weights` names the weights of terms that are not `losses` fields.
+
+    Returns:
+        the logged floats: loss, every term, d_loss when the discriminator trained.
+    """
+    from vpdsr.distill.losses import (discriminator_step, feature_matching_loss, generator_adv_loss, grid_loss,
+                                      hfp_loss, pixel_loss)
+
+    lc = cfg.losses
+    if lc.recon > 0:
+        terms["recon"] = pixel_loss(sr, hr, lc.recon_kind)
+    if lc.hfp > 0:
+        terms["hfp"] = hfp_loss(sr, hr, lc.hfp_levels, lc.hfp_kind, lc.hfp_pool)
+    if lc.grid > 0:
+        terms["grid"] = grid_loss(sr, hr, scale, lc.grid_pool)
+    if ess is not None:
+        terms["ess"] = ess(sr.clamp(0, 1), hr)
+    adv_on = disc is not None and step > lc.adv_start_step
+    d_on = disc is not None and step > lc.adv_start_step - cfg.discriminator.lead_steps
+    weights = {k: (weights or {})[k] if k in (weights or {}) else getattr(lc, k) for k in terms}
+    if adv_on:
+        d = acc.unwrap_model(disc)
+        d.requires_grad_(False)
+        if lc.feature_match > 0 or lc.adv_loss == "relativistic":
+            feats_fake, logits_fake = d.features(sr)
+            with torch.no_grad():
+                feats_real, logits_real = d.features(hr)
+            terms["adv"] = generator_adv_loss(logits_fake, lc.adv_loss, logits_real)
+            if lc.feature_match > 0:
+                terms["fm"] = feature_matching_loss(feats_fake, feats_real)
+        else:  # one pass, as before these options existed (keeps the shipped tiny run's numbers)
+            terms["adv"] = generator_adv_loss(disc(sr), lc.adv_loss)
+        ramp = min(1.0, (step - lc.adv_start_step) / lc.adv_ramp_steps) if lc.adv_ramp_steps else 1.0
+        weights["adv"] = lc.adv * ramp if lc.adv_ramp_steps else lc.adv
+        if "fm" in terms:
+            weights["fm"] = lc.feature_match * ramp
+    loss = sum(weights[k] * v for k, v in terms.items())
+    acc.backward(loss)
+    _clip(acc, denoiser, cfg.student.optim.grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    logged = {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+    if d_on:
+        logged["d_loss"] = float(discriminator_step(disc, d_opt, hr, sr.detach(), lc.adv_loss, backward=acc.backward))
+    return logged
 
 
 def resolve_model_dir(path: str | Path) -> Path:

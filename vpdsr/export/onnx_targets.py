@@ -59,8 +59,11 @@ def matching_nodes(path: Path, patterns=INT8_EXCLUDE) -> list[str]:
 def build_ort_int8(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildResult:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from vpdsr.runtimes.int8_formats import ort_int8_format
+
     graphs, excluded, extra = {}, {}, {}
     feeds = ctx.calib_feeds()
+    fmt = ort_int8_format()  # u8 x s8 where this CPU runs it fastest (x86), matrix ops only: see int8_formats.py
     for name in ctx.names():
         src = ctx.fp32_graph(name)
         large = _is_large(src)
@@ -70,11 +73,12 @@ def build_ort_int8(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True, save_as_external_data=large)
         excluded[name] = matching_nodes(pre, ctx.keep_float("int8"))
         log.debug(f"ort-int8: calibrating {name!r} on {len(feeds[name])} samples (onnxruntime MinMax, symmetric)")
-        cache = calibrate_ranges(pre, feeds[name], work, large)
+        cache = calibrate_ranges(pre, feeds[name], work, large, symmetric=fmt.symmetric_activations,
+                                 op_types=list(fmt.op_types))
         out = folder / f"{name}.onnx"
 
         def quantize(dst: Path, kept: list[str], pre=pre, cache=cache, large=large) -> Path:
-            return ort_quantize(pre, dst, cache, kept, large)
+            return ort_quantize(pre, dst, cache, kept, large, fmt)
 
         added = []
         if ctx.int8 is not None:
@@ -85,13 +89,14 @@ def build_ort_int8(ctx: BuildContext, spec: TargetSpec, folder: Path) -> BuildRe
                 {"fp32": src, "all_int8": work / "all-int8.onnx", "final": out}, ctx.int8.feeds[0])
         graphs[name] = out.name
     options = {"graphs": graphs, "opset": OPSET, "quant_format": "QDQ", "calibration_method": "MinMax",
-               "symmetric": True, "per_channel": True, "excluded_nodes": excluded,
-               "float_policy": list(ctx.keep_float("int8")), **extra}
+               "symmetric": fmt.symmetric_activations, "per_channel": True, "excluded_nodes": excluded,
+               "int8_format": fmt.to_dict(), "float_policy": list(ctx.keep_float("int8")), **extra}
     return BuildResult(options=options)
 
 
-def ort_quantize(pre: Path, dst: Path, cache: Path, excluded: list[str], large: bool) -> Path:
-    """`quantize_static` of `pre` from cached ranges (no calibration), `excluded` nodes held in float."""
+def ort_quantize(pre: Path, dst: Path, cache: Path, excluded: list[str], large: bool, fmt=None) -> Path:
+    """`quantize_static` of `pre` from cached ranges (no calibration), `excluded` nodes held in float; `fmt`: an
+    :class:`vpdsr.runtimes.int8_formats.OrtInt8Format` (default: s8 x s8 symmetric, every quantizable op)."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -99,13 +104,15 @@ def ort_quantize(pre: Path, dst: Path, cache: Path, excluded: list[str], large: 
         quantize_static,
     )
 
+    # default: symmetric s8 activations and weights, what TensorRT's explicit quantization accepts
+    args = fmt.quantize_static_args() if fmt is not None else {
+        "quant_format": QuantFormat.QDQ, "activation_type": QuantType.QInt8, "weight_type": QuantType.QInt8,
+        "op_types_to_quantize": quantizable_ops(),
+        "extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True}}
     quantize_static(
-        str(pre), str(dst), None, calibration_cache_path=str(cache),
-        quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-        op_types_to_quantize=quantizable_ops(), per_channel=True, calibrate_method=CalibrationMethod.MinMax,
-        nodes_to_exclude=list(excluded), use_external_data_format=large,
-        # symmetric activations and weights: what TensorRT's explicit quantization accepts
-        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+        str(pre), str(dst), None, calibration_cache_path=str(cache), per_channel=True,
+        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=list(excluded), use_external_data_format=large,
+        **args,
     )
     return dst
 
@@ -185,8 +192,10 @@ def bounded_session_options():
     return opts
 
 
-def calibrate_ranges(pre: Path, feeds: list[dict], work: Path, large: bool) -> Path:
-    """MinMax (symmetric) ranges of every quantizable tensor, with bounded memory; returns the cache file."""
+def calibrate_ranges(pre: Path, feeds: list[dict], work: Path, large: bool, symmetric: bool = True,
+                     op_types: list[str] | None = None) -> Path:
+    """MinMax ranges (symmetric or not) of the tensors of `op_types` (default: every quantizable op), with bounded
+    memory; returns the cache file."""
     import onnxruntime as ort
     from onnxruntime.quantization.calibrate import (
         CalibrationMethod,
@@ -194,9 +203,9 @@ def calibrate_ranges(pre: Path, feeds: list[dict], work: Path, large: bool) -> P
         save_tensors_data,
     )
 
-    calibrator = create_calibrator(pre, quantizable_ops(), augmented_model_path=str(work / "augmented.onnx"),
+    calibrator = create_calibrator(pre, op_types or quantizable_ops(), augmented_model_path=str(work / "augmented.onnx"),
                                    calibrate_method=CalibrationMethod.MinMax, use_external_data_format=large,
-                                   providers=["CPUExecutionProvider"], extra_options={"symmetric": True})
+                                   providers=["CPUExecutionProvider"], extra_options={"symmetric": symmetric})
     calibrator.infer_session = ort.InferenceSession(calibrator.augmented_model_path, bounded_session_options(),
                                                     providers=["CPUExecutionProvider"])
     calibrator.collect_data(make_reader(feeds))

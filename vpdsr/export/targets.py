@@ -72,7 +72,8 @@ def register_target(spec: TargetSpec) -> TargetSpec:
 for _spec in (
     TargetSpec("onnx", "onnxruntime", "fp32", _P + "onnx_targets:build_onnx", FLOOR_FP32),
     TargetSpec("onnx-fp16", "onnxruntime", "fp16", _P + "fp16:build_onnx_fp16", FLOOR_HALF, calibrated=True),
-    TargetSpec("ort-int8", "onnxruntime", "int8", _P + "onnx_targets:build_ort_int8", FLOOR_INT8, calibrated=True),
+    TargetSpec("ort-int8", "onnxruntime", "int8", _P + "onnx_targets:build_ort_int8", FLOOR_INT8, calibrated=True,
+               options={"int8_format": "fastest on this CPU (vpdsr/runtimes/int8_formats.py)"}),
     TargetSpec("modelopt-int8", "onnxruntime", "int8", _P + "modelopt_int8:build_modelopt", FLOOR_INT8,
                calibrated=True, options={"quantize_mode": "int8"}),
     TargetSpec("modelopt-fp8", "onnxruntime", "fp8", _P + "modelopt_int8:build_modelopt", FLOOR_INT8,

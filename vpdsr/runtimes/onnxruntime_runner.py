@@ -1,5 +1,13 @@
 """ONNX Runtime runner: CPU, CUDA and TensorRT execution providers; IO binding on CUDA.
 
+CPU session options (ONNX Runtime's threading and tuning docs), measured on the shared 2-core EPYC
+(tiny student, 128x128 LR, ms): intra-op threads that spin between ops hold a core each, which on
+a machine other processes share costs the most: 2 threads spinning 810, not spinning 630, not
+spinning with `session.dynamic_block_base` 4 (smaller work blocks handed out as threads free up, so
+a descheduled thread delays less) 506, against 477 on 1 thread. The defaults are therefore no
+spinning and dynamic block base 4 (`session_config` overrides any of it); one inter-op thread, as the
+graph runs sequentially; graph optimisation `all` (QDQ fusion into int8 kernels, NCHWc layouts).
+
 TensorRT EP: its engine cache is one folder per graph (keyed by the graph's sha256, see
 `vpdsr.runtimes.tensorrt_common.ort_engine_cache_dir`) and its optimisation profile is explicit
 (`trt_profile_*_shapes` from the graph's inputs and the artifact's tile), so an engine is built once
@@ -22,6 +30,12 @@ PROVIDERS = {
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
 }
+# what onnxruntime's CPU provider runs int8 matrix work as, and the float matrix ops it leaves
+_INT8_OPS = ("QLinearConv", "QLinearMatMul", "MatMulIntegerToFloat", "ConvInteger", "MatMulInteger",
+             "DynamicQuantizeMatMul", "QGemm", "NhwcQLinearConv")
+_FLOAT_MATRIX_OPS = ("Conv", "FusedConv", "NchwcConv", "Gemm", "MatMul", "FusedMatMul", "FusedGemm")
+# CPU session defaults (see the module docstring for the measurements behind them)
+CPU_SESSION_CONFIG = {"session.intra_op.allow_spinning": "0", "session.dynamic_block_base": "4"}
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
                "tensor(int64)": "int64", "tensor(int32)": "int32"}
 
@@ -87,6 +101,9 @@ class OnnxRuntimeRunner(Runner):
             so the output is allocated once on the device and copied back in one go.
         allow_fallback: accept a session whose first provider is not the one asked for (ORT silently falls
             back to CPU when, e.g., the CUDA libraries are missing); default False: a one-line error.
+        graph_optimization: none, basic, extended or all (the default).
+        session_config: extra `SessionOptions.add_session_config_entry` entries; they override the CPU
+            defaults (:data:`CPU_SESSION_CONFIG`).
         trt_tile: TensorRT EP only: the LR side its optimisation profile is tuned for where the graph's H/W are
             dynamic (a static graph's own size wins); None: no explicit profile.
 
@@ -99,7 +116,8 @@ class OnnxRuntimeRunner(Runner):
 
     def __init__(self, path: str | Path, providers="cpu", provider_options: dict | None = None, threads: int = 0,
                  io_binding: bool | None = None, allow_fallback: bool = False, precision: str = "fp32",
-                 graph_optimization: str = "all", name: str | None = None, trt_tile: int | None = None):
+                 graph_optimization: str = "all", session_config: dict[str, str] | None = None,
+                 name: str | None = None, trt_tile: int | None = None):
         self.path = Path(path)
         self._provider_args = (providers, provider_options)
         self.providers = provider_list(providers, provider_options)
@@ -113,6 +131,8 @@ class OnnxRuntimeRunner(Runner):
         self.io_binding = (device == "cuda") if io_binding is None else bool(io_binding)
         self.allow_fallback = allow_fallback
         self.graph_optimization = graph_optimization
+        self.session_config = {**(CPU_SESSION_CONFIG if device == "cpu" else {}),
+                               **{k: str(v) for k, v in (session_config or {}).items()}}
         self.session = None
 
     def activate_impl(self) -> None:
@@ -127,14 +147,7 @@ class OnnxRuntimeRunner(Runner):
                 "GPU providers need onnxruntime-gpu (pip install 'vpdsr[gpu]')")
         if any(p == PROVIDERS["tensorrt"] for p, _ in self.providers):
             self.providers = self._tensorrt_providers()
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.threads
-        levels = {"none": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-                  "all": "ORT_ENABLE_ALL"}
-        if self.graph_optimization not in levels:
-            raise ConfigError(f"`graph_optimization` must be one of {list(levels)}, got {self.graph_optimization!r}")
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, levels[self.graph_optimization])
-        so.log_severity_level = 3  # errors only: ORT's warnings about unused initializers are noise here
+        so = self._session_options(ort)
         try:
             self.session = ort.InferenceSession(
                 str(self.path), sess_options=so,
@@ -151,6 +164,21 @@ class OnnxRuntimeRunner(Runner):
         if self.io_binding:
             self._binding = self.session.io_binding()
 
+    def _session_options(self, ort):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1  # sequential execution: the inter-op pool would only hold threads
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        levels = {"none": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                  "all": "ORT_ENABLE_ALL"}
+        if self.graph_optimization not in levels:
+            raise ConfigError(f"`graph_optimization` must be one of {list(levels)}, got {self.graph_optimization!r}")
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, levels[self.graph_optimization])
+        so.log_severity_level = 3  # errors only: ORT's warnings about unused initializers are noise here
+        for key, value in self.session_config.items():
+            so.add_session_config_entry(key, value)
+        return so
+
     def _tensorrt_providers(self) -> list:
         """The providers with the TensorRT EP's engine cache keyed by this graph's sha256 and its profile."""
         from vpdsr.runtimes.tensorrt_common import graph_sha256
@@ -161,6 +189,45 @@ class OnnxRuntimeRunner(Runner):
     def deactivate_impl(self) -> None:
         self.session = None
         self._binding = None
+
+    def kernel_summary(self) -> dict:
+        """What onnxruntime turns the graph into on this provider: the op types after its graph optimisation.
+
+        A second session with the same options writes its optimised graph to a temporary file, whose nodes
+        are counted (so it costs one more session build).
+
+        Returns:
+            {"engine": "onnxruntime", "ops": {op_type: n}, "int8_ops": n (QLinearConv, MatMulIntegerToFloat,
+            ...), "float_matrix_ops": n (Conv, FusedConv, Gemm, MatMul still in float), "qdq_nodes": n,
+            "activation_types": {"int8"|"uint8": n} (QuantizeLinear zero points of the source graph)}.
+        """
+        import tempfile
+
+        import onnx
+
+        self._require_active()
+        ort = import_optional("onnxruntime", "the onnxruntime runner")
+        with tempfile.TemporaryDirectory(prefix="vpdsr-ort-opt-") as tmp:
+            so = self._session_options(ort)
+            so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+            ort.InferenceSession(str(self.path), sess_options=so, providers=[p for p, _ in self.providers],
+                                 provider_options=[o for _, o in self.providers])
+            graph = onnx.load(so.optimized_model_filepath, load_external_data=False).graph
+        ops: dict[str, int] = {}
+        for node in graph.node:
+            ops[node.op_type] = ops.get(node.op_type, 0) + 1
+        source = onnx.load(str(self.path), load_external_data=False).graph
+        inits = {i.name: i.data_type for i in source.initializer}
+        acts: dict[str, int] = {}
+        for node in source.node:
+            if node.op_type == "QuantizeLinear" and len(node.input) > 2 and node.input[2] in inits:
+                kind = {onnx.TensorProto.INT8: "int8", onnx.TensorProto.UINT8: "uint8"}.get(inits[node.input[2]], "other")
+                acts[kind] = acts.get(kind, 0) + 1
+        return {"engine": "onnxruntime", "ops": ops,
+                "int8_ops": sum(ops.get(k, 0) for k in _INT8_OPS),
+                "float_matrix_ops": sum(ops.get(k, 0) for k in _FLOAT_MATRIX_OPS),
+                "qdq_nodes": ops.get("QuantizeLinear", 0) + ops.get("DequantizeLinear", 0),
+                "activation_types": acts}
 
     def input_metadata_impl(self) -> dict[str, tuple[str, tuple]]:
         # A float16 graph input still takes float32 here: the runner casts (the Runner I/O is float32).

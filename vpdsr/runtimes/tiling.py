@@ -12,6 +12,12 @@ never 0) and normalised by the sum of windows. That sum is separable too,
 sum_ij wy_i(y) wx_j(x) = (sum_i wy_i(y)) (sum_j wx_j(x)), so apart from the output buffer
 only two 1-D arrays are kept. The noise comes from a :class:`NoiseField` cropped per tile, so
 it does not depend on the tiling either.
+
+``fit=True`` (dynamic-shape engines) treats ``tile`` as the largest side: each image gets the
+fewest tiles of at most that side that cover it, each shrunk to the smallest size that still
+covers it with the overlap, so an image 100 pixels high and 150 wide at tile 128 is cut into two
+100 x 79 tiles instead of two 128 x 128 ones (1.05x the pixels instead of 2.2x). :func:`plan_tiles` is that arithmetic alone: the tile shape, positions and
+engine calls of an image, and what they cost in computed pixels (the tiling overhead).
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ class TileConfig:
             (static-batch engines); the extra outputs are discarded.
         multiple: the model takes sides that are multiples of this only; a whole-image call
             (``tile=None``) is padded up to one (a tile must be one already).
+        fit: ``tile`` is the largest tile side, and each image gets tiles shrunk to fit it (a
+            dynamic-shape engine only; see the module docstring).
     """
 
     tile: int | None = 64
@@ -49,6 +57,7 @@ class TileConfig:
     scale: int = 4
     pad_batch: bool = False
     multiple: int = 1
+    fit: bool = False
 
     def __post_init__(self) -> None:
         if self.tile is not None and self.tile <= 0:
@@ -79,6 +88,83 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     starts = list(range(0, length - tile, tile - overlap))
     starts.append(length - tile)
     return starts
+
+
+def fit_tile(length: int, tile: int, overlap: int, multiple: int = 1) -> int:
+    """The smallest tile side (a multiple of `multiple`, at most `tile` unless the axis is shorter) that
+    covers `length` with as few tiles as `tile` itself needs at this overlap.
+
+    Example:
+        >>> fit_tile(150, 128, 8), fit_tile(100, 128, 8)
+        (79, 100)
+    """
+    up = lambda v: -(-v // multiple) * multiple  # noqa: E731 - the next multiple up
+    if length <= tile:
+        return up(length)
+    n = len(tile_starts(length, tile, overlap))
+    return min(tile, up(-(-(length + (n - 1) * overlap) // n)))
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How one h x w image is cut: tile shape, tile starts per axis, engine calls.
+
+    Attributes:
+        h, w: the image (LR pixels); tile_h, tile_w: every tile's shape; ys, xs: tile starts;
+        batch: tiles per call; pad_batch: the last call is padded to `batch` tiles.
+    """
+
+    h: int
+    w: int
+    tile_h: int
+    tile_w: int
+    ys: tuple[int, ...]
+    xs: tuple[int, ...]
+    batch: int
+    pad_batch: bool
+
+    @property
+    def tiles(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+    @property
+    def calls(self) -> int:
+        return -(-self.tiles // self.batch)
+
+    def call_batches(self) -> list[int]:
+        """Tiles per engine call, in order (the padded count where the batch is padded)."""
+        full, rest = divmod(self.tiles, self.batch)
+        return [self.batch] * full + ([self.batch if self.pad_batch else rest] if rest else [])
+
+    @property
+    def computed_pixels(self) -> int:
+        """LR pixels the engine computes (padding, overlaps and padded batch slots included)."""
+        return sum(self.call_batches()) * self.tile_h * self.tile_w
+
+    @property
+    def overhead(self) -> float:
+        """Computed LR pixels / output LR pixels (1.0: nothing computed twice)."""
+        return self.computed_pixels / (self.h * self.w)
+
+    def to_dict(self) -> dict:
+        return {"lr_size": [self.h, self.w], "tile": [self.tile_h, self.tile_w], "tiles": self.tiles,
+                "calls": self.calls, "batch": self.batch, "computed_lr_pixels": self.computed_pixels,
+                "output_lr_pixels": self.h * self.w, "overhead": round(self.overhead, 4)}
+
+
+def plan_tiles(h: int, w: int, cfg: TileConfig) -> TilePlan:
+    """The tiles and engine calls :func:`upscale_tiled` makes for an h x w image under `cfg`."""
+    m = cfg.multiple
+    if cfg.tile is None:
+        tile_h, tile_w = -(-h // m) * m, -(-w // m) * m
+    elif cfg.fit:
+        tile_h, tile_w = fit_tile(h, cfg.tile, cfg.overlap, m), fit_tile(w, cfg.tile, cfg.overlap, m)
+    else:
+        tile_h = tile_w = cfg.tile
+    overlap_h, overlap_w = min(cfg.overlap, tile_h - 1), min(cfg.overlap, tile_w - 1)
+    ys = tile_starts(max(h, tile_h), tile_h, overlap_h)
+    xs = tile_starts(max(w, tile_w), tile_w, overlap_w)
+    return TilePlan(h, w, tile_h, tile_w, tuple(ys), tuple(xs), cfg.batch, cfg.pad_batch)
 
 
 def _ramp(n: int) -> np.ndarray:
@@ -181,29 +267,33 @@ def upscale_tiled(
         raise InputError(f"`lr` must be a float32 array [C,h,w] with h, w >= 1, got shape {lr.shape}")
     channels, h, w = lr.shape
     s = cfg.scale
-    m = cfg.multiple
-    tile_h = -(-h // m) * m if cfg.tile is None else cfg.tile
-    tile_w = -(-w // m) * m if cfg.tile is None else cfg.tile
+    plan = plan_tiles(h, w, cfg)
+    tile_h, tile_w, ys, xs = plan.tile_h, plan.tile_w, plan.ys, plan.xs
     padded = _pad_to(lr, tile_h, tile_w)
-    ys = tile_starts(padded.shape[1], tile_h, cfg.overlap)
-    xs = tile_starts(padded.shape[2], tile_w, cfg.overlap)
-    wys, norm_y = axis_windows(ys, tile_h, s)
-    wxs, norm_x = axis_windows(xs, tile_w, s)
-    wys = [wy.astype(np.float32)[:, None] for wy in wys]
-    wxs = [wx.astype(np.float32) for wx in wxs]
-    # Row-major order: the noise field's cache keeps only the current tile row's blocks.
+    single = plan.tiles == 1  # one call covers the image: no blending, no normalisation
+    if not single:
+        wys, norm_y = axis_windows(list(ys), tile_h, s)
+        wxs, norm_x = axis_windows(list(xs), tile_w, s)
+        wys = [wy.astype(np.float32)[:, None] for wy in wys]
+        wxs = [wx.astype(np.float32) for wx in wxs]
+    # Row-major order: the noise field's cache keeps the blocks a tile row shares with the next.
     positions = [(iy, ix) for iy in range(len(ys)) for ix in range(len(xs))]
 
     out = np.zeros((channels, s * h, s * w), dtype=np.float32)
-    weighted = np.empty((channels, s * tile_h, s * tile_w), dtype=np.float32)
+    weighted = None if single else np.empty((channels, s * tile_h, s * tile_w), dtype=np.float32)
     update, close = _progress_callback(progress, len(positions))
     try:
         for first in range(0, len(positions), cfg.batch):
             group = positions[first : first + cfg.batch]
             calls = group + [group[-1]] * (cfg.batch - len(group)) if cfg.pad_batch else group
-            lr_batch = np.stack([padded[:, ys[i] : ys[i] + tile_h, xs[j] : xs[j] + tile_w] for i, j in calls])
-            noise_batch = None if noise is None else np.stack([noise.crop(ys[i], xs[j], tile_h, tile_w)
-                                                               for i, j in calls])
+            lr_batch = np.empty((len(calls), channels, tile_h, tile_w), dtype=np.float32)
+            for k, (i, j) in enumerate(calls):
+                lr_batch[k] = padded[:, ys[i] : ys[i] + tile_h, xs[j] : xs[j] + tile_w]
+            noise_batch = None
+            if noise is not None:  # each crop written straight into the batch: no second copy
+                noise_batch = np.empty((len(calls), noise.channels, tile_h, tile_w), dtype=np.float32)
+                for k, (i, j) in enumerate(calls):
+                    noise.crop(ys[i], xs[j], tile_h, tile_w, out=noise_batch[k])
             sr = np.asarray(infer(lr_batch, noise_batch))
             want = (len(calls), channels, s * tile_h, s * tile_w)
             if sr.shape != want:
@@ -211,7 +301,9 @@ def upscale_tiled(
                     f"engine output has shape {_dims(sr.shape)}, expected {_dims(want)} "
                     f"(scale {s}, input {_dims(lr_batch.shape)})"
                 )
-            for k, (i, j) in enumerate(group):
+            if single:
+                out[...] = sr[0, :, : s * h, : s * w]
+            for k, (i, j) in enumerate([] if single else group):
                 # Weighted into a reused buffer: the engine's output may be read-only memory.
                 np.multiply(sr[k], wys[i], out=weighted)
                 weighted *= wxs[j]
@@ -222,7 +314,8 @@ def upscale_tiled(
             update(first + len(group))
     finally:
         close()
-    # Both divisions are in place with 1-D operands: no second full-size buffer.
-    out /= norm_y[: s * h, None].astype(np.float32)
-    out /= norm_x[None, : s * w].astype(np.float32)
+    if not single:
+        # Both divisions are in place with 1-D operands: no second full-size buffer.
+        out /= norm_y[: s * h, None].astype(np.float32)
+        out /= norm_x[None, : s * w].astype(np.float32)
     return out

@@ -6,7 +6,9 @@ What it decides, so that no caller writes it again:
   contradicts it is a one-line InputError; otherwise the caller's tiling is used;
 - the noise: one :class:`NoiseField` per seed, cropped per tile (the result does not depend on the
   tiling); a runner without a `noise` input (a GAN SR network) gets none;
-- HWC in, HWC out: images are (H, W, 3) float32 in [0, 1], as `vpdsr.data.io` reads them.
+- HWC in, HWC out: images are (H, W, 3) float32 in [0, 1], as `vpdsr.data.io` reads them;
+- `tiles="auto"`: the tiling is chosen per image size by measurement (:mod:`vpdsr.runtimes.autotile`):
+  the whole image in one call on a dynamic engine where it fits, else the fewest fitted tiles.
 
 Example:
     >>> with load("artifacts/openvino-int8") as runner:
@@ -20,9 +22,12 @@ from dataclasses import replace
 import numpy as np
 
 from vpdsr.errors import ArtifactError, InputError
+from vpdsr.runtimes.autotile import AutoTileConfig, AutoTiler
 from vpdsr.runtimes.base import Runner
 from vpdsr.runtimes.noise import NoiseField
-from vpdsr.runtimes.tiling import ProgressFn, TileConfig, upscale_tiled
+from vpdsr.runtimes.tiling import ProgressFn, TileConfig, TilePlan, plan_tiles, upscale_tiled
+
+AUTO = "auto"
 
 
 def tiles_for(runner: Runner, wanted: TileConfig, explicit: bool = False) -> TileConfig:
@@ -68,24 +73,36 @@ class Upscaler:
 
     Args:
         runner: an active runner.
-        tiles: the wanted tiling (see :func:`tiles_for`; default :class:`TileConfig`).
+        tiles: the wanted tiling (see :func:`tiles_for`; default :class:`TileConfig`), or "auto" (or an
+            :class:`AutoTileConfig`): chosen per image size, see :mod:`vpdsr.runtimes.autotile`.
         seed: noise seed (the same seed gives every backend the same noise).
         explicit_tile: the user chose `tiles.tile` (a contradicting static artifact is an error).
         on_call: called with the runner after every engine call (per-call timings, memory samples).
         clip: clamp the output to [0, 1] (what is written and scored).
+        flops: `flops(h, w)` of one call, for auto tiling's ranking when trial calls are too slow.
+        noise_cache_mb: the noise field's block cache (0: every tile draws its noise afresh; the values
+            are the same either way, see :class:`NoiseField`).
 
     Attributes:
-        tiles: the resolved tiling; noise: the NoiseField, or None for a runner without noise.
+        tiles: the resolved tiling (None with auto tiling: see `auto.choices`); noise: the NoiseField, or
+        None for a runner without noise; last_plan: the :class:`TilePlan` of the last image.
     """
 
-    def __init__(self, runner: Runner, tiles: TileConfig | None = None, seed: int = 0, *, explicit_tile: bool = False,
-                 on_call: Callable[[Runner], None] | None = None, clip: bool = True):
+    def __init__(self, runner: Runner, tiles: TileConfig | AutoTileConfig | str | None = None, seed: int = 0, *,
+                 explicit_tile: bool = False, on_call: Callable[[Runner], None] | None = None, clip: bool = True,
+                 flops=None, noise_cache_mb: int = 64):
         self.runner = runner
-        self.tiles = tiles_for(runner, tiles or TileConfig(), explicit_tile)
+        if tiles == AUTO or isinstance(tiles, AutoTileConfig):
+            self.auto = AutoTiler(runner, tiles if isinstance(tiles, AutoTileConfig) else AutoTileConfig(), flops)
+            self.tiles = None
+        else:
+            self.auto = None
+            self.tiles = tiles_for(runner, tiles or TileConfig(), explicit_tile)
         channels = runner.noise_channels
-        self.noise = NoiseField(seed, channels) if channels else None
+        self.noise = NoiseField(seed, channels, cache_mb=noise_cache_mb) if channels else None
         self.on_call = on_call
         self.clip = clip
+        self.last_plan: TilePlan | None = None
 
     def _infer(self, lr: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
         feed = {"lr": lr} if noise is None else {"lr": lr, "noise": noise}
@@ -94,13 +111,23 @@ class Upscaler:
             self.on_call(self.runner)
         return sr
 
+    def tiles_for_size(self, h: int, w: int) -> TileConfig:
+        """The tiling an h x w LR image gets (auto tiling chooses it on the first image of that size)."""
+        return self.auto.for_size(h, w) if self.auto is not None else self.tiles
+
+    def plan(self, h: int, w: int) -> TilePlan:
+        """The tiles and engine calls of an h x w LR image."""
+        return plan_tiles(h, w, self.tiles_for_size(h, w))
+
     def __call__(self, image: np.ndarray, progress: ProgressFn | bool | None = None) -> np.ndarray:
         """Upscale one (H, W, 3) image; `progress` as in :func:`vpdsr.runtimes.tiling.upscale_tiled`."""
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3:
             raise InputError(f"an image must be (H, W, 3), got shape {image.shape}")
+        tiles = self.tiles_for_size(image.shape[0], image.shape[1])
+        self.last_plan = plan_tiles(image.shape[0], image.shape[1], tiles)
         lr = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
-        sr = upscale_tiled(self._infer, lr, self.noise, self.tiles, progress=progress).transpose(1, 2, 0)
+        sr = upscale_tiled(self._infer, lr, self.noise, tiles, progress=progress).transpose(1, 2, 0)
         return np.clip(sr, 0.0, 1.0) if self.clip else sr
 
 

@@ -1,0 +1,156 @@
+"""Roofline figures of a benchmark row: how far a backend is from what this machine can do.
+
+Per backend (timed on the first image):
+- `gflop_per_image`: model FLOPs of every engine call the image needs (tiles, overlaps, padding and
+  padded batch slots included), counted once per call shape from the torch graph (:mod:`.flops`);
+- `gflops` / `gflops_best`: those FLOPs over the p50 / fastest latency of a whole image;
+- `peak_gflops`, `peak_precision`, `peak_pct` / `peak_pct_best`: the machine's measured matmul peak for
+  the backend's precision (:mod:`.peak`; fp16 on a CPU that only emulates it is measured against fp32,
+  and `peak_precision` says so) and the share of it reached;
+- `ms_per_mpix`: p50 ms per output megapixel;
+- `tiling_overhead`: computed LR pixels / output LR pixels;
+- `engine_ms` and `outside_engine_pct`: time inside engine calls per image, and the share of the
+  latency spent between them (tiling, blending, noise, copies);
+- `single_call_ms`, `expected_ms` and `vs_single_call`: one call of the plan's tile shape at batch 1, the
+  computed pixels x that call's rate, and the p50 latency over it: 1.0 means nothing is lost beyond the
+  pixels computed (below 1: tile batches on parallel streams beat one call at a time).
+
+The peak is a best-of figure (the machine's capability), so `peak_pct_best`, from the fastest run, is
+the like-for-like ratio on a shared machine; `peak_pct` from the p50 shows what a typical run got.
+"""
+from __future__ import annotations
+
+from vpdsr.bench.peak import peak_for
+
+
+def roofline(row: dict, plan, flops_fn, peaks: dict | None, scale: int, engine_ms: float | None,
+             single_call_ms: float | None) -> dict:
+    """The figures above for one backend row (None where a figure cannot be had).
+
+    Args:
+        row: the backend's report row (its `latency_ms` and `precision` are read).
+        plan: the :class:`vpdsr.runtimes.tiling.TilePlan` of the timed image.
+        flops_fn: `flops(h, w)` of one batch-1 call, or None.
+        peaks: :func:`vpdsr.bench.peak.machine_peaks` output, or None.
+        scale: the model's upscaling factor.
+        engine_ms: mean ms inside engine calls per timed image, or None.
+        single_call_ms: ms of one batch-1 call of the plan's tile shape, or None.
+    """
+    lat = row.get("latency_ms") or {}
+    p50, best = lat.get("p50"), lat.get("min")
+    one = flops_fn(plan.tile_h, plan.tile_w) if flops_fn is not None else None
+    flop = None if one is None else float(one) * sum(plan.call_batches())
+    peak, peak_precision = peak_for(peaks, row.get("precision") or "fp32")
+    out_mpix = plan.h * plan.w * scale * scale / 1e6
+
+    def rate(ms):
+        return None if flop is None or not ms else flop / (ms / 1000.0) / 1e9
+
+    def pct(gflops):
+        return None if gflops is None or not peak else 100.0 * gflops / peak
+
+    expected = None
+    if single_call_ms is not None:
+        expected = single_call_ms * plan.computed_pixels / (plan.tile_h * plan.tile_w)
+    return {
+        "gflop_per_image": None if flop is None else flop / 1e9,
+        "gflops": rate(p50), "gflops_best": rate(best),
+        "peak_gflops": peak, "peak_precision": peak_precision,
+        "peak_pct": pct(rate(p50)), "peak_pct_best": pct(rate(best)),
+        "ms_per_mpix": None if not p50 else p50 / out_mpix,
+        "tiling_overhead": plan.overhead, "plan": plan.to_dict(),
+        "engine_ms": engine_ms,
+        "outside_engine_pct": None if engine_ms is None or not p50 else 100.0 * max(0.0, 1.0 - engine_ms / p50),
+        "single_call_ms": single_call_ms,
+        "expected_ms": expected,
+        "vs_single_call": None if not expected or not p50 else p50 / expected,
+    }
+
+
+COLUMN_NOTE = (
+    "`% peak`: effective GFLOP/s at p50 over the peak of the row's precision; `% peak best`: from the fastest run "
+    "(the peak is a best-of figure: the like-for-like ratio on a shared machine). `tiling x`: computed LR pixels / "
+    "output LR pixels. `est ms`: computed LR pixels x the rate of one batch-1 engine call of the plan's tile shape; "
+    "`e2e/est`: p50 (end to end per image) over it, 1.00 when nothing is lost between engine calls; `outside %`: "
+    "share of p50 spent outside engine calls (tiling, blending, noise, copies). `@untuned` rows: the same artifact "
+    "with the engine defaults, fixed 64-pixel tiles and no noise cache (the settings before the CPU tuning).")
+
+
+def peak_line(summary: dict | None) -> str | None:
+    """One sentence: the machine's peaks, how and when they were measured."""
+    if not summary or not summary.get("peak"):
+        return None
+    parts = []
+    for precision, fig in summary["peak"].items():
+        unit = "GOP/s" if precision == "int8" else "GFLOP/s"
+        parts.append(f"{precision} {fig['gflops']:.0f} {unit} ({fig['engine']} {fig['op']})" if fig
+                     else f"{precision} none usable")
+    notes = sorted({f["note"].split(" (")[0] for f in summary.get("figures") or [] if f.get("note")})
+    load = summary.get("loadavg")
+    return (f"Machine peak (best {summary.get('size', 1024)}^2 matmul, {summary.get('threads')} thread(s), {summary.get('measured')}, load "
+            f"average {load[0] if load else '?'}): " + ", ".join(parts)
+            + (f"; other figures: {', '.join(notes)}" if notes else "") + ".")
+
+
+def backend_notes(report: dict) -> list[str]:
+    """Per backend: its tiling choice, time outside engine calls, loss against one call's rate; INT8 flags."""
+    lines = []
+    for b in report["backends"]:
+        r, t = b.get("roofline") or {}, b.get("tiling") or {}
+        if b.get("status") != "ok" or not r:
+            continue
+        plan = t.get("plan") or r.get("plan") or {}
+        first = next(iter((t.get("auto") or {}).values()), None)
+        how = first["why"] if first else f"fixed tiling, {plan.get('tiles')} tile(s) of {plan.get('tile')}"
+        parts = [how]
+        if r.get("outside_engine_pct") is not None:
+            parts.append(f"{r['outside_engine_pct']:.0f}% of the time outside engine calls")
+        if r.get("vs_single_call") is not None:
+            parts.append(f"p50 = {r['vs_single_call']:.2f} x (computed pixels x one call's rate)")
+        if r.get("peak_precision") and r["peak_precision"] != b.get("precision"):
+            parts.append(f"measured against the {r['peak_precision']} peak ({b.get('precision')} has no usable "
+                         "peak here)")
+        lines.append(f"- `{b['name']}`: " + "; ".join(parts))
+    lines += tuning_notes(report) + stale_peak_notes(report)
+    for b in report["backends"]:
+        for f in b.get("flags") or []:
+            lines.append(f"- **FLAG** `{b['name']}` is {f['ratio']:.2f}x slower than `{f['vs']}`: {f['reason']}")
+    return lines
+
+
+def stale_peak_notes(report: dict) -> list[str]:
+    """A row above 100 % of the peak means the cached peak was measured under more load than this run had."""
+    over = [b for b in report["backends"] if ((b.get("roofline") or {}).get("peak_pct_best") or 0) > 100]
+    if not over:
+        return []
+    summary = report.get("roofline") or {}
+    load = summary.get("loadavg")
+    names = ", ".join(f"`{b['name']}` {b['roofline']['peak_pct_best']:.0f} %" for b in over)
+    return [f"- **peak too low**: {names} of the cached peak (measured {summary.get('measured')}, load average "
+            f"{load[0] if load else '?'}): the machine was busier then than now; `vpdsr info --peak --refresh "
+            f"--threads {summary.get('threads')}` measures it again"]
+
+
+def tuning_notes(report: dict) -> list[str]:
+    """One line per `<entry>` / `<entry>@untuned` pair that both ran: what the CPU tuning is worth here."""
+    rows = {b["name"]: b for b in report["backends"] if b.get("status") == "ok" and (b.get("latency_ms") or {}).get("p50")}
+    lines = []
+    for name, tuned in rows.items():
+        before = rows.get(f"{name}@untuned")
+        if before is None:
+            continue
+        a, b = tuned["latency_ms"]["p50"], before["latency_ms"]["p50"]
+        pa, pb = (tuned.get("roofline") or {}).get("peak_pct_best"), (before.get("roofline") or {}).get("peak_pct_best")
+        peak = f"; % peak best {pb:.1f} -> {pa:.1f}" if pa is not None and pb is not None else ""
+        lines.append(f"- tuning `{name}`: p50 {b:.1f} ms untuned -> {a:.1f} ms tuned ({b / a:.2f}x){peak}")
+    return lines
+
+
+def markdown_section(report: dict) -> list[str]:
+    """The report.md lines of the roofline (nothing when the report has none)."""
+    line = peak_line(report.get("roofline"))
+    notes = backend_notes(report)
+    if not line and not notes:
+        return []
+    return ["", "## Roofline", "", *([line, ""] if line else []),
+            COLUMN_NOTE, "", *notes]

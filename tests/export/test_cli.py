@@ -47,3 +47,15 @@ def test_export_cli_writes_its_log_and_one_line_per_target(model_dir, tmp_path, 
     text = (out / "export.log").read_text()
     assert "DEBUG" in text and "exporting fp32 ONNX graph 'model'" in text and "onnx: ok" in text
     assert sys.modules.get("nncf") is None or logging.getLogger("nncf").propagate is False
+
+
+def test_validation_max_size_crops_the_validation_photos(model_dir, tmp_path, capsys):
+    from vpdsr.artifacts import Manifest
+
+    out = tmp_path / "art"
+    assert main(["export", "--model", str(model_dir), "--out", str(out), "--targets", "onnx", "--tile", str(TILE),
+                 "--validation-images", "1", "--validation-max-size", str(TILE)]) == 0
+    inputs = Manifest.read(out).entry("onnx").validation["inputs"]
+    assert inputs["max_size"] == TILE and inputs["max_images"] == 1 and len(inputs["images"]) == 1
+    assert main(["export", "--model", str(model_dir), "--out", str(tmp_path / "b"), "--validation-max-size", "0"]) == 2
+    assert "max_size" in capsys.readouterr().err

@@ -38,10 +38,12 @@ from vpdsr.bench.backends import (
     resolve_names,
     set_torch_threads,
 )
+from vpdsr.bench.baselines import DEFAULT_GAN, BaselineConfig, bicubic_row, other_baselines
 from vpdsr.bench.flops import FlopCounter
 from vpdsr.bench.gates import GateConfig, apply_required, evaluate, latency_change_pct, verdict
 from vpdsr.bench.int8_flags import collect_kernels, flag_int8_rows
-from vpdsr.bench.inputs import BenchImage, bicubic_upscale, load_bench_images
+from vpdsr.bench.inputs import BenchImage, load_bench_images
+from vpdsr.bench.plane_report import plane_section
 from vpdsr.bench.latency import LatencyConfig, PeakMemory, cuda_peak_mb, cuda_peak_reset, measure, summarize
 from vpdsr.bench.peak import machine_peaks
 from vpdsr.bench.quality import MetricSuite, aggregate, image_scores
@@ -80,6 +82,8 @@ class BenchConfig:
     clip_weights: str | None = None
     lpips_weights: str | None = None
     baseline_path: str | None = None
+    gan_baseline: str | None = DEFAULT_GAN  # a noise-free SR network's row (None: none), see bench/baselines.py
+    teacher: str | None = None  # a diffusion model whose T-step samples are a row
     roofline: bool = True
 
 
@@ -124,12 +128,11 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
         f"CLIPIQA {'on' if suite.clip else 'off'}, LPIPS {'on' if suite.lpips else 'off'}, "
         f"PIQE {'on' if suite.reason('piqe') is None else 'off'}")
 
-    bicubic = [bicubic_upscale(im.lr) for im in images]
-    bicubic_rows = [{"name": im.name, **image_scores(b, None, im.hr, suite)} for im, b in zip(images, bicubic)]
+    bicubic, bicubic_out = bicubic_row(images, suite)
     state = _RunState(images=images, suite=suite, cfg=cfg)
     if cfg.roofline:
         state.peaks, state.flops = _roofline_inputs(cfg)
-    state.crops["bicubic"] = bicubic[0]
+    state.crops["bicubic"] = bicubic_out[0]
     if images[0].hr is not None:
         state.crops["hr"] = images[0].hr
     from tqdm.auto import tqdm
@@ -150,6 +153,9 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     apply_required(rows, policy.require)
     gates = evaluate(rows, cfg.reference, policy)
     outcome = verdict(rows, gates, policy)
+    # what a user would ship instead (bicubic, a GAN, the teacher) and HR itself, scored like the backends
+    baselines = [bicubic, *other_baselines(BaselineConfig(cfg.gan_baseline, cfg.teacher, cfg.seed), cfg.model,
+                                           images, suite, cfg.tile, cfg.overlap)]
     report = {
         "schema": SCHEMA,
         "model": _model_info(cfg.model),
@@ -163,8 +169,10 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
         "roofline": _roofline_summary(state),
         "latency_config": asdict(cfg.latency),
         "metrics": suite.availability(),
-        "bicubic": aggregate(bicubic_rows, None, suite),
+        "bicubic": bicubic["quality"],
         "backends": rows,
+        "baselines": baselines,
+        "plane": plane_section(rows, baselines),
         "gates": [g.to_dict() for g in gates],
         "passed": outcome["passed"],
         "verdict": outcome,
@@ -417,7 +425,9 @@ def _model_info(model: str) -> dict:
             info["preset"] = str(model)
     except (VpdsrError, OSError):
         pass
-    return info
+    from vpdsr.bench.model_stats import model_stats
+
+    return {**info, **model_stats(model)}  # parameters, GFLOP per LR 64x64
 
 
 def environment(threads: int | None) -> dict:

@@ -4,8 +4,10 @@ from __future__ import annotations
 import html
 import math
 
+from vpdsr.bench.baselines import text_cells
 from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num, sensitivity_links
 from vpdsr.bench.gates import verdict_text
+from vpdsr.bench.model_stats import stats_line
 from vpdsr.bench.quality import metric_notes
 
 _STYLE = """
@@ -17,6 +19,7 @@ th { background: #f4f4f4; } td.n { text-align: right; font-variant-numeric: tabu
 .pass { color: #1a7f37; } td.why { min-width: 180px; max-width: 280px; font-size: 11px; color: #555; } .note { color: #666; font-size: 13px; } .fig svg { max-width: 100%; height: auto; }
 .verdict { font-size: 16px; padding: 8px 12px; display: inline-block; border-radius: 4px; }
 .verdict.pass { background: #dafbe1; } .verdict.fail { background: #ffebe9; } .verdict.none { background: #eee; }
+tr.baseline td { background: #fafafa; color: #444; }
 """
 
 
@@ -39,8 +42,37 @@ def _table(report: dict) -> str:
             note = f"p50 {b['latency_change_pct']:+.1f}% vs baseline " + note
         out.append("<tr><td>" + "</td><td>".join(cells) + "</td>" + "".join(f'<td class="n">{_e(n)}</td>' for n in nums)
                    + f"<td class='why' title='{_e(note)}'>{_e(_short(note))}</td></tr>")
+    for b in report.get("baselines") or []:  # what a user would ship instead: quality only, no latency
+        name, precision, device, status = (_e(c) for c in text_cells(b))
+        nums = [c.cell(b) for c in NUMERIC_COLUMNS]
+        note = b.get("reason") or "baseline (quality only)"
+        out.append(f"<tr class='baseline'><td><i>{name}</i></td><td>{precision}</td><td>{device}</td>"
+                   f"<td><span class='{_e(b['status'])}'>{status}</span></td>"
+                   + "".join(f'<td class="n">{_e(n)}</td>' for n in nums)
+                   + f"<td class='why' title='{_e(note)}'>{_e(_short(note))}</td></tr>")
     out.append("</table>")
     return "\n".join(out)
+
+
+def _plane(report: dict) -> str:
+    """The perception-distortion plane: figure, Pareto front and who dominates whom."""
+    from vpdsr.bench.plane_report import section_svg
+
+    section = report.get("plane")
+    if not section:
+        return ""
+    if not section.get("available"):
+        return f"<h2>Perception-distortion plane</h2><p class='note'>Not drawn: {_e(section.get('reason'))}.</p>"
+    try:
+        svg = section_svg(section)
+    except ImportError as e:
+        svg = f"<p class='note'>the figure needs matplotlib ({_e(e)})</p>"
+    sentences = "".join(f"<li>{_e(t)}</li>" for t in section["sentences"]) or \
+        "<li>No point dominates another (beyond the tolerances).</li>"
+    left = f"<p class='note'>Left out: {_e('; '.join(section['left_out']))}.</p>" if section.get("left_out") else ""
+    return (f"<h2>Perception-distortion plane</h2><div class='fig'>{svg}</div>"
+            f"<p class='note'>Not dominated (Pareto front): <b>{_e(', '.join(section['front']))}</b></p>"
+            f"<ul class='note'>{sentences}</ul>{left}")
 
 
 def _short(text: str, limit: int = 60) -> str:
@@ -62,6 +94,8 @@ def _roofline(report: dict) -> str:
 def _not_run(report: dict) -> str:
     rows = [f"<li><b>{_e(b['name'])}</b> {_e(b['status'])}: {_e(b['reason'])}</li>"
             for b in report["backends"] if b["status"] != "ok"]
+    rows += [f"<li><b>{_e(b['name'])}</b> (baseline) {_e(b['status'])}: {_e(b['reason'])}</li>"
+             for b in report.get("baselines") or [] if b["status"] != "ok"]
     return f"<h2>Not run</h2><ul class='note'>{''.join(rows)}</ul>" if rows else ""
 
 
@@ -131,6 +165,7 @@ def render_html(result, out=None) -> str:
         f"{report['latency_config']['iters']} timed runs. Measured on {_e(env['cpu']['name'])} "
         f"({env['cpu']['cores']} cores, torch threads {env['torch_threads']}), "
         f"{_e(', '.join(g['name'] for g in env['gpus']) or 'no GPU')}, {_e(report['created'])}.</p>",
+        f"<p class='note'>{_e(stats_line(report['model']))}</p>" if stats_line(report["model"]) else "",
         "<h2>Backends</h2>", _table(report), _roofline(report),
         ("<p class='note'>Per-layer INT8 sensitivity: " + ", ".join(f"<a href='{_e(p)}'>{_e(n)}</a>" for n, p in links)
          + "</p>" if links else ""),
@@ -138,6 +173,7 @@ def render_html(result, out=None) -> str:
         "<h2>Gates</h2>", _gates(report),
         "<h2>Latency</h2>", f"<div class='fig'>{bars or '<p class=note>no backend ran</p>'}</div>",
         "<h2>Latency vs quality drift</h2>", f"<div class='fig'>{scatter or '<p class=note>no backend ran</p>'}</div>",
+        _plane(report),
         f"<h2>Crops: {_e((report.get('image_names') or ['?'])[0])}</h2>",
         (f"<img alt='crops' style='max-width:100%' src='data:image/png;base64,{crops}'>" if crops
          else "<p class='note'>no crops</p>"),

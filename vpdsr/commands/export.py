@@ -35,6 +35,9 @@ def register(sub) -> None:
     p.add_argument("--dynamic", action="store_true", help="dynamic H/W (batch is always dynamic)")
     p.add_argument("--validation-images", type=int, metavar="N",
                    help="validate on the first N held-out photos only (default: all three; each target runs them all)")
+    p.add_argument("--validation-max-size", type=int, metavar="PX",
+                   help="centre-crop each validation LR image to at most PX pixels a side (default: whole photos; "
+                        "keeps validating a large model within minutes on a CPU)")
     p.add_argument("--device", default="cuda", help="GPU for TensorRT targets: cuda or cuda:N (default cuda)")
     p.add_argument("--strict", action="store_true", help="exit 1 if any target is skipped, failed or below its floor")
     p.add_argument("--force", action="store_true", help="rebuild even when a cached artifact matches")
@@ -50,9 +53,9 @@ def run(args) -> int:
     output_folder(args.out)  # before the model is loaded
 
     budget = BudgetOptions(args.int8_budget, args.sensitivity, args.budget_images, args.budget_count, args.budget_seed)
+    validation = ValidationConfig(max_images=args.validation_images, max_size=args.validation_max_size)
     manifest = export(args.model, args.out, args.targets, stages=args.stages, tile=args.tile, dynamic=args.dynamic,
-                      calib=args.calib, calib_count=args.calib_count,
-                      validation=ValidationConfig(max_images=args.validation_images), strict=args.strict,
+                      calib=args.calib, calib_count=args.calib_count, validation=validation, strict=args.strict,
                       force=args.force, progress=None, calib_crop=args.calib_crop, calib_seed=args.calib_seed,
                       budget=budget, device=args.device)
     requested = {a.name for a in manifest.artifacts}

@@ -70,12 +70,16 @@ def stage_distill(config, out: Path, retrain: bool) -> tuple[str, dict]:
     shipped = SHIPPED / preset if preset else None
     if not retrain and shipped is not None and (shipped / WEIGHTS_NAME).is_file():
         log.info(f"[1/3] distill: skipped, shipped {preset} checkpoint {shipped} (use --retrain to train)")
-        return str(shipped), {"skipped": True, "model": str(shipped)}
+        teacher = SHIPPED / f"{preset}-teacher"  # the bench's teacher row, when it ships too
+        info = {"skipped": True, "model": str(shipped)}
+        return str(shipped), {**info, "teacher": str(teacher)} if (teacher / WEIGHTS_NAME).is_file() else info
     from vpdsr.distill.api import run_distill
 
     log.info(f"[1/3] distill: training {preset or 'the configured model'} into {out / 'distill'}")
     result = run_distill(cfg, out / "distill", stage="all", progress=True)
-    return str(result.model_dir), {"skipped": False, "model": str(result.model_dir)}
+    teacher = result.teacher.model_dir if result.teacher is not None else None
+    return str(result.model_dir), {"skipped": False, "model": str(result.model_dir),
+                                   **({"teacher": str(teacher)} if teacher else {})}
 
 
 def _preset_of(cfg) -> str | None:
@@ -153,7 +157,7 @@ def run(args) -> int:
         model=model, images=str(lr_dir), hr=str(hr_dir), artifacts=str(out / "artifacts"), tile=args.tile,
         backends=with_untuned(out / "artifacts") if args.untuned else None,
         latency=LatencyConfig(warmup=args.warmup, iters=args.iters, budget_s=args.budget_s, threads=args.threads),
-        gates=GateConfig(), clip_weights=args.clip_weights,
+        gates=GateConfig(), clip_weights=args.clip_weights, teacher=info.get("teacher"),
     )
     try:
         rc = bench_and_report(cfg, out / "report", print_table=False)

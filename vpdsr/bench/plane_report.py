@@ -1,0 +1,107 @@
+"""The perception-distortion plane of a bench report: one point per backend and baseline.
+
+Distortion is PSNR against HR (the report's `psnr_vs_hr`, RGB); perception is CLIPIQA where every
+point has it (its weights are present), else PIQE (no weights needed, lower is better). Points:
+every backend that ran, bicubic, the GAN baseline and the teacher when they ran, and HR itself
+(drawn at the right edge, never compared). The geometry, the Pareto front and the dominance
+sentences come from :mod:`vpdsr.bench.plane`; this module only picks the points from the rows and
+writes the report's `plane` section, which the Markdown and HTML pages render.
+
+Example:
+    >>> section = plane_section(report["backends"], report["baselines"])
+    >>> section["sentences"]  # e.g. ["realesrgan-x4plus dominates bicubic: ..."]
+"""
+from __future__ import annotations
+
+import math
+
+from vpdsr.bench.plane import PlanePoint, perception_distortion_plane, plane_svg
+from vpdsr.errors import InputError
+
+DISTORTION = "psnr_vs_hr"
+SVG_NAME = "plane.svg"  # the figure beside report.md (which embeds it) in a report folder
+METRIC_ORDER = ("clipiqa", "piqe")  # the first one every point has is used
+
+
+def _value(row: dict, key: str):
+    v = (row.get("quality") or {}).get(key)
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def _candidates(backends: list[dict], baselines: list[dict]) -> list[tuple[dict, str]]:
+    rows = [(b, "backend") for b in backends if b.get("status") == "ok"]
+    rows += [(b, b.get("kind", "bicubic")) for b in baselines if b.get("status") == "ok"]
+    return rows
+
+
+def plane_section(backends: list[dict], baselines: list[dict]) -> dict:
+    """The report's `plane`: metric, points, Pareto front, dominance sentences (or why it is missing)."""
+    rows = _candidates(backends, baselines)
+    with_psnr = [(r, k) for r, k in rows if _value(r, DISTORTION) is not None]
+    if not with_psnr:
+        return {"available": False, "reason": "PSNR vs HR needs HR images (`--hr`)", "points": []}
+    metric = next((m for m in METRIC_ORDER if all(_value(r, m) is not None for r, _ in with_psnr)), None)
+    if metric is None:  # some point lacks PIQE (an image too small for it): leave those out, say which
+        metric = "piqe"
+    points, left_out = [], []
+    for row, kind in with_psnr:
+        perception = _value(row, metric)
+        if perception is None:
+            left_out.append(f"{row['name']}: no {metric}")
+            continue
+        points.append(PlanePoint(row["name"], _value(row, DISTORTION), perception, kind))
+    if not [p for p in points if p.kind != "hr"]:
+        return {"available": False, "reason": f"no point has both PSNR vs HR and {metric}", "points": [],
+                "left_out": left_out}
+    plane = perception_distortion_plane(points, metric)
+    return {
+        "available": True, "reason": None, "metric": metric, "distortion": DISTORTION,
+        "points": [{"name": p.name, "kind": p.kind, "psnr": p.psnr, "perception": p.perception} for p in points],
+        "front": plane.front, "dominated": plane.dominated, "sentences": plane.sentences, "left_out": left_out,
+    }
+
+
+def points_of(section: dict) -> list[PlanePoint]:
+    """The PlanePoints of a report's `plane` section (as read back from report.json: "inf" strings too)."""
+    return [PlanePoint(p["name"], float(p["psnr"]), float(p["perception"]), p["kind"]) for p in section["points"]]
+
+
+def section_svg(section: dict) -> str | None:
+    """The figure of a `plane` section (None when the section has none)."""
+    if not section or not section.get("available"):
+        return None
+    return plane_svg(points_of(section), section["metric"], section["front"])
+
+
+def save_png(section: dict, path, dpi: int = 120) -> None:
+    """The section's figure as a PNG (the SVG's raster twin, for docs and issue notes)."""
+    from vpdsr.bench.plane import plane_figure
+
+    if not section or not section.get("available"):
+        raise InputError(f"the report's plane was not drawn: {(section or {}).get('reason', 'no plane section')}")
+    plane_figure(points_of(section), section["metric"], section["front"]).savefig(str(path), dpi=dpi)
+
+
+def markdown_lines(section: dict | None) -> list[str]:
+    """The Markdown of the plane: front, dominance sentences, the points."""
+    if not section:
+        return []
+    lines = ["", "## Perception-distortion plane", ""]
+    if not section.get("available"):
+        return lines + [f"Not drawn: {section.get('reason')}."]
+    metric = section["metric"]
+    better = "lower" if metric == "piqe" else "higher"
+    lines += [f"PSNR vs HR (higher is better) against {metric.upper()} ({better} is better).", "",
+              f"![Perception-distortion plane]({SVG_NAME})"]
+    lines += ["", f"Not dominated (Pareto front): {', '.join(section['front'])}."]
+    if section["sentences"]:
+        lines += [""] + [f"- {s}" for s in section["sentences"]]
+    else:
+        lines += ["", "No point dominates another (beyond the tolerances)."]
+    lines += ["", f"| point | kind | PSNR vs HR dB | {metric.upper()} |", "|---|---|---:|---:|"]
+    for p in section["points"]:
+        psnr = "inf" if math.isinf(float(p["psnr"])) else f"{float(p['psnr']):.2f}"
+        lines.append(f"| {p['name']} | {p['kind']} | {psnr} | {float(p['perception']):.{1 if metric == 'piqe' else 4}f} |")
+    if section.get("left_out"):
+        lines += ["", f"Left out: {'; '.join(section['left_out'])}."]
+    return lines

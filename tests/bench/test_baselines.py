@@ -87,6 +87,18 @@ def test_gan_row_equals_a_plain_torch_forward(report, bench_images):
         assert row["psnr_vs_hr"] == pytest.approx(fidelity_scores(sr, im.hr, crop_border=4).psnr, abs=1e-3)
 
 
+def test_default_auto_tiling_runs_every_baseline(env, bench_model_dir, bench_images, tmp_path):
+    """`vpdsr pipeline`'s own settings: no --tile (auto), the GAN and a teacher row (a crash here once)."""
+    lr, hr = bench_images
+    out = tmp_path / "report"
+    assert main(["bench", "--model", str(bench_model_dir), "--images", str(lr), "--hr", str(hr), "--out", str(out),
+                 "--backends", "torch-fp32", "--teacher", str(bench_model_dir), "--warmup", "0", "--iters", "1"]) == 0
+    rows = {r["kind"]: r for r in json.loads((out / "report.json").read_text())["baselines"]}
+    assert rows["teacher"]["status"] == "ok" and rows["teacher"]["quality"]["psnr_vs_hr"] > 10
+    if _wheel_installed():
+        assert rows["gan"]["status"] == "ok" and rows["gan"]["quality"]["psnr_vs_hr"] > 10
+
+
 def test_plane_section_names_the_dominant_points(report):
     rep, out = report
     plane = rep["plane"]

@@ -154,8 +154,10 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     gates = evaluate(rows, cfg.reference, policy)
     outcome = verdict(rows, gates, policy)
     # what a user would ship instead (bicubic, a GAN, the teacher) and HR itself, scored like the backends
+    # `--tile auto` chooses per engine; the baselines' torch runs then pick their own (whole image when small)
+    baseline_tile = None if cfg.tile == AUTO else cfg.tile
     baselines = [bicubic, *other_baselines(BaselineConfig(cfg.gan_baseline, cfg.teacher, cfg.seed), cfg.model,
-                                           images, suite, cfg.tile, cfg.overlap)]
+                                           images, suite, baseline_tile, cfg.overlap)]
     report = {
         "schema": SCHEMA,
         "model": _model_info(cfg.model),

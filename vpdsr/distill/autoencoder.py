@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 
 
-
 def train_autoencoder(cfg, out: str | Path, progress: bool = True) -> Path:
     """Train `cfg.model_config().autoencoder` (vq/kl) on the run's crops; returns OUT/autoencoder.
 
@@ -28,10 +27,10 @@ def train_autoencoder(cfg, out: str | Path, progress: bool = True) -> Path:
     from tqdm import tqdm
 
     from vpdsr.data.degrade import DegradationConfig
+    from vpdsr.distill.config import StageConfig
     from vpdsr.distill.data import CropDataset
     from vpdsr.distill.losses import hfp_loss, pixel_loss
-    from vpdsr.distill.trainer import lr_lambda, make_accelerator, make_optimizer
-    from vpdsr.distill.config import StageConfig
+    from vpdsr.distill.stage import lr_lambda, make_accelerator, make_optimizer
     from vpdsr.errors import ConfigError
     from vpdsr.models.autoencoder import DiffusersAutoencoder
 

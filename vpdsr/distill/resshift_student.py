@@ -42,7 +42,7 @@ PIXEL_TERMS = ("recon", "hfp", "grid", "ess", "adv")
 def load_teacher(cfg: DistillConfig, teacher_dir: Path):
     """The teacher of `teacher_dir`, after checking that it is a ResShift model and that the config's
     `model` section describes the same network and schedule (one-line ConfigError otherwise)."""
-    from vpdsr.distill.trainer import family_name
+    from vpdsr.distill.stage import family_name
     from vpdsr.models.checkpoint import load_config, load_directory
 
     family = family_name(teacher_dir)
@@ -75,7 +75,7 @@ def first_difference(mine: dict, theirs: dict) -> str | None:
 def init_student(cfg: DistillConfig, teacher):
     """The student before training: `student.init_from` (same network), the teacher's weights
     (SinSR's init, the default) or a fresh seeded init (`init_from_teacher: false`)."""
-    from vpdsr.distill.trainer import resolve_model_dir
+    from vpdsr.distill.stage import resolve_model_dir
     from vpdsr.models import build
     from vpdsr.models.checkpoint import load_directory
 
@@ -158,7 +158,7 @@ def train_resshift_student(cfg: DistillConfig, teacher_dir: Path, out: str | Pat
     the VPDSR student stage does (config.yaml, log.csv, checkpoint/, model/, eval.json/.md)."""
     from vpdsr.distill.evaluate import evaluate_run
     from vpdsr.distill.losses import pixel_loss
-    from vpdsr.distill.trainer import (StageResult, _save_model, choose_threads, make_accelerator, run_loop,
+    from vpdsr.distill.stage import (StageResult, _save_model, choose_threads, make_accelerator, run_loop,
                                        setup_student, student_draw, student_update)
 
     teacher_model = load_teacher(cfg, Path(teacher_dir))

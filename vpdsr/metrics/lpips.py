@@ -1,7 +1,7 @@
 """LPIPS v0.1 (AlexNet), the same computation as pyiqa's ``lpips`` metric, loaded safely.
 
-pyiqa builds LPIPS through torchvision's and its own loaders, which unpickle
-(``torch.load(weights_only=False)``) and download when a file is missing. Here the same
+pyiqa builds LPIPS through torchvision's and its own loaders, which unpickle the whole file
+(no weights-only restriction) and download when a file is missing. Here the same
 network is rebuilt and both files are read with ``torch.load(weights_only=True)``, from the
 caches those loaders fill (so a machine where pyiqa's LPIPS ran once works offline):
 

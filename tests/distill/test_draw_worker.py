@@ -85,7 +85,7 @@ def test_frames_keep_dtype_shape_bits_and_none():
     ("off", "cpu", "no", 1000, 1, False),
 ])
 def test_when_a_worker_is_wanted(monkeypatch, mode, device, precision, steps, processes, expected):
-    monkeypatch.setattr("vpdsr.distill.threads.available_cpus", lambda: 2)
+    monkeypatch.setattr("vpdsr.env.available_cpus", lambda: 2)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     cfg = SimpleNamespace(accelerate=SimpleNamespace(draw_worker=mode, mixed_precision=precision))
     acc = SimpleNamespace(device=torch.device(device), num_processes=processes)

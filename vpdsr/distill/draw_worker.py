@@ -43,7 +43,7 @@ AUTO_MIN_STEPS = 100
 
 def wanted(cfg, acc, steps: int) -> bool:
     """Whether `accelerate.draw_worker` asks for a worker on a stage of `steps` steps."""
-    from vpdsr.distill.threads import available_cpus
+    from vpdsr.env import available_cpus
 
     mode = cfg.accelerate.draw_worker
     # autocast applies in the training process only: with mixed precision the worker's draws would differ

@@ -46,7 +46,8 @@ def choose_threads(cfg: DistillConfig, acc, stage: str, out: Path, step: Callabl
     """`accelerate.num_threads: auto` on CPU: probe the counts (vpdsr.distill.threads), record the choice."""
     import json
 
-    from vpdsr.distill.threads import available_cpus, probe_threads
+    from vpdsr.distill.threads import probe_threads
+    from vpdsr.env import available_cpus
 
     if cfg.accelerate.num_threads != "auto" or acc.device.type != "cpu":
         return

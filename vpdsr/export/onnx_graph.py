@@ -36,6 +36,9 @@ from vpdsr.models import SRModel
 
 OPSET = 17
 EXPORTER = "torch.onnx.export(dynamo=False)"
+# what the graphs compute beyond the model's own modules; part of the reuse cache key, so artifacts
+# exported before a change are rebuilt: 2 = VPDSR's bicubic x4 as a convolution (1: an ONNX Resize)
+GRAPH_FORM = 2
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's hard limit is 2 GB; stay clear of it
 _CONDITION: "weakref.WeakKeyDictionary[SRModel, tuple[str, int]]" = weakref.WeakKeyDictionary()
 

@@ -57,9 +57,13 @@ class BicubicPhases(nn.Module):
         self.register_buffer("weight", kernel.repeat(channels, 1, 1, 1).float(), persistent=False)
         self.scale, self.channels = scale, channels
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, gain: float = 1.0, offset: float = 0.0) -> torch.Tensor:
+        """The phases, times `gain` plus `offset` inside the convolution (weights and bias): one node, so an
+        engine that fuses a following Mul into the convolution cannot rename it out of the float policy."""
         x = F.pad(x, (self.pad,) * 4, mode="replicate")
-        return F.conv2d(x, self.weight.to(x.dtype), groups=self.channels)
+        weight = self.weight.to(x.dtype) * gain if gain != 1.0 else self.weight.to(x.dtype)
+        bias = torch.full((weight.shape[0],), offset, dtype=x.dtype, device=x.device) if offset else None
+        return F.conv2d(x, weight, bias, groups=self.channels)
 
 
 def bicubic_upsample(x: torch.Tensor, phases: BicubicPhases) -> torch.Tensor:

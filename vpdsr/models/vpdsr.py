@@ -39,9 +39,8 @@ class VPDSR(SRModel):
     def encode(self, lr: torch.Tensor) -> torch.Tensor:
         """y = E(bicubic_x4(lr)); the latent has the LR image's size."""
         if self.deploy_form:
-            phases = self.upsample(lr)
             if isinstance(self.autoencoder, SpaceToDepth) and self.config.scale == FACTOR:
-                return self.autoencoder.encode_phases(phases)  # the phases are its latent: no shuffle round trip
+                return self.autoencoder.encode_upsampled(lr, self.upsample)
             return self.autoencoder.encode(bicubic_upsample(lr, self.upsample))
         up = F.interpolate(lr, scale_factor=self.config.scale, mode="bicubic", align_corners=False)
         return self.autoencoder.encode(up)

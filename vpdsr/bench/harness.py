@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vpdsr import env
 from vpdsr.bench.backends import (
     UNTUNED,
     UNTUNED_TILING,
@@ -48,7 +49,6 @@ from vpdsr.bench.latency import LatencyConfig, PeakMemory, cuda_peak_mb, cuda_pe
 from vpdsr.bench.peak import machine_peaks
 from vpdsr.bench.quality import MetricSuite, aggregate, image_scores
 from vpdsr.bench.roofline import roofline
-from vpdsr import env
 from vpdsr.env import probe_threads
 from vpdsr.errors import CapabilityError, InputError, MissingWeightsError, VpdsrError
 from vpdsr.runtimes.autotile import AutoTileConfig

@@ -28,9 +28,9 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -132,7 +132,7 @@ class StepDraws:
         spec.model_dir, spec.steps = str(self.folder / "model"), self.pending
         spec.num_threads = torch.get_num_threads()
         (self.folder / "spec.json").write_text(json.dumps(asdict(spec)))
-        self.worker_log = open(self.folder / "worker.log", "wb")
+        self.worker_log = open(self.folder / "worker.log", "wb")  # noqa: SIM115 (open for the worker's life; closed in close())
         package_root = str(Path(__file__).resolve().parents[2])  # so the worker imports this vpdsr
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
                "OMP_NUM_THREADS": str(spec.num_threads)}

@@ -64,3 +64,12 @@ def test_without_a_log_file_other_warnings_stay_on_the_terminal():
         logging.getLogger("some.library").info("chatter")
         logging.getLogger("vpdsr.upscale").info("photo.png -> out/photo_x4.png")
     assert terminal.getvalue() == "careful\nphoto.png -> out/photo_x4.png\n"
+
+
+def test_distill_eval_keeps_pyiqa_off_the_terminal(tmp_path, capfd):
+    from vpdsr.cli import main
+
+    assert main(["distill", "eval", "--model", "tiny", "--out", str(tmp_path / "ev")]) == 0
+    err = capfd.readouterr().err
+    assert "is created" not in err, err  # pyiqa's "Metric [PIQE] is created." lines
+    assert "pyiqa: Metric [PIQE] is created." in (tmp_path / "ev" / "distill.log").read_text()

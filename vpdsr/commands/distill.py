@@ -18,7 +18,10 @@ Each training stage writes config.yaml, log.csv, checkpoint/, model/ and eval.js
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 STAGES = ("teacher", "student", "all", "autoencoder", "eval", "ablate")
+LOG_NAME = "distill.log"
 
 
 def register(sub) -> None:
@@ -37,7 +40,8 @@ def register(sub) -> None:
                    help="`eval`: also score this one-step model beside --model (repeatable; e.g. tiny)")
     p.add_argument("--resume", action="store_true", help="continue from OUT's checkpoints exactly")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    # the log file takes third-party output (pyiqa's "Metric [...] is created", Python warnings) off the terminal
+    p.set_defaults(func=run, log_file=lambda a: (Path(a.out) / LOG_NAME, False))
 
 
 def run(args) -> int:

@@ -258,6 +258,7 @@ def _build_one(ctx: BuildContext, spec: TargetSpec, opts: ExportOptions, key: st
     except Exception as e:  # a failing target must not stop the others; the manifest records it
         entry.status, entry.reason = "failed", f"{type(e).__name__}: {_one_line(e)}"
         log.warning(f"{spec.name}: FAILED: {entry.reason}")
+        _drop_kept(out_dir / spec.name)
         return entry
     if entry.kept:
         log.warning(f"{spec.name}: FAILED: {entry.reason}; kept in {out_dir / spec.name} (--keep-failed)")
@@ -299,7 +300,7 @@ def _cached(folder: Path, key: str, keep_failed: bool = False) -> ArtifactEntry 
 
 
 def _drop_kept(folder: Path) -> None:
-    """A target failed validation without --keep-failed: a folder an earlier --keep-failed kept goes."""
+    """A target failed and kept nothing: a folder an earlier --keep-failed kept goes (it is not this build)."""
     try:
         kept = read_entry(folder).kept
     except ArtifactError:

@@ -170,6 +170,14 @@ def machine() -> dict:
             "cpu": cpu_info(), "gpus": gpu_info()}
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; the CPU count where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def probe_threads(max_threads: int | None = None, seconds: float = 0.3) -> dict:
     """How many CPU threads pay off right now: 1 or `max_threads`, from a short matmul probe.
 
@@ -186,7 +194,7 @@ def probe_threads(max_threads: int | None = None, seconds: float = 0.3) -> dict:
 
     import torch
 
-    n = max_threads or os.cpu_count() or 1
+    n = max_threads or available_cpus()
     out: dict = {"max_threads": n, "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
     if n <= 1:
         return {**out, "threads": 1, "ms": {}}

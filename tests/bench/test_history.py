@@ -33,6 +33,11 @@ def test_untuned_row_runs_main_settings_beside_the_tuned_one(two_runs):
     # the same graph and noise: the same pixels, whatever the engine options
     assert untuned["quality"]["psnr_vs_ref"] == pytest.approx(tuned["quality"]["psnr_vs_ref"], abs=1e-3)
     assert untuned["roofline"]["expected_ms"] > 0 and untuned["roofline"]["vs_single_call"] > 0
+    # the engines' own thread count is every CPU: the untuned row's % peak is against that count's peak
+    from vpdsr.env import available_cpus
+
+    assert tuned["roofline"]["peak_threads"] == 1
+    assert untuned["roofline"]["peak_threads"] == available_cpus()
 
 
 def test_two_histories_compared_name_the_changed_rows(two_runs, tmp_path):

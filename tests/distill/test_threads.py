@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 
 from tests.distill.conftest import tiny_config
 from vpdsr.distill.config import load_config
-from vpdsr.distill.threads import available_cpus, parse_num_threads, probe_threads
+from vpdsr.distill.threads import parse_num_threads, probe_threads
+from vpdsr.env import available_cpus
 from vpdsr.errors import ConfigError
 
 

@@ -48,6 +48,7 @@ from vpdsr.bench.latency import LatencyConfig, PeakMemory, cuda_peak_mb, cuda_pe
 from vpdsr.bench.peak import machine_peaks
 from vpdsr.bench.quality import MetricSuite, aggregate, image_scores
 from vpdsr.bench.roofline import roofline
+from vpdsr import env
 from vpdsr.env import probe_threads
 from vpdsr.errors import CapabilityError, InputError, MissingWeightsError, VpdsrError
 from vpdsr.runtimes.autotile import AutoTileConfig
@@ -197,6 +198,7 @@ class _RunState:
     crop_box: tuple[int, int, int] | None = None
     peaks: dict | None = None
     flops: FlopCounter | None = None
+    peaks_at: dict = field(default_factory=dict)  # {threads: machine_peaks} of rows at another count
 
 
 def _empty_row(spec: BackendSpec) -> dict:
@@ -346,7 +348,8 @@ def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: P
             log.warning(f"bench: {spec.name}: no kernel summary ({one_line(e)})")
     if cfg.roofline:
         engine_ms = 1000.0 * sum(calls) / stats.n if len(calls) == plan.calls * stats.n else None
-        row["roofline"] = roofline(row, plan, flops_fn, st.peaks, runner.scale, engine_ms,
+        peaks = _engine_default_peaks(st) if untuned else st.peaks
+        row["roofline"] = roofline(row, plan, flops_fn, peaks, runner.scale, engine_ms,
                                    single_call_ms(runner, plan, calls))
     q = row["quality"]
     fidelity = "" if is_ref else f", PSNR vs ref {q['psnr_vs_ref']:.2f} dB"
@@ -375,6 +378,21 @@ def single_call_ms(runner, plan, calls: list[float]) -> float | None:
         runner.infer(feed)
         times.append(runner.last_inference_time())
     return float(np.median(times)) * 1000.0
+
+
+def _engine_default_peaks(st: _RunState) -> dict | None:
+    """The peaks an `@untuned` row is measured against: the engines' own thread count is every CPU this
+    process has, not the run's `--threads` (a 1-thread peak under a 2-thread row read above 100 %)."""
+    n = env.available_cpus()
+    if st.peaks is not None and st.peaks.get("threads") == n:
+        return st.peaks
+    if n not in st.peaks_at:
+        try:
+            st.peaks_at[n] = machine_peaks(n)
+        except Exception as e:  # noqa: BLE001 - as in _roofline_inputs: no figure, never a lost benchmark
+            log.warning(f"bench: no {n}-thread peak figures for the @untuned rows ({one_line(e)})")
+            st.peaks_at[n] = None
+    return st.peaks_at[n]
 
 
 def _roofline_inputs(cfg: BenchConfig) -> tuple[dict | None, FlopCounter | None]:

@@ -56,7 +56,7 @@ def roofline(row: dict, plan, flops_fn, peaks: dict | None, scale: int, engine_m
     return {
         "gflop_per_image": None if flop is None else flop / 1e9,
         "gflops": rate(p50), "gflops_best": rate(best),
-        "peak_gflops": peak, "peak_precision": peak_precision,
+        "peak_gflops": peak, "peak_precision": peak_precision, "peak_threads": (peaks or {}).get("threads"),
         "peak_pct": pct(rate(p50)), "peak_pct_best": pct(rate(best)),
         "ms_per_mpix": None if not p50 else p50 / out_mpix,
         "tiling_overhead": plan.overhead, "plan": plan.to_dict(),
@@ -74,7 +74,8 @@ COLUMN_NOTE = (
     "output LR pixels. `est ms`: computed LR pixels x the rate of one batch-1 engine call of the plan's tile shape; "
     "`e2e/est`: p50 (end to end per image) over it, 1.00 when nothing is lost between engine calls; `outside %`: "
     "share of p50 spent outside engine calls (tiling, blending, noise, copies). `@untuned` rows: the same artifact "
-    "with the engine defaults, fixed 64-pixel tiles and no noise cache (the settings before the CPU tuning).")
+    "with the engine defaults, fixed 64-pixel tiles and no noise cache (the settings before the CPU tuning); their "
+    "% peak is against the peak at the engines' own thread count (every core).")
 
 
 def peak_line(summary: dict | None) -> str | None:

@@ -11,7 +11,7 @@ Layout of a config file (every field optional; see configs/tiny.yaml and configs
     losses:       {distill, recon, ess, hfp (+ hfp_kind, hfp_levels), grid, adv (+ adv_loss, adv_start_step,
                    adv_ramp_steps), feature_match weights and their choices}
     discriminator: {channels, layers, spectral_norm, lead_steps, optim: {...}}
-    accelerate:   {mixed_precision: "no" | fp16 | bf16, cpu: false, num_threads: N | auto}
+    accelerate:   {mixed_precision: "no" | fp16 | bf16, cpu: false, num_threads: N | auto, draw_worker: auto | on | off}
     eval:         {images: samples:holdout, crop_border: 4, noise_seed: 0, perceptual, crop_size, ...}
     resshift:     {teacher_noise, pixel_decode, gt_latent}   # only with a ResShift model (configs/resshift.yaml)
 
@@ -233,11 +233,14 @@ class AccelerateConfig:
         num_threads: torch CPU threads (0 = torch's default), or auto: a short probe at the start of each
             stage picks the fastest count (vpdsr.distill.threads). The weights depend on the count, so a
             config whose result is shipped pins it.
+        draw_worker: auto | on | off: compute each step's crops, latents, noise and teacher targets ahead in
+            a worker process on a core the training leaves free (vpdsr.distill.draw_worker; same tensors).
     """
 
     mixed_precision: str = "no"  # no | fp16 | bf16
     cpu: bool = False  # force CPU even where a GPU exists
     num_threads: int | str = 0
+    draw_worker: str = "auto"  # auto | on | off
 
 
 @dataclass
@@ -315,6 +318,7 @@ class DistillConfig:
         self.losses.validate()
         self.resshift.validate()
         _choice("accelerate.mixed_precision", self.accelerate.mixed_precision, ("no", "fp16", "bf16"))
+        _choice("accelerate.draw_worker", self.accelerate.draw_worker, ("auto", "on", "off"))
         from vpdsr.distill.threads import parse_num_threads
 
         self.accelerate.num_threads = parse_num_threads(self.accelerate.num_threads)

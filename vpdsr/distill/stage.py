@@ -46,7 +46,8 @@ def choose_threads(cfg: DistillConfig, acc, stage: str, out: Path, step: Callabl
     """`accelerate.num_threads: auto` on CPU: probe the counts (vpdsr.distill.threads), record the choice."""
     import json
 
-    from vpdsr.distill.threads import available_cpus, probe_threads
+    from vpdsr.distill.threads import probe_threads
+    from vpdsr.env import available_cpus
 
     if cfg.accelerate.num_threads != "auto" or acc.device.type != "cpu":
         return
@@ -164,8 +165,7 @@ def run_loop(stage: str, cfg: DistillConfig, scfg: StageConfig, out: Path, accel
     for step in range(start + 1, scfg.steps + 1):
         terms: dict[str, float] = {}
         for micro in range(scfg.grad_accum):
-            # each DDP rank draws its own batch: the draw index folds in the process index
-            draw = micro * accelerator.num_processes + accelerator.process_index
+            draw = draw_indices(accelerator, scfg.grad_accum)[micro]  # each DDP rank draws its own batch
             with accelerator.accumulate(*trained.values()), accelerator.autocast():
                 for k, v in step_fn(step, draw).items():
                     terms[k] = terms.get(k, 0.0) + v / scfg.grad_accum
@@ -202,6 +202,38 @@ def student_draw(cfg: DistillConfig, data: CropDataset, device, model, step: int
     tg = step_generator(cfg.seed, "student", step, 2000 + micro, device=str(device))
     y = model.encode(lr)
     return hr, lr, y, torch.randn(y.shape, generator=g).to(y), tg
+
+
+class TeacherDraw:
+    """A teacher step's draw (vpdsr.distill.draw_worker): the HR latent x0 and LR latent y of batch (step, micro)."""
+
+    def __init__(self, cfg: DistillConfig, data: CropDataset, model, device):
+        self.batch_size, self.data, self.model, self.device = cfg.data.batch_size, data, model, device
+
+    @torch.no_grad()
+    def __call__(self, step: int, micro: int):
+        batch = self.data.batch(step, micro, self.batch_size, "teacher")
+        hr, lr = batch.hr.to(self.device), batch.lr.to(self.device)
+        return self.model.autoencoder.encode(hr), self.model.encode(lr)
+
+
+class StudentDraw:
+    """A student step's draw (vpdsr.distill.draw_worker): (hr, y, noise, the teacher's
+    T-step latent from that noise, or None without a teacher)."""
+
+    def __init__(self, cfg: DistillConfig, data: CropDataset, model, teacher, device):
+        self.cfg, self.data, self.model, self.teacher, self.device = cfg, data, model, teacher, device
+
+    @torch.no_grad()
+    def __call__(self, step: int, micro: int):
+        hr, _, y, noise, tg = student_draw(self.cfg, self.data, self.device, self.model, step, micro)
+        target = self.teacher.teacher_sample_latent(y, noise, generator=tg) if self.teacher is not None else None
+        return hr, y, noise, target
+
+
+def draw_indices(acc, grad_accum: int) -> list[int]:
+    """The micro-batch draw indices `run_loop` passes for each step, in order (each DDP rank its own)."""
+    return [micro * acc.num_processes + acc.process_index for micro in range(grad_accum)]
 
 
 def student_ess(cfg: DistillConfig, device):

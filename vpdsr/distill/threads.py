@@ -19,7 +19,6 @@ wins and is written to threads.json. The run reproduces with that count (set it 
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -27,13 +26,6 @@ from typing import Callable
 import torch
 
 from vpdsr.errors import ConfigError
-
-
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 @dataclass

@@ -25,20 +25,25 @@ from pathlib import Path
 
 import torch
 
+from vpdsr.distill import draw_worker
 from vpdsr.distill.config import DistillConfig
 from vpdsr.distill.data import CropDataset, step_generator
+from vpdsr.distill.draw_worker import DrawSpec, StepDraws
 from vpdsr.distill.evaluate import evaluate_run
 from vpdsr.distill.stage import (  # noqa: F401 (re-exported: callers import them from here)
     EMA,
     LOG_COLUMNS,
     CsvLog,
     StageResult,
+    StudentDraw,
     StudentParts,
+    TeacherDraw,
     _clip,
     _final_model,
     _name_after_preset,
     _save_model,
     choose_threads,
+    draw_indices,
     family_name,
     lr_lambda,
     make_accelerator,
@@ -78,12 +83,12 @@ def train_teacher(cfg: DistillConfig, out: str | Path, resume: bool = False, pro
     cfg.save(out / "config.yaml")
 
     choose_threads(cfg, acc, "teacher", out, probe_step(model, denoiser, data, cfg, "teacher", acc.device), progress)
+    spec = DrawSpec("teacher", cfg.to_dict(), "", model.training) if draw_worker.wanted(cfg, acc, scfg.steps) else None
+    draws = StepDraws(TeacherDraw(cfg, data, model, acc.device), spec, model, scfg.steps,
+                      draw_indices(acc, scfg.grad_accum), label="teacher")
 
     def step_fn(step: int, micro: int) -> dict[str, float]:
-        batch = data.batch(step, micro, cfg.data.batch_size, "teacher")
-        hr, lr = batch.hr.to(acc.device), batch.lr.to(acc.device)
-        with torch.no_grad():
-            x0, y = model.autoencoder.encode(hr), model.encode(lr)
+        x0, y = draws(step, micro)
         g = step_generator(cfg.seed, "teacher", step, 1000 + micro)
         loss = resshift_loss(lambda x, yy, t: denoiser(x, yy, t, model.schedule.input_scale(t, x)),
                              model.schedule, x0, y, g, scfg.loss)
@@ -93,8 +98,9 @@ def train_teacher(cfg: DistillConfig, out: str | Path, resume: bool = False, pro
         opt.zero_grad(set_to_none=True)
         return {"loss": float(loss.detach())}
 
-    step = run_loop("teacher", cfg, scfg, out, acc, {"denoiser": denoiser}, {"denoiser": opt}, {"denoiser": sched},
-                    step_fn, ema, resume, progress, stop_at, {})
+    with draws:
+        step = run_loop("teacher", cfg, scfg, out, acc, {"denoiser": denoiser}, {"denoiser": opt}, {"denoiser": sched},
+                        step_fn, ema, resume, progress, stop_at, {})
     if step < scfg.steps:
         return StageResult(out, None, step, time.perf_counter() - t_start)
     final = _final_model(model, acc.unwrap_model(denoiser), ema)
@@ -147,11 +153,14 @@ def train_student(cfg: DistillConfig, teacher: str | Path | None, out: str | Pat
     last_t = sched_t.steps - 1
 
     choose_threads(cfg, acc, "student", out, probe_step(model, denoiser, data, cfg, "student", acc.device), progress)
+    with_teacher = lc.distill > 0
+    spec = (DrawSpec("student", cfg.to_dict(), "", model.training, str(teacher_dir) if with_teacher else None)
+            if draw_worker.wanted(cfg, acc, scfg.steps) else None)
+    draws = StepDraws(StudentDraw(cfg, data, model, teacher_model if with_teacher else None, acc.device), spec, model,
+                      scfg.steps, draw_indices(acc, scfg.grad_accum), label="student")
 
     def step_fn(step: int, micro: int) -> dict[str, float]:
-        hr, lr, y, noise, tg = student_draw(cfg, data, acc.device, model, step, micro)
-        with torch.no_grad():
-            target = teacher_model.teacher_sample_latent(y, noise, generator=tg) if lc.distill > 0 else None
+        hr, y, noise, target = draws(step, micro)
         x_T = sched_t.prior_sample(y, noise)
         t = torch.full((y.shape[0],), last_t, dtype=torch.long, device=y.device)
         x0 = denoiser(x_T, y, t, sched_t.input_scale(t, x_T))
@@ -164,8 +173,9 @@ def train_student(cfg: DistillConfig, teacher: str | Path | None, out: str | Pat
                 terms["distill"] = pixel_loss(sr, model.autoencoder.decode(target), lc.distill_kind)
         return student_update(cfg, acc, step, terms, sr, hr, model.config.scale, denoiser, opt, disc, d_opt, ess)
 
-    step = run_loop("student", cfg, scfg, out, acc, parts.trained, parts.optimizers, parts.schedulers, step_fn,
-                    parts.ema, resume, progress, stop_at, parts.disabled)
+    with draws:
+        step = run_loop("student", cfg, scfg, out, acc, parts.trained, parts.optimizers, parts.schedulers, step_fn,
+                        parts.ema, resume, progress, stop_at, parts.disabled)
     disabled = parts.disabled
     if step < scfg.steps:
         return StageResult(out, None, step, time.perf_counter() - t_start, disabled_terms=disabled)

@@ -36,7 +36,7 @@ from vpdsr.artifacts import ArtifactEntry, Manifest, file_entries, read_entry, w
 from vpdsr.errors import ArtifactError, CapabilityError, InputError, VpdsrError
 from vpdsr.export.calibration import DEFAULT_CALIB, CalibrationSet
 from vpdsr.export.mixed_precision import BudgetOptions, make_plan
-from vpdsr.export.onnx_graph import EXPORTER, check_tile, graph_modules, model_sha256
+from vpdsr.export.onnx_graph import EXPORTER, GRAPH_FORM, check_tile, graph_modules, model_sha256
 from vpdsr.export.targets import BuildContext, TargetSkipped, TargetSpec, parse_targets
 from vpdsr.export.validation import ValidationConfig, ValidationFailed, upscale_all, validate
 from vpdsr.utils import atomic_directory
@@ -280,6 +280,7 @@ def _cache_key(spec: TargetSpec, opts: ExportOptions, model_hash: str, calib: Ca
     payload = {"target": spec.name, "backend": spec.backend, "precision": spec.precision, "options": spec.options,
                "stages": opts.stages, "tile": opts.tile, "dynamic": opts.dynamic, "model": model_hash,
                "calibration": calib.describe() if calib else None, "versions": versions, "exporter": EXPORTER,
+               "graph_form": GRAPH_FORM,
                "validation": asdict(opts.validation), "int8": int8.describe() if int8 is not None else None}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 

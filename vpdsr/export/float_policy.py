@@ -24,13 +24,15 @@ FLOAT_LAYERS = {
     "/decoder/conv_out/": "the autoencoder decoder's last convolution: it maps straight to pixels",
     "/quantize/": "the VQ codebook lookup: distances + ArgMin must pick the code fp32 picks",
     "/denoiser/unet/conv_out/": "the denoiser's output convolution: its residual reaches the image unattenuated",
+    "/upsample/": "the encoder's bicubic x4 as a fixed convolution (vpdsr.models.upsample): it reads the 8-bit "
+                  "LR image, whose 256 levels int8 would halve; as the Resize it replaced, float",
     "/Resize": "the encoder's bicubic x4 of the LR image (NNCF INT8 there: 17-29 dB on held-out photos, "
                "43 kept float); int8 also halves the 256 levels of an 8-bit input",
 }
 KEEP_FLOAT = {  # which of them each conversion keeps
     "fp16": ("/decoder/conv_norm_out/", "/decoder/conv_out/", "/quantize/"),
     # every INT8 backend: onnxruntime and modelopt Q/DQ, NNCF's ignored scope
-    "int8": ("/decoder/conv_out/", "/quantize/", "/denoiser/unet/conv_out/", "/Resize"),
+    "int8": ("/decoder/conv_out/", "/quantize/", "/denoiser/unet/conv_out/", "/upsample/", "/Resize"),
 }
 # Layers of one family's graphs only (by the model's class name), on top of KEEP_FLOAT: names that
 # other families' graphs also have (a top-level "/Add") must not change those families' artifacts.

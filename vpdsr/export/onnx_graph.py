@@ -36,6 +36,9 @@ from vpdsr.models import SRModel
 
 OPSET = 17
 EXPORTER = "torch.onnx.export(dynamo=False)"
+# what the graphs compute beyond the model's own modules; part of the reuse cache key, so artifacts
+# exported before a change are rebuilt: 2 = VPDSR's bicubic x4 as a convolution (1: an ONNX Resize)
+GRAPH_FORM = 2
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's hard limit is 2 GB; stay clear of it
 _CONDITION: "weakref.WeakKeyDictionary[SRModel, tuple[str, int]]" = weakref.WeakKeyDictionary()
 
@@ -114,6 +117,21 @@ def fixed_size(model: SRModel, lr_hw: tuple[int, int] | None):
         fix(None)
 
 
+@contextmanager
+def deploy_form(model: SRModel):
+    """The model's export form while exporting (families with `set_deploy_form`: VPDSR computes its bicubic
+    x4 as a convolution); the trained form afterwards."""
+    switch = getattr(model, "set_deploy_form", None)
+    if switch is None:
+        yield model
+        return
+    switch(True)
+    try:
+        yield model
+    finally:
+        switch(False)
+
+
 def export_graph(model: SRModel, name: str, path: Path, tile: int, dynamic: bool) -> Path:
     """Export one graph (fused "model" or a stage) to `path` and check it with the path-based checker."""
     import onnx
@@ -128,7 +146,7 @@ def export_graph(model: SRModel, name: str, path: Path, tile: int, dynamic: bool
     path.parent.mkdir(parents=True, exist_ok=True)
     large = _param_bytes(model) > EXTERNAL_DATA_BYTES
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad(), \
-            fixed_size(model, None if dynamic else (tile, tile)):
+            fixed_size(model, None if dynamic else (tile, tile)), deploy_form(model):
         warnings.simplefilter("ignore")
         torch.onnx.export(module.eval(), example, str(path), dynamo=False, opset_version=OPSET,
                           input_names=list(inputs), output_names=list(outputs), dynamic_axes=axes,

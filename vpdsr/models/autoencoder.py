@@ -53,6 +53,11 @@ class SpaceToDepth(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return F.pixel_unshuffle(x * 2.0 - 1.0, FACTOR)
 
+    def encode_upsampled(self, lr: torch.Tensor, phases) -> torch.Tensor:
+        """`encode` of the bicubic x4 of `lr`, straight from a vpdsr.models.upsample.BicubicPhases: its phases
+        are this latent's channels, so 2x - 1 goes into the convolution and no shuffle round trip is left."""
+        return phases(lr, gain=2.0, offset=-1.0)
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return (F.pixel_shuffle(z, FACTOR) + 1.0) * 0.5
 

@@ -10,11 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vpdsr.models.autoencoder import build_autoencoder, latent_channels
+from vpdsr.models.autoencoder import FACTOR, SpaceToDepth, build_autoencoder, latent_channels
 from vpdsr.models.config import ModelConfig
 from vpdsr.models.denoiser import ResidualDenoiser
 from vpdsr.models.families import SRModel, register_family
 from vpdsr.models.schedule import ResShiftSchedule
+from vpdsr.models.upsample import BicubicPhases, bicubic_upsample
 
 
 class VPDSR(SRModel):
@@ -28,12 +29,25 @@ class VPDSR(SRModel):
         self.denoiser = ResidualDenoiser(config.denoiser, self.latent_channels)
         self.schedule = ResShiftSchedule(config.schedule)
         self.size_multiple = 1  # the denoiser pads internally, so any LR size works
+        # export graphs compute the bicubic x4 as a fixed convolution (vpdsr.models.upsample: ONNX Resize was
+        # half of ort-int8's time on tiny); training and torch inference keep F.interpolate, so the shipped
+        # weights reproduce bit for bit
+        self.upsample = BicubicPhases(config.scale)
+        self.deploy_form = False
 
     # -- stages -------------------------------------------------------------------------------
     def encode(self, lr: torch.Tensor) -> torch.Tensor:
         """y = E(bicubic_x4(lr)); the latent has the LR image's size."""
+        if self.deploy_form:
+            if isinstance(self.autoencoder, SpaceToDepth) and self.config.scale == FACTOR:
+                return self.autoencoder.encode_upsampled(lr, self.upsample)
+            return self.autoencoder.encode(bicubic_upsample(lr, self.upsample))
         up = F.interpolate(lr, scale_factor=self.config.scale, mode="bicubic", align_corners=False)
         return self.autoencoder.encode(up)
+
+    def set_deploy_form(self, on: bool) -> None:
+        """Export graphs on (the bicubic x4 as a convolution) or off (F.interpolate, as trained)."""
+        self.deploy_form = bool(on)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.autoencoder.decode(z).clamp(0.0, 1.0)

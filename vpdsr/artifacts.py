@@ -114,13 +114,19 @@ _ENTRY_TYPES = {
     "reason": (str, _NONE), "stages": (str,), "files": (list,), "inputs": (dict,), "outputs": (dict,),
     "tile": (int, _NONE), "dynamic": (bool,), "profiles": (list, _NONE), "calibration": (dict, _NONE),
     "versions": (dict,), "validation": (dict,), "options": (dict,), "cache_key": (str, _NONE), "created": (str,),
+    "kept": (bool,),
 }
 _REQUIRED = ("name", "target", "backend", "precision")
 
 
 @dataclass
 class ArtifactEntry:
-    """One exported artifact. `status` is ok / skipped / failed; skipped and failed ones carry `reason`."""
+    """One exported artifact. `status` is ok / skipped / failed; skipped and failed ones carry `reason`.
+
+    `kept`: a failed artifact whose folder `vpdsr export --keep-failed` kept (it built and loaded but
+    failed validation); it loads only when asked for (`verify(..., allow_failed=True)`), so it can be
+    timed, and it stays failed.
+    """
 
     name: str  # folder name, e.g. "openvino-int8"
     target: str  # e.g. "openvino-int8", "onnx-fp16", "tensorrt-fp16"
@@ -141,9 +147,13 @@ class ArtifactEntry:
     options: dict = field(default_factory=dict)  # target config: execution precision, fp32-kept stages, ...
     cache_key: str | None = None
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    kept: bool = False
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.kept:  # only a kept failed artifact says so: every other entry reads as before
+            del d["kept"]
+        return d
 
     @classmethod
     def from_dict(cls, d, source: str = "artifact") -> "ArtifactEntry":
@@ -161,6 +171,8 @@ class ArtifactEntry:
         _plain_name(d["name"], f"{source}: `name`")
         if d.get("status", "ok") not in STATUSES:
             raise ArtifactError(f"{source}: `status` must be one of {', '.join(STATUSES)}, got {d['status']!r}")
+        if d.get("kept") and d.get("status") != "failed":
+            raise ArtifactError(f"{source}: `kept` is only for a failed artifact, this one is {d.get('status', 'ok')}")
         if d.get("stages", "fused") not in ("fused", "split"):
             raise ArtifactError(f"{source}: `stages` must be fused or split, got {d['stages']!r}")
         files = [FileEntry.from_dict(f, f"{source}: `files[{i}]`") for i, f in enumerate(d.get("files", []))]
@@ -170,14 +182,16 @@ class ArtifactEntry:
         _check_graphs(d.get("options", {}), set(paths), source)
         return cls(**{**d, "files": files})
 
-    def verify(self, folder: Path) -> None:
+    def verify(self, folder: Path, allow_failed: bool = False) -> None:
         """Raise ArtifactError unless every listed file stays inside `folder` and has its recorded sha256.
 
-        Every path is checked (links resolved) before the first file is opened for hashing.
+        Every path is checked (links resolved) before the first file is opened for hashing. A failed
+        artifact is refused, unless it is a kept one (`kept`) and `allow_failed` is set.
         """
         folder = Path(folder)
-        if self.status != "ok":
-            raise ArtifactError(f"{folder}: artifact {self.name!r} is {self.status}: {self.reason}")
+        if self.status != "ok" and not (allow_failed and self.kept):
+            hint = " (kept by --keep-failed: load it with allow_failed=True to time it)" if self.kept else ""
+            raise ArtifactError(f"{folder}: artifact {self.name!r} is {self.status}: {self.reason}{hint}")
         if not self.files:
             raise ArtifactError(f"{folder / ENTRY_NAME}: lists no files")
         resolved = [resolve_inside(folder, f.path, f"{folder / ENTRY_NAME}: file") for f in self.files]

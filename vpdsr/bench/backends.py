@@ -9,6 +9,11 @@ The harness then decides the rest: a runner that cannot start here (CapabilityEr
 package, no GPU, no bf16) is skipped; any other load or run error (a file changed after export,
 a corrupt graph) is failed.
 
+A failed entry whose folder `vpdsr export --keep-failed` kept (`kept`: it built and loaded, but
+fell below its validation floor or gave NaN/Inf) is run like an ok one (latency, quality, roofline)
+and its row stays failed, with the export's reason next to the figures: it fails the run unless
+`--allow-failed` names it, exactly as any failed backend.
+
 GPU variants, in the name so that every report row says what ran: ``torch-fp16-compiled``
 (torch.compile, mode from ``--torch-compile``, default "default"), ``torch-fp16-graphs`` (CUDA graphs),
 ``torch-bf16-compiled-graphs``; ``onnx@cuda`` / ``onnx-fp16@tensorrt-ep`` run an ONNX artifact on
@@ -55,6 +60,12 @@ class BackendSpec:
     artifact: Path | None = None
     model: str | None = None  # torch backends: model directory or preset
     extra: dict = field(default_factory=dict)
+    kept: bool = False  # a failed export artifact kept by --keep-failed: run anyway, reported failed
+
+    @property
+    def runs(self) -> bool:
+        """Whether the harness runs it: ok, or failed but kept (measured, still failed)."""
+        return self.status == "ok" or (self.status == "failed" and self.kept)
 
 
 def torch_spec(name: str, model: str, device: str, compile_mode: str | None = None) -> BackendSpec:
@@ -129,18 +140,19 @@ def resolve_backends(model: str, artifacts: str | Path | None, names: list[str] 
             raise InputError(f"unknown backend {name!r} ({where}); expected one of {', '.join(known)}")
         status = entry.status  # ok, skipped or failed, as the export recorded it
         reason = None if status == "ok" else f"export {entry.status}: {entry.reason or 'no reason recorded'}"
-        if status == "ok":  # a path that leaves its folder (a link too) is bad input: refused before anything runs
+        kept = status == "failed" and entry.kept
+        if status == "ok" or kept:  # a path that leaves its folder (a link too) is bad input: refused before anything runs
             from vpdsr.artifacts import MANIFEST_NAME, resolve_inside
 
             for f in entry.files:
                 resolve_inside(Path(artifacts) / entry.name, f.path, f"{Path(artifacts) / MANIFEST_NAME}: "
                                                                      f"`{entry.name}` file")
         folder = Path(artifacts) / entry.name
-        sens = entry.options.get("sensitivity") if isinstance(entry.options, dict) and status == "ok" else None
+        sens = entry.options.get("sensitivity") if isinstance(entry.options, dict) and (status == "ok" or kept) else None
         extra = {"sensitivity": {k: str((folder / sens[k]).resolve()) for k in ("plot", "table")}} if sens else {}
         out = BackendSpec(name=entry.name, target=entry.target, backend=entry.backend, precision=entry.precision,
                           device=_entry_device(entry), stages=entry.stages, status=status, reason=reason,
-                          artifact=folder, extra=extra)
+                          artifact=folder, extra=extra, kept=kept)
         if provider == UNTUNED:
             return _untuned(out)
         return _on_gpu_provider(out, provider, device) if provider else out
@@ -209,7 +221,7 @@ def with_untuned(artifacts: str | Path) -> list[str]:
     names = []
     for e in Manifest.read(Path(artifacts)).artifacts:
         names.append(e.name)
-        if e.status == "ok" and e.backend in UNTUNED_OPTIONS and _entry_device(e).lower() == "cpu" and e.stages != "split":
+        if (e.status == "ok" or e.kept) and e.backend in UNTUNED_OPTIONS and _entry_device(e).lower() == "cpu" and e.stages != "split":
             names.append(f"{e.name}@{UNTUNED}")
     return names
 
@@ -246,7 +258,7 @@ def open_runner(spec: BackendSpec, threads: int | None = None):
         opts = dict(UNTUNED_OPTIONS[spec.backend])
     if "providers" in spec.extra:  # an ONNX artifact on ONNX Runtime's CUDA/TensorRT provider
         opts.update(providers=spec.extra["providers"], device=spec.device)
-    runner = load(spec.artifact, **opts)
+    runner = load(spec.artifact, allow_failed=spec.kept, **opts)
     runner.name = spec.name
     return runner
 

@@ -23,6 +23,16 @@ def num(v, fmt: str = "{:.2f}") -> str:
     return fmt.format(v)
 
 
+def measured(row: dict) -> bool:
+    """A backend row with figures: ok, or failed but measured (an export artifact kept by --keep-failed)."""
+    return row.get("status") == "ok" or (row.get("status") == "failed" and bool(row.get("kept")))
+
+
+def status_cell(row: dict) -> str:
+    """The status column: a kept failed row that was measured says so (report.json keeps `failed`)."""
+    return "failed (kept)" if row.get("status") == "failed" and row.get("kept") else row["status"]
+
+
 @dataclass(frozen=True)
 class Column:
     header: str

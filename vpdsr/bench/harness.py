@@ -207,15 +207,17 @@ def _empty_row(spec: BackendSpec) -> dict:
         "device": spec.device, "stages": spec.stages, "status": spec.status, "reason": spec.reason,
         "latency_ms": None, "throughput_ips": None, "peak_mem_mb": None, "peak_gpu_mem_mb": None,
         "call_latency_ms": None, "stage_latency_ms": None, "load_s": None, "tiling": None, "quality": None,
-        "roofline": None, "flags": [],
+        "roofline": None, "flags": [], "kept": spec.kept,  # kept: a failed export artifact measured anyway
         "sensitivity": spec.extra.get("sensitivity"),  # the export's per-layer INT8 table and plot, if any
     }
 
 
 def _not_run(row: dict, status: str, exc: BaseException, when: str) -> dict:
     """Mark a row skipped (CapabilityError: cannot run here) or failed (anything else), logged once."""
-    row.update(status=status, reason=one_line(exc) if status == "skipped" else f"{when}: {one_line(exc)}",
-               latency_ms=None, quality=None)
+    why = one_line(exc) if status == "skipped" else f"{when}: {one_line(exc)}"
+    if row.get("kept"):  # a kept failed artifact that then did not run: both reasons, and no figures
+        status, why, row["kept"] = "failed", f"{row['reason']}; {why}", False
+    row.update(status=status, reason=why, latency_ms=None, quality=None)
     if status == "skipped":
         log.info(f"bench: {row['name']}: skipped ({row['reason']})")
     else:  # the traceback goes to the log file: a backend that breaks may be a bug
@@ -227,7 +229,7 @@ def _not_run(row: dict, status: str, exc: BaseException, when: str) -> dict:
 def _run_backend(spec: BackendSpec, st: _RunState) -> dict:
     """One backend's row: ok with figures, skipped (cannot run here) or failed (should run and did not)."""
     row = _empty_row(spec)
-    if spec.status != "ok":
+    if not spec.runs:
         log.log(logging.WARNING if spec.status == "failed" else logging.INFO,
                 f"bench: {spec.name}: {'FAILED' if spec.status == 'failed' else 'skipped'} ({spec.reason})")
         return row
@@ -253,7 +255,7 @@ def _run_backend(spec: BackendSpec, st: _RunState) -> dict:
             if hasattr(runner, "describe"):  # the torch GPU path: compile mode, CUDA graphs captured or why not
                 row["runner_options"] = runner.describe()
             runner.deactivate()
-    if row["status"] == "ok":
+    if row["status"] == "ok" or row["kept"]:
         row["peak_mem_mb"] = mem.peak_mb
         row["peak_gpu_mem_mb"] = cuda_peak_mb(spec.device)
     return row
@@ -354,8 +356,11 @@ def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: P
     if q.get("piqe") is not None:
         drift = q.get("piqe_drift")
         fidelity += f", PIQE {q['piqe']:.2f}" + ("" if is_ref or drift is None else f" ({drift:+.2f} vs ref)")
-    log.info(f"bench: {spec.name}: ok, p50 {stats.p50_ms:.1f} ms/image over {stats.n} runs, "
-             f"{stats.throughput_ips:.2f} images/s{fidelity}")
+    figures = f"p50 {stats.p50_ms:.1f} ms/image over {stats.n} runs, {stats.throughput_ips:.2f} images/s{fidelity}"
+    if spec.kept:  # measured, and still failed: the export's reason goes with the figures
+        log.warning(f"bench: {spec.name}: FAILED ({spec.reason}), measured anyway (--keep-failed): {figures}")
+    else:
+        log.info(f"bench: {spec.name}: ok, {figures}")
 
 
 def single_call_ms(runner, plan, calls: list[float]) -> float | None:

@@ -5,7 +5,7 @@ import html
 import math
 
 from vpdsr.bench.baselines import text_cells
-from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num, sensitivity_links
+from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, measured, num, sensitivity_links, status_cell
 from vpdsr.bench.gates import verdict_text
 from vpdsr.bench.model_stats import stats_line
 from vpdsr.bench.quality import metric_notes
@@ -34,7 +34,7 @@ def _table(report: dict) -> str:
         cells = [
             _e(b["name"]) if b["target"] == b["name"] else f"{_e(b['name'])} ({_e(b['target'])})",
             _e(b["precision"]), _e(b["device"]),
-            f'<span class="{_e(b["status"])}">{_e(b["status"])}</span>',
+            f'<span class="{_e(b["status"])}">{_e(status_cell(b))}</span>',
         ]
         nums = [c.cell(b) for c in NUMERIC_COLUMNS]
         note = b.get("reason") or ("reference" if b["name"] == report["reference"] else "")
@@ -93,7 +93,7 @@ def _roofline(report: dict) -> str:
 
 def _not_run(report: dict) -> str:
     rows = [f"<li><b>{_e(b['name'])}</b> {_e(b['status'])}: {_e(b['reason'])}</li>"
-            for b in report["backends"] if b["status"] != "ok"]
+            for b in report["backends"] if not measured(b)]
     rows += [f"<li><b>{_e(b['name'])}</b> (baseline) {_e(b['status'])}: {_e(b['reason'])}</li>"
              for b in report.get("baselines") or [] if b["status"] != "ok"]
     return f"<h2>Not run</h2><ul class='note'>{''.join(rows)}</ul>" if rows else ""
@@ -116,7 +116,7 @@ def _gates(report: dict) -> str:
 
 def _per_image(report: dict) -> str:
     names = report.get("image_names") or []
-    ok = [b for b in report["backends"] if b["status"] == "ok" and b.get("quality")]
+    ok = [b for b in report["backends"] if measured(b) and b.get("quality")]
     if not names or not ok:
         return ""
     head = "<tr><th>image</th>" + "".join(f"<th>{_e(b['name'])}<br>CLIPIQA / PSNR vs ref</th>" for b in ok) + "</tr>"

@@ -15,6 +15,7 @@ comes from evidence, not from a guess:
 from __future__ import annotations
 
 from vpdsr import env
+from vpdsr.bench.columns import measured
 
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
@@ -22,7 +23,7 @@ VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 def flag_int8_rows(rows: list[dict], peaks: dict | None = None, cpu_flags: set[str] | None = None) -> None:
     """Add a `flags` entry to every ok INT8 row slower than its engine's fp32 row (in place)."""
     flags = env.cpu_flags() if cpu_flags is None else cpu_flags
-    ok = [r for r in rows if r.get("status") == "ok" and (r.get("latency_ms") or {}).get("p50")]
+    ok = [r for r in rows if measured(r) and (r.get("latency_ms") or {}).get("p50")]
     for row in ok:
         if row.get("precision") != "int8":
             continue

@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from vpdsr.bench.columns import measured
+
 CROPS_PER_ROW = 6
 
 
@@ -33,7 +35,7 @@ def _png_b64(fig, dpi: int = 100) -> str:
 
 
 def _ok(backends: list[dict]) -> list[dict]:
-    return [b for b in backends if b["status"] == "ok" and b.get("latency_ms")]
+    return [b for b in backends if measured(b) and b.get("latency_ms")]  # kept failed rows too: they have figures
 
 
 def latency_bars(backends: list[dict], reference: str) -> str | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from vpdsr.bench.baselines import text_cells
-from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, num, sensitivity_links
+from vpdsr.bench.columns import NUMERIC_COLUMNS, TEXT_HEADERS, measured, num, sensitivity_links, status_cell
 from vpdsr.bench.gates import verdict_text
 from vpdsr.bench.model_stats import stats_line
 from vpdsr.bench.plane_report import SVG_NAME as PLANE_SVG
@@ -75,7 +75,7 @@ def markdown(report: dict, out: str | Path | None = None) -> str:
         "|" + "---|" * len(TEXT_HEADERS) + "---:|" * len(NUMERIC_COLUMNS),
     ]
     for b in report["backends"]:
-        text = (b["name"], b["precision"], b["device"], b["status"])
+        text = (b["name"], b["precision"], b["device"], status_cell(b))
         lines.append("| " + " | ".join((*text, *(c.cell(b) for c in NUMERIC_COLUMNS))) + " |")
     baselines = report.get("baselines") or []
     for b in baselines:
@@ -101,7 +101,13 @@ def markdown(report: dict, out: str | Path | None = None) -> str:
                          f"| {num(g['value'], '{:.4g}')} | {'pass' if g['passed'] else '**FAIL**'} |")
     else:
         lines.append("No gates were set.")
-    not_run = [b for b in report["backends"] if b["status"] != "ok"]
+    kept = [b for b in report["backends"] if b["status"] != "ok" and measured(b)]
+    if kept:
+        lines += ["", "## Failed, measured anyway", "",
+                  "Export artifacts that failed validation, kept by `vpdsr export --keep-failed` and timed: their "
+                  "figures are in the table, and each still fails the run unless `--allow-failed` names it.", ""]
+        lines += [f"- `{b['name']}` failed: {b['reason']}" for b in kept]
+    not_run = [b for b in report["backends"] if not measured(b)]
     not_run_baselines = [b for b in baselines if b["status"] != "ok"]
     if not_run or not_run_baselines:
         lines += ["", "## Not run", "", "skipped = cannot run on this machine; failed = should run here and did not.",

@@ -20,6 +20,7 @@ the like-for-like ratio on a shared machine; `peak_pct` from the p50 shows what 
 """
 from __future__ import annotations
 
+from vpdsr.bench.columns import measured
 from vpdsr.bench.peak import peak_for
 
 
@@ -98,7 +99,7 @@ def backend_notes(report: dict) -> list[str]:
     lines = []
     for b in report["backends"]:
         r, t = b.get("roofline") or {}, b.get("tiling") or {}
-        if b.get("status") != "ok" or not r:
+        if not measured(b) or not r:
             continue
         plan = t.get("plan") or r.get("plan") or {}
         first = next(iter((t.get("auto") or {}).values()), None)
@@ -134,7 +135,7 @@ def stale_peak_notes(report: dict) -> list[str]:
 
 def tuning_notes(report: dict) -> list[str]:
     """One line per `<entry>` / `<entry>@untuned` pair that both ran: what the CPU tuning is worth here."""
-    rows = {b["name"]: b for b in report["backends"] if b.get("status") == "ok" and (b.get("latency_ms") or {}).get("p50")}
+    rows = {b["name"]: b for b in report["backends"] if measured(b) and (b.get("latency_ms") or {}).get("p50")}
     lines = []
     for name, tuned in rows.items():
         before = rows.get(f"{name}@untuned")

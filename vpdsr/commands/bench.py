@@ -19,7 +19,8 @@ STATUS_HELP = (
     "backend status: ok; skipped = cannot run on this machine (TensorRT without a GPU, bf16 on a CPU "
     "without it: the reason says so); failed = should run here and did not (export failed, file changed "
     "after export, load or runtime error). A failed backend fails the run (exit 1) whatever the gates, "
-    "unless --allow-failed names it; --require turns a skip into a failure."
+    "unless --allow-failed names it; --require turns a skip into a failure. A failed export artifact kept by "
+    "`vpdsr export --keep-failed` is timed and scored like an ok one, and its row stays failed."
 )
 
 

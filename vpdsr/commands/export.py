@@ -41,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--device", default="cuda", help="GPU for TensorRT targets: cuda or cuda:N (default cuda)")
     p.add_argument("--strict", action="store_true", help="exit 1 if any target is skipped, failed or below its floor")
     p.add_argument("--force", action="store_true", help="rebuild even when a cached artifact matches")
+    p.add_argument("--keep-failed", action="store_true",
+                   help="keep the folder of a target that built and loaded but failed validation (below its floor, "
+                        "NaN/Inf): still `failed` in the manifest, but `vpdsr bench` times it (exit code unchanged)")
     p.set_defaults(func=run, log_file=lambda a: (Path(a.out) / LOG_NAME, False))
 
 
@@ -57,12 +60,13 @@ def run(args) -> int:
     manifest = export(args.model, args.out, args.targets, stages=args.stages, tile=args.tile, dynamic=args.dynamic,
                       calib=args.calib, calib_count=args.calib_count, validation=validation, strict=args.strict,
                       force=args.force, progress=None, calib_crop=args.calib_crop, calib_seed=args.calib_seed,
-                      budget=budget, device=args.device)
+                      budget=budget, device=args.device, keep_failed=args.keep_failed)
     requested = {a.name for a in manifest.artifacts}
     failed = [a.name for a in manifest.artifacts if a.name in requested and a.status == "failed"]
     print(f"manifest: {args.out}/manifest.json")
     for a in manifest.artifacts:
         v = a.validation
         figures = f"{v['psnr_db']} dB" if v else ""
-        print(f"  {a.name:15s} {a.status:8s} {a.precision:5s} {figures}{(' ' + a.reason) if a.reason else ''}")
+        kept = f" (kept in {Path(args.out) / a.name})" if a.kept else ""
+        print(f"  {a.name:15s} {a.status:8s} {a.precision:5s} {figures}{(' ' + a.reason) if a.reason else ''}{kept}")
     return 1 if failed else 0

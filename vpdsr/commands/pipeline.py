@@ -42,6 +42,8 @@ def register(sub) -> None:
     p.add_argument("--tile", type=int_or_auto, default="auto",
                    help="auto (default): dynamic-shape artifacts and each backend's own tiling (the whole image "
                         "where it fits); N: static N x N artifacts and N-pixel tiles")
+    p.add_argument("--keep-failed", action="store_true",
+                   help="export: keep a target that failed validation (still failed) so that the bench times it")
     p.add_argument("--untuned", action="store_true",
                    help="also bench every CPU artifact @untuned (engine defaults, fixed 64-pixel tiles: the settings "
                         "before the CPU tuning) beside its tuned row")
@@ -144,7 +146,7 @@ def run(args) -> int:
     auto = args.tile == "auto"
     # auto: dynamic H/W, so a backend can take a whole image (calibration and validation stay on 64-pixel tiles)
     manifest = export(model, out / "artifacts", args.targets, tile=CALIB_TILE if auto else args.tile, dynamic=auto,
-                      progress=None)
+                      progress=None, keep_failed=args.keep_failed)
     summary["stages"]["export"] = {
         "seconds": time.perf_counter() - t0,
         "artifacts": {a.name: a.status if a.status == "ok" else f"{a.status}: {a.reason}" for a in manifest.artifacts},

@@ -9,12 +9,18 @@ no folder that loads. The manifest is rewritten after every target.
 Status (issue 9): `ok`; `skipped` when this machine cannot build or run the target (TensorRT
 without a GPU, bf16 on a CPU without it), with the reason; `failed` when it should have worked
 and did not (a build error, an artifact its runner cannot load, NaN, validation below the target's
-floor): the entry then keeps its validation figures and no folder is left.
+floor): the entry then keeps its validation figures and no folder is left. With `keep_failed`
+(`vpdsr export --keep-failed`), a target that built and loaded but failed validation (below its
+floor, NaN/Inf) keeps its folder, renamed into place like an ok one, its files hashed and its
+`artifact.json` saying `failed`, the reason, the figures and `kept: true`: `vpdsr bench` then times
+it and reports it, still failed. Build errors leave nothing to keep.
 
 Re-running with unchanged inputs reuses an artifact: its `cache_key` hashes the model (config and
 tensors), the target's config (stages, tile, dynamic, options), the calibration set's hash
 (calibrated targets only), the validation settings and the tool versions; if the folder's entry
-has the same key and its files still match their sha256, nothing is rebuilt.
+has the same key and its files still match their sha256, nothing is rebuilt. A kept failed artifact
+is reused (as failed, never ok) only under `keep_failed`; without it, it is rebuilt and, failing again,
+its folder removed, as if it had never been kept.
 """
 from __future__ import annotations
 
@@ -80,7 +86,7 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
            dynamic: bool = False, calib: str = DEFAULT_CALIB, calib_count: int = 8,
            validation: ValidationConfig | None = None, strict: bool = False, force: bool = False,
            progress: bool | None = False, calib_crop: int | None = None, calib_seed: int = 0,
-           budget: BudgetOptions | None = None, device: str = "cuda") -> Manifest:
+           budget: BudgetOptions | None = None, device: str = "cuda", keep_failed: bool = False) -> Manifest:
     """Export `model` to every target in `targets` under `out_dir`.
 
     Progress and one summary line per target go to the `vpdsr.export` loggers (the CLI shows them).
@@ -105,6 +111,8 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
         force: rebuild even when a cached artifact matches.
         progress: a progress bar over the targets (None: on a terminal only).
         device: the GPU TensorRT engines are built (and validated) on: "cuda" or "cuda:N".
+        keep_failed: keep the folder of a target that built and loaded but failed validation (status
+            stays failed, `kept` true), so that `vpdsr bench` can time it. Not part of the cache key.
 
     Returns:
         The manifest (also written to `out_dir/manifest.json`).
@@ -152,13 +160,14 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
         for spec in tqdm(specs, desc="export", unit="target", disable=None if progress is None else not progress):
             key = _cache_key(spec, opts, model_hash, calib_set if spec.calibrated else None, versions,
                              ctx.int8 if spec.precision == "int8" else None)
-            cached = None if force else _cached(out_dir / spec.name, key)
+            cached = None if force else _cached(out_dir / spec.name, key, keep_failed)
             if cached is not None:
-                log.info(f"{spec.name}: reused (cache_key {key[:12]} unchanged)")
+                state = "" if cached.status == "ok" else f" (still failed, kept: {cached.reason})"
+                log.info(f"{spec.name}: reused (cache_key {key[:12]} unchanged){state}")
                 manifest.upsert(cached)
                 manifest.write(out_dir)
                 continue
-            entry = _build_one(ctx, spec, opts, key, versions, reference, out_dir)
+            entry = _build_one(ctx, spec, opts, key, versions, reference, out_dir, keep_failed)
             manifest.upsert(entry)
             manifest.write(out_dir)
     finally:
@@ -207,7 +216,7 @@ def _one_line(e: BaseException, limit: int = 300) -> str:
 
 
 def _build_one(ctx: BuildContext, spec: TargetSpec, opts: ExportOptions, key: str, versions: dict,
-               reference: _Reference, out_dir: Path) -> ArtifactEntry:
+               reference: _Reference, out_dir: Path, keep_failed: bool = False) -> ArtifactEntry:
     entry = ArtifactEntry(name=spec.name, target=spec.name, backend=spec.backend, precision=spec.precision,
                           stages=opts.stages, tile=opts.tile, dynamic=opts.dynamic, versions=versions,
                           options={**spec.options, "exporter": EXPORTER, **model_io(ctx.model)}, cache_key=key)
@@ -229,7 +238,11 @@ def _build_one(ctx: BuildContext, spec: TargetSpec, opts: ExportOptions, key: st
             if not entry.validation["passed"]:
                 v = entry.validation
                 why = "NaN/Inf in its output" if not v["finite"] else f"PSNR {v['psnr_db']} dB vs torch fp32"
-                raise ValidationFailed(f"validation below its floor: {why} < {spec.floor_db} dB")
+                failure = ValidationFailed(f"validation below its floor: {why} < {spec.floor_db} dB")
+                if not keep_failed:
+                    raise failure
+                # --keep-failed: it built and loads, so keep it (marked) for `vpdsr bench` to time
+                entry.status, entry.reason, entry.kept = "failed", _one_line(failure), True
             write_entry(tmp, entry)
     except (TargetSkipped, CapabilityError) as e:
         entry.status, entry.reason = "skipped", _one_line(e, 400)
@@ -238,12 +251,17 @@ def _build_one(ctx: BuildContext, spec: TargetSpec, opts: ExportOptions, key: st
     except ValidationFailed as e:
         entry.status, entry.reason = "failed", _one_line(e)
         log.warning(f"{spec.name}: FAILED: {entry.reason}")
+        _drop_kept(out_dir / spec.name)
         return entry
     except (KeyboardInterrupt, SystemExit, InputError):  # interrupts and the user's own input stop the export
         raise
     except Exception as e:  # a failing target must not stop the others; the manifest records it
         entry.status, entry.reason = "failed", f"{type(e).__name__}: {_one_line(e)}"
         log.warning(f"{spec.name}: FAILED: {entry.reason}")
+        _drop_kept(out_dir / spec.name)
+        return entry
+    if entry.kept:
+        log.warning(f"{spec.name}: FAILED: {entry.reason}; kept in {out_dir / spec.name} (--keep-failed)")
         return entry
     v = entry.validation
     log.info(f"{spec.name}: ok, PSNR vs torch fp32 {v['psnr_db']:.2f} dB worst / {v['psnr_db_mean']:.2f} dB mean "
@@ -267,17 +285,30 @@ def _cache_key(spec: TargetSpec, opts: ExportOptions, model_hash: str, calib: Ca
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _cached(folder: Path, key: str) -> ArtifactEntry | None:
+def _cached(folder: Path, key: str, keep_failed: bool = False) -> ArtifactEntry | None:
+    """The entry of `folder` if its key is `key` and its files match; a kept failed one (only under
+    `keep_failed`) comes back as it is: failed, never promoted to ok."""
     if not (folder / "artifact.json").is_file():
         return None
     try:
         entry = read_entry(folder)
-        if entry.cache_key != key:
+        if entry.cache_key != key or (entry.kept and not keep_failed):
             return None
-        entry.verify(folder)
+        entry.verify(folder, allow_failed=keep_failed)
     except ArtifactError:
         return None
     return entry
+
+
+def _drop_kept(folder: Path) -> None:
+    """A target failed and kept nothing: a folder an earlier --keep-failed kept goes (it is not this build)."""
+    try:
+        kept = read_entry(folder).kept
+    except ArtifactError:
+        return
+    if kept:
+        shutil.rmtree(folder, ignore_errors=True)
+        log.info(f"{folder.name}: removed the failed artifact an earlier --keep-failed kept")
 
 
 def _open_manifest(out_dir: Path, model_hash: str, source: str, model) -> Manifest:

@@ -34,7 +34,8 @@ BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 MODEL_SUFFIXES = {"onnxruntime": (".onnx",), "openvino": (".xml", ".onnx"), "tensorrt": (".engine", ".plan")}
 
 
-def load(source, folder: str | Path | None = None, backend: str | None = None, **options) -> Runner:
+def load(source, folder: str | Path | None = None, backend: str | None = None, allow_failed: bool = False,
+         **options) -> Runner:
     """Build the Runner for an artifact (not activated: use `with runner:` or `runner.activate()`).
 
     Args:
@@ -42,6 +43,8 @@ def load(source, folder: str | Path | None = None, backend: str | None = None, *
         folder: the artifact's folder when `source` is an ArtifactEntry.
         backend: run with this backend (default: the artifact's own; "torch" for a model or preset).
             An ONNX artifact can also be run by "openvino".
+        allow_failed: also load a failed artifact that `vpdsr export --keep-failed` kept (below its
+            validation floor: to time it, as `vpdsr bench` does); any other failed one is still refused.
         **options: passed to the runner (e.g. providers=, threads= for onnxruntime; precision=,
             performance_hint=, streams= for openvino; precision= for torch). `device=` is mapped per
             backend ("cuda:N": onnxruntime's CUDA provider on GPU N, the TensorRT GPU; OpenVINO device
@@ -60,14 +63,14 @@ def load(source, folder: str | Path | None = None, backend: str | None = None, *
     if isinstance(source, ArtifactEntry):
         if folder is None:
             raise ConfigError("load(entry, folder): an ArtifactEntry needs the folder that holds its files")
-        return _from_entry(source, Path(folder), backend, options)
+        return _from_entry(source, Path(folder), backend, options, allow_failed)
     path = Path(source)
     if path.is_file() and (path.parent / ENTRY_NAME).is_file():
         path = path.parent  # a model file inside an artifact folder
     if (path / ENTRY_NAME).is_file():
-        return _from_entry(read_entry(path), path, backend, options)
+        return _from_entry(read_entry(path), path, backend, options, allow_failed)
     if (path / MANIFEST_NAME).is_file():
-        return _from_manifest(path, backend, options)
+        return _from_manifest(path, backend, options, allow_failed)
     if backend in (None, "torch"):
         from vpdsr.runtimes.torch_runner import TorchRunner
 
@@ -82,7 +85,7 @@ def _no_artifact_options(options: dict) -> None:
         raise ConfigError("`target` picks an artifact of an export folder; a model or preset has none")
 
 
-def _from_manifest(directory: Path, backend: str | None, options: dict) -> Runner:
+def _from_manifest(directory: Path, backend: str | None, options: dict, allow_failed: bool) -> Runner:
     manifest = Manifest.read(directory)
     target = options.pop("target", None)
     if target is not None:
@@ -94,11 +97,12 @@ def _from_manifest(directory: Path, backend: str | None, options: dict) -> Runne
             raise ArtifactError(f"{directory}: {len(ok)} artifacts match backend {backend!r}; pick one with "
                                 f"`target=` or pass its folder (artifacts: {', '.join(names) or 'none'})")
         entry = ok[0]
-    return _from_entry(entry, directory / entry.name, backend, options)
+    return _from_entry(entry, directory / entry.name, backend, options, allow_failed)
 
 
-def _from_entry(entry: ArtifactEntry, folder: Path, backend: str | None, options: dict) -> Runner:
-    entry.verify(folder)  # one-line ArtifactError for a missing file or a sha256 mismatch
+def _from_entry(entry: ArtifactEntry, folder: Path, backend: str | None, options: dict,
+                allow_failed: bool = False) -> Runner:
+    entry.verify(folder, allow_failed)  # one-line ArtifactError for a missing file or a sha256 mismatch
     backend = backend or entry.backend
     if entry.backend not in MODEL_SUFFIXES:
         raise ArtifactError(f"{folder / ENTRY_NAME}: unknown backend {entry.backend!r} "

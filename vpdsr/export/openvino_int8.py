@@ -58,8 +58,23 @@ def build_openvino_int8(ctx: BuildContext, spec: TargetSpec, folder: Path) -> Bu
     return BuildResult(options=options)
 
 
+def range_parameters():
+    """NNCF's advanced parameters with activation ranges from the global min/max over the calibration set.
+
+    NNCF's default averages each sample's min/max (MEAN_MINMAX): on a few calibration crops that clips the
+    outliers of realesrgan-x4plus's residual trunk, 20.2 / 32.5 / 20.8 dB vs fp32 on the three held-out
+    crops, against 28.2 / 30.0 / 33.2 with MINMAX (the statistic onnxruntime's MinMax calibrator and
+    modelopt's max calibrator use, so every INT8 backend now calibrates alike).
+    """
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    return AdvancedQuantizationParameters(activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
+
+
 def nncf_quantize(model, feeds: list[dict], extra_ignored: list[str] = (), patterns: tuple[str, ...] = NNCF_IGNORED):
-    """Plain NNCF INT8 (performance preset) with the float policy (`patterns`, + `extra_ignored` op names) ignored."""
+    """Plain NNCF INT8 (performance preset, MINMAX ranges) with the float policy (`patterns`, + `extra_ignored`
+    op names) ignored."""
     import nncf
 
     from vpdsr.logs import stdout_to_log
@@ -67,7 +82,8 @@ def nncf_quantize(model, feeds: list[dict], extra_ignored: list[str] = (), patte
     scope = nncf.IgnoredScope(patterns=list(patterns), names=list(extra_ignored), validate=False)
     with stdout_to_log("nncf"):  # its rich progress bars
         return nncf.quantize(model, nncf.Dataset(feeds), subset_size=len(feeds),
-                             preset=nncf.QuantizationPreset.PERFORMANCE, ignored_scope=scope)
+                             preset=nncf.QuantizationPreset.PERFORMANCE, ignored_scope=scope,
+                             advanced_parameters=range_parameters())
 
 
 def quantized_ops(model) -> list[str]:
@@ -169,7 +185,7 @@ def accuracy_control(model, quantized, calib: list[dict], plan, label: str,
                 model, nncf.Dataset(calib), nncf.Dataset(list(enumerate(plan.feeds)), lambda item: item[1]),
                 validation_fn, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
                 preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(calib), ignored_scope=scope,
-                advanced_accuracy_restorer_parameters=params)
+                advanced_quantization_parameters=range_parameters(), advanced_accuracy_restorer_parameters=params)
         m_final, _ = score_outputs(outputs(compile_f32(final), plan.feeds))
     before, after = quantized_ops(quantized), set(quantized_ops(final))
     figures.update({"holds": budget.holds(m_final), "metric_final": _r(m_final),

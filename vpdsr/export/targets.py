@@ -84,8 +84,10 @@ for _spec in (
                options={"inference_precision": "bf16"}),
     TargetSpec("openvino-f16", "openvino", "fp16", _P + "openvino_ir:build_openvino", FLOOR_HALF,
                options={"inference_precision": "f16"}),
+    # activation_ranges: NNCF's statistic (vpdsr.export.openvino_int8.range_parameters); in the options, so in
+    # the reuse key and in artifact.json
     TargetSpec("openvino-int8", "openvino", "int8", _P + "openvino_int8:build_openvino_int8", FLOOR_INT8,
-               calibrated=True, options={"inference_precision": "f32"}),
+               calibrated=True, options={"inference_precision": "f32", "activation_ranges": "minmax"}),
     TargetSpec("tensorrt-fp16", "tensorrt", "fp16", _P + "tensorrt_engine:build_tensorrt", FLOOR_HALF),
     TargetSpec("tensorrt-int8", "tensorrt", "int8", _P + "tensorrt_engine:build_tensorrt", FLOOR_INT8,
                calibrated=True),

@@ -46,6 +46,10 @@ def test_worker_draws_give_the_weights_of_in_process_draws(tmp_path, train_image
     resumed = train_student(load_config(on), t_on.model_dir, part, resume=True, progress=False)
     _assert_identical(_weights(s_off.run_dir), _weights(resumed.run_dir))
     assert "draw worker stopped" not in capfd.readouterr().err  # the worker ran: no fallback
+    import threading
+
+    # the stopped run's worker was ahead of it: its reader thread was drained and ended, not left blocked
+    assert not [t.name for t in threading.enumerate() if "_read_frames" in t.name]
 
 
 def test_a_failing_worker_falls_back_to_the_same_draws(tmp_path, capfd):

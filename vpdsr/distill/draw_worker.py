@@ -165,6 +165,11 @@ class StepDraws:
             if self.process.poll() is None:
                 self.process.kill()
             self.process.wait()
+            while self.reader.is_alive():  # it ends at EOF; drain what it holds so a full queue cannot block it
+                try:
+                    self.ready.get(timeout=0.1)
+                except queue_mod.Empty:
+                    pass
             self.process.stdout.close()
             self.worker_log.close()
             self.process = None

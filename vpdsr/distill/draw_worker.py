@@ -99,7 +99,6 @@ class StepDraws:
         self.draw, self.spec, self.model, self.label = draw, spec, model, label
         self.last_step, self.micros, self.depth = last_step, list(micros), depth
         self.process = None
-        self.pending: list[tuple[int, int]] = []
         self.folder: Path | None = None
 
     @property
@@ -109,13 +108,9 @@ class StepDraws:
     def __call__(self, step: int, micro: int):
         if self.spec is not None:  # started at the first call: a resumed loop begins after its checkpoint
             spec, self.spec = self.spec, None
-            self.pending = [(s, m) for s in range(step, self.last_step + 1) for m in self.micros]
-            self._start(spec)
+            self._start(spec, [(s, m) for s in range(step, self.last_step + 1) for m in self.micros])
         if self.process is None:
             return self.draw(step, micro)
-        expected = self.pending.pop(0)
-        if expected != (step, micro):
-            raise RuntimeError(f"{self.label}: the loop asked for step {step} micro {micro}, the worker drew {expected}")
         item = self._next()
         if item is None:  # the worker failed: draw in-process from here on
             return self.draw(step, micro)
@@ -124,12 +119,12 @@ class StepDraws:
             raise RuntimeError(f"{self.label}: the worker sent step {got}, expected {(step, micro)}")
         return value
 
-    def _start(self, spec: DrawSpec) -> None:
+    def _start(self, spec: DrawSpec, steps: list[tuple[int, int]]) -> None:
         from vpdsr.models import save_pretrained
 
         self.folder = Path(tempfile.mkdtemp(prefix="vpdsr-draws-"))
         save_pretrained(self.model, self.folder / "model")
-        spec.model_dir, spec.steps = str(self.folder / "model"), self.pending
+        spec.model_dir, spec.steps = str(self.folder / "model"), steps
         spec.num_threads = torch.get_num_threads()
         (self.folder / "spec.json").write_text(json.dumps(asdict(spec)))
         self.worker_log = open(self.folder / "worker.log", "wb")  # noqa: SIM115 (open for the worker's life; closed in close())
@@ -141,7 +136,7 @@ class StepDraws:
         self.ready: queue_mod.Queue = queue_mod.Queue(maxsize=self.depth)
         self.reader = threading.Thread(target=_read_frames, args=(self.process.stdout, self.ready), daemon=True)
         self.reader.start()
-        log.debug(f"{self.label}: steps {self.pending[0][0]}-{self.last_step} drawn ahead in worker pid {self.process.pid}")
+        log.debug(f"{self.label}: steps {steps[0][0]}-{self.last_step} drawn ahead in worker pid {self.process.pid}")
 
     def _next(self):
         item = self.ready.get()  # no deadline: a big model's draw may take minutes; the reader ends on EOF

@@ -104,32 +104,27 @@ def graph_io(model: SRModel, name: str, tile: int | None) -> tuple[dict, dict]:
 
 
 @contextmanager
+def _set_while(setter, value, reset):
+    """`setter(value)` for the block, `setter(reset)` after it; nothing when the model has no such setter."""
+    if setter is None:
+        yield
+        return
+    setter(value)
+    try:
+        yield
+    finally:
+        setter(reset)
+
+
 def fixed_size(model: SRModel, lr_hw: tuple[int, int] | None):
     """Fix a model that has `fix_size` (ResShift) to one LR size while exporting; unfixed afterwards."""
-    fix = getattr(model, "fix_size", None)
-    if fix is None:
-        yield model
-        return
-    fix(lr_hw)
-    try:
-        yield model
-    finally:
-        fix(None)
+    return _set_while(getattr(model, "fix_size", None), lr_hw, None)
 
 
-@contextmanager
 def deploy_form(model: SRModel):
     """The model's export form while exporting (families with `set_deploy_form`: VPDSR computes its bicubic
     x4 as a convolution); the trained form afterwards."""
-    switch = getattr(model, "set_deploy_form", None)
-    if switch is None:
-        yield model
-        return
-    switch(True)
-    try:
-        yield model
-    finally:
-        switch(False)
+    return _set_while(getattr(model, "set_deploy_form", None), True, False)
 
 
 def export_graph(model: SRModel, name: str, path: Path, tile: int, dynamic: bool) -> Path:

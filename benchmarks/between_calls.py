@@ -65,8 +65,8 @@ def main() -> None:
     entries = {e.name: e for e in Manifest.read(args.artifacts).artifacts}
     images = holdout_images()
     tiles = TileConfig(args.tile, args.overlap, args.batch)
-    print(f"| artifact | settings | e2e ms/img | engine ms/img | Python outside ms/img | of it noise | outside % |\n"
-          f"|---|---|---:|---:|---:|---:|---:|")
+    print("| artifact | settings | e2e ms/img | engine ms/img | Python outside ms/img | of it noise | outside % |\n"
+          "|---|---|---:|---:|---:|---:|---:|")
     for name in args.targets.split(","):
         backend = entries[name].backend
         for label, options, cache in (("tuned", {}, 64), ("untuned", UNTUNED_OPTIONS[backend], 0)):

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from gpu_forward import DTYPES, psnr, timed  # noqa: E402
+
 from tests.models.resshift.official import make_inputs, random_official_states  # noqa: E402
 from vpdsr.models import get_preset  # noqa: E402
 from vpdsr.models.checkpoint import build  # noqa: E402

@@ -1,6 +1,5 @@
 """ONNX Runtime (CPU provider): fp32, fp16, INT8 (onnxruntime QDQ and modelopt QDQ)."""
 import pytest
-
 from conftest import run_benchmark
 
 pytest.importorskip("onnxruntime", reason="pip install 'vpdsr[onnx]'")

@@ -1,6 +1,5 @@
 """OpenVINO (CPU): f32, bf16 (AMX where present), f16, INT8 (NNCF)."""
 import pytest
-
 from conftest import run_benchmark
 
 pytest.importorskip("openvino", reason="pip install 'vpdsr[openvino]'")

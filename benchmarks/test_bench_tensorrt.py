@@ -1,6 +1,5 @@
 """TensorRT engines (fp16, INT8): need `tensorrt` and a CUDA GPU, skipped elsewhere."""
 import pytest
-
 from conftest import run_benchmark
 
 pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install 'vpdsr[gpu]' on a CUDA machine)")

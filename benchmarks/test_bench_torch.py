@@ -1,6 +1,5 @@
 """Torch eager (the reference backend): fp32, bf16, and fp16 where the device has it."""
 import pytest
-
 from conftest import run_benchmark
 
 

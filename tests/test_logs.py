@@ -19,7 +19,7 @@ def test_terminal_is_concise_and_the_file_has_everything(tmp_path):
         logging.getLogger("vpdsr.export").info("onnx: ok")
         logging.getLogger("vpdsr.export").debug("exporting fp32 ONNX graph 'model'")
         logging.warning("Axis 1 is out-of-range for weight 'w' with rank 1")  # ONNX Runtime's quantizer does this
-        warnings.warn("the float32 number 1e-09 will be truncated to 1e-07", UserWarning)
+        warnings.warn("the float32 number 1e-09 will be truncated to 1e-07", UserWarning, stacklevel=1)
         adopt("test-selfprinting")
         self_printing.warning("INFO:nncf:2 ignored nodes")
         with stdout_to_log("nncf"):

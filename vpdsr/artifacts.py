@@ -92,7 +92,7 @@ class FileEntry:
     bytes: int
 
     @classmethod
-    def from_dict(cls, d, where: str) -> "FileEntry":
+    def from_dict(cls, d, where: str) -> FileEntry:
         _expect(d, (dict,), where, "an object {path, sha256, bytes}")
         unknown = sorted(set(d) - {"path", "sha256", "bytes"})
         missing = sorted({"path", "sha256", "bytes"} - set(d))
@@ -156,7 +156,7 @@ class ArtifactEntry:
         return d
 
     @classmethod
-    def from_dict(cls, d, source: str = "artifact") -> "ArtifactEntry":
+    def from_dict(cls, d, source: str = "artifact") -> ArtifactEntry:
         """Check every field (types, path rules) and build the entry; ArtifactError names the first bad one."""
         _expect(d, (dict,), source, "an artifact entry (a JSON object)")
         unknown = sorted(set(d) - set(_ENTRY_TYPES))
@@ -272,7 +272,7 @@ class Manifest:
         return atomic_write_text(Path(directory) / MANIFEST_NAME, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def read(cls, directory: Path) -> "Manifest":
+    def read(cls, directory: Path) -> Manifest:
         path = Path(directory) / MANIFEST_NAME
         if not path.is_file():
             raise ArtifactError(f"{directory}: no {MANIFEST_NAME}; expected a `vpdsr export` output folder")
@@ -280,7 +280,7 @@ class Manifest:
         return cls.from_dict(d, str(path))
 
     @classmethod
-    def from_dict(cls, d, source: str = MANIFEST_NAME) -> "Manifest":
+    def from_dict(cls, d, source: str = MANIFEST_NAME) -> Manifest:
         """Check every field (each entry as `ArtifactEntry.from_dict` does) and build the manifest."""
         _expect(d, (dict,), source, "a JSON object")
         if d.get("schema") != SCHEMA:

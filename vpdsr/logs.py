@@ -30,7 +30,7 @@ FILE_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 # Third-party loggers that do not propagate to the root (their own stream handlers).
 SELF_PRINTING = ("nncf", "torch")
 
-_active: list["_Session"] = []
+_active: list[_Session] = []
 
 
 def _is_ours(record: logging.LogRecord) -> bool:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vpdsr.distill.crops import crop_grid_png, detailed_box
-from vpdsr.distill.evaluate import evaluate, eval_markdown, grid_crops
+from vpdsr.distill.evaluate import eval_markdown, evaluate, grid_crops
 
 
 def _photo(size: int = 264) -> torch.Tensor:
@@ -61,8 +61,9 @@ def test_crop_grid_is_a_png_with_a_column_per_method():
     png = crop_grid_png({"a": {"hr": hr, "bicubic": hr * 0.5, "x": hr}, "b": {"hr": hr, "bicubic": hr}},
                         ["bicubic", "x"], size=32, zoom=2)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    import matplotlib.image as mpimg
     import io
+
+    import matplotlib.image as mpimg
 
     img = mpimg.imread(io.BytesIO(png))
     # three columns of 32 px crops shown 2x (64 px each), two rows of 64 px plus a title line each

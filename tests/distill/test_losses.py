@@ -5,8 +5,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vpdsr.distill.losses import (ESSLoss, PatchDiscriminator, discriminator_loss, discriminator_step,
-                                  feature_matching_loss, generator_adv_loss, haar_bands, hfp_loss, pixel_loss)
+from vpdsr.distill.losses import (
+    ESSLoss,
+    PatchDiscriminator,
+    discriminator_loss,
+    discriminator_step,
+    feature_matching_loss,
+    generator_adv_loss,
+    haar_bands,
+    hfp_loss,
+    pixel_loss,
+)
 
 
 def _photo(seed: int = 0, size: int = 64) -> torch.Tensor:

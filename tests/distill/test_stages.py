@@ -9,7 +9,6 @@ import yaml
 
 from tests.distill.conftest import tiny_config
 from vpdsr.cli import main
-from vpdsr.errors import MissingWeightsError
 
 
 @pytest.fixture
@@ -62,8 +61,8 @@ def test_missing_clip_weights_error_names_where_it_looked(tmp_path, train_images
 
 
 def test_missing_clip_weights_skip_records_disabled_term(tmp_path, train_images, no_clip_anywhere):
-    from vpdsr.distill.trainer import train_student, train_teacher
     from vpdsr.distill.config import load_config
+    from vpdsr.distill.trainer import train_student, train_teacher
 
     cfg = tiny_config(train_images, losses={"ess": 0.1, "on_missing_weights": "skip"})
     cfg["teacher"]["steps"] = 1
@@ -78,8 +77,8 @@ def test_missing_clip_weights_skip_records_disabled_term(tmp_path, train_images,
 
 
 def test_student_with_ess_from_a_tiny_clip_file(tmp_path, train_images, clip_weights):
-    from vpdsr.distill.trainer import train_student, train_teacher
     from vpdsr.distill.config import load_config
+    from vpdsr.distill.trainer import train_student, train_teacher
 
     cfg = tiny_config(train_images, losses={"ess": 0.1, "clip_weights": str(clip_weights), "adv": 0.0})
     cfg["teacher"]["steps"] = 1

@@ -65,8 +65,8 @@ def slow(ctx, spec, folder):
     return result
 
 register_target(TargetSpec("test-slow", "onnxruntime", "fp32", "__main__:slow", 60.0))
-export(sys.argv[1], sys.argv[2], ["test-slow"], tile=%d)
-""" % TILE
+export(sys.argv[1], sys.argv[2], ["test-slow"], tile={TILE})
+""".replace("{TILE}", str(TILE))
 
 
 def test_killed_export_leaves_no_loadable_artifact(model_dir, tmp_path):

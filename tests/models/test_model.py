@@ -5,8 +5,18 @@ import torch
 import torch.nn.functional as F
 
 from vpdsr.errors import CheckpointError, ConfigError
-from vpdsr.models import (AutoencoderConfig, DecoderStage, DenoiserConfig, DenoiserStage, EncoderStage, ModelConfig,
-                          ScheduleConfig, build, from_pretrained, save_pretrained)
+from vpdsr.models import (
+    AutoencoderConfig,
+    DecoderStage,
+    DenoiserConfig,
+    DenoiserStage,
+    EncoderStage,
+    ModelConfig,
+    ScheduleConfig,
+    build,
+    from_pretrained,
+    save_pretrained,
+)
 from vpdsr.models.autoencoder import SpaceToDepth
 
 # diffusers-style tiny configs, built in the test

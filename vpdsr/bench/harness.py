@@ -42,11 +42,11 @@ from vpdsr.bench.backends import (
 from vpdsr.bench.baselines import DEFAULT_GAN, BaselineConfig, bicubic_row, other_baselines
 from vpdsr.bench.flops import FlopCounter
 from vpdsr.bench.gates import GateConfig, apply_required, evaluate, latency_change_pct, verdict
-from vpdsr.bench.int8_flags import collect_kernels, flag_int8_rows
 from vpdsr.bench.inputs import BenchImage, load_bench_images
-from vpdsr.bench.plane_report import plane_section
+from vpdsr.bench.int8_flags import collect_kernels, flag_int8_rows
 from vpdsr.bench.latency import LatencyConfig, PeakMemory, cuda_peak_mb, cuda_peak_reset, measure, summarize
 from vpdsr.bench.peak import machine_peaks
+from vpdsr.bench.plane_report import plane_section
 from vpdsr.bench.quality import MetricSuite, aggregate, image_scores
 from vpdsr.bench.roofline import roofline
 from vpdsr.env import probe_threads

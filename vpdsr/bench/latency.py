@@ -156,7 +156,7 @@ class PeakMemory:
         while not self._stop.wait(self.interval_s):
             self.peak = max(self.peak, self._rss())
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         import psutil
 
         self._process = psutil.Process()

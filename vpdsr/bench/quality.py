@@ -44,7 +44,7 @@ class MetricSuite:
 
     @classmethod
     def build(cls, clip_weights: str | None = None, lpips_weights: str | None = None, device: str = "cpu",
-              want_lpips: bool = True) -> "MetricSuite":
+              want_lpips: bool = True) -> MetricSuite:
         """Load CLIPIQA and LPIPS where their weights are found; otherwise keep the one-line reason."""
         suite = cls()
         try:

@@ -314,7 +314,7 @@ class DistillConfig:
 
         return DegradationConfig.from_dict(self.degradation)
 
-    def validate(self) -> "DistillConfig":
+    def validate(self) -> DistillConfig:
         self.losses.validate()
         self.resshift.validate()
         _choice("accelerate.mixed_precision", self.accelerate.mixed_precision, ("no", "fp16", "bf16"))

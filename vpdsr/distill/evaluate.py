@@ -87,7 +87,7 @@ def evaluate(images: list[tuple[str, torch.Tensor]], degradation, seed: int, cro
     methods = [m for m in rows[0] if m not in ("image", "hr_size")]
     keys = list(rows[0][methods[0]])
     mean = {m: {k: _mean([r[m][k] for r in rows]) for k in keys} for m in methods}
-    result = {"metric": "PSNR/SSIM on Y (BT.601), crop_border %d" % crop_border
+    result = {"metric": f"PSNR/SSIM on Y (BT.601), crop_border {crop_border}"
               + ("; PIQE (pyiqa, lower is better) on RGB" if perceptual else "")
               + ("; CLIPIQA (higher is better)" if clipiqa is not None else ""),
               "images": rows, "mean": mean}

@@ -29,7 +29,6 @@ from torch import nn
 
 from vpdsr.errors import MissingWeightsError
 
-
 # ----------------------------------------------------------------------------- simple terms
 
 def pixel_loss(a: torch.Tensor, b: torch.Tensor, kind: str = "l1", eps: float = 1e-3) -> torch.Tensor:
@@ -168,7 +167,7 @@ class PatchDiscriminator(nn.Module):
         wrap = nn.utils.spectral_norm if spectral_norm else (lambda m: m)
         mods: list[nn.Module] = []
         c_in, c = 3, channels
-        for i in range(layers):
+        for _ in range(layers):
             mods += [wrap(nn.Conv2d(c_in, c, 4, stride=2, padding=1)), nn.LeakyReLU(0.2, inplace=True)]
             c_in, c = c, min(c * 2, channels * 8)
         mods += [wrap(nn.Conv2d(c_in, 1, 3, padding=1))]
@@ -221,7 +220,7 @@ def discriminator_step(disc: nn.Module, optimizer: torch.optim.Optimizer, real: 
     """
     disc.requires_grad_(True)
     loss = discriminator_loss(disc(real.detach()), disc(fake.detach()), kind)
-    (backward or (lambda l: l.backward()))(loss)
+    (backward or (lambda value: value.backward()))(loss)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss.detach()

@@ -158,8 +158,16 @@ def train_resshift_student(cfg: DistillConfig, teacher_dir: Path, out: str | Pat
     the VPDSR student stage does (config.yaml, log.csv, checkpoint/, model/, eval.json/.md)."""
     from vpdsr.distill.evaluate import evaluate_run
     from vpdsr.distill.losses import pixel_loss
-    from vpdsr.distill.stage import (StageResult, _save_model, choose_threads, make_accelerator, run_loop,
-                                       setup_student, student_draw, student_update)
+    from vpdsr.distill.stage import (
+        StageResult,
+        _save_model,
+        choose_threads,
+        make_accelerator,
+        run_loop,
+        setup_student,
+        student_draw,
+        student_update,
+    )
 
     teacher_model = load_teacher(cfg, Path(teacher_dir))
     out = Path(out)

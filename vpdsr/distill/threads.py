@@ -20,8 +20,8 @@ wins and is written to threads.json. The run reproduces with that count (set it 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 

@@ -66,7 +66,7 @@ class ExportOptions:
     calib_crop: int | None = None
     budget: BudgetOptions = field(default_factory=BudgetOptions)  # --int8-budget / --sensitivity
 
-    def validate(self) -> "ExportOptions":
+    def validate(self) -> ExportOptions:
         if self.stages not in ("fused", "split"):
             raise InputError(f"`--stages` must be fused or split, got {self.stages!r}")
         if self.tile < 8:
@@ -123,7 +123,6 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
     from tqdm.auto import tqdm
 
     from vpdsr.models import SRModel, from_pretrained
-
     from vpdsr.runtimes.cuda import cuda_index
 
     specs = parse_targets(targets)

@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from vpdsr.errors import InputError
-from vpdsr.export.budget import DEFAULT_VAL, VAL_COUNT, VAL_SEED, Budget, ValidationTiles, source_hashes
-from vpdsr.export.budget import torch_outputs
+from vpdsr.export.budget import DEFAULT_VAL, VAL_COUNT, VAL_SEED, Budget, ValidationTiles, source_hashes, torch_outputs
 from vpdsr.export.calibration import CalibrationSet, refuse_overlap
 from vpdsr.export.float_policy import layer_groups, node_macs
 from vpdsr.export.search import REFINE_LIMIT, Search

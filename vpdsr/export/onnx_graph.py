@@ -40,7 +40,7 @@ EXPORTER = "torch.onnx.export(dynamo=False)"
 # exported before a change are rebuilt: 2 = VPDSR's bicubic x4 as a convolution (1: an ONNX Resize)
 GRAPH_FORM = 2
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's hard limit is 2 GB; stay clear of it
-_CONDITION: "weakref.WeakKeyDictionary[SRModel, tuple[str, int]]" = weakref.WeakKeyDictionary()
+_CONDITION: weakref.WeakKeyDictionary[SRModel, tuple[str, int]] = weakref.WeakKeyDictionary()
 
 
 def graph_modules(model: SRModel, name: str | None = None):

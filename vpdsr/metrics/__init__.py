@@ -5,6 +5,7 @@ pyiqa is imported only when a metric is first used, so this package imports with
 """
 from __future__ import annotations
 
+from vpdsr.metrics.catalog import METRICS, MetricInfo
 from vpdsr.metrics.clip_weights import (
     CLIP_WEIGHTS_ENV,
     clip_image_embedding,
@@ -12,7 +13,6 @@ from vpdsr.metrics.clip_weights import (
     find_clip_weights,
     load_clip,
 )
-from vpdsr.metrics.catalog import METRICS, MetricInfo
 from vpdsr.metrics.clipiqa import ClipIqa
 from vpdsr.metrics.drift import Drift, compute_drift
 from vpdsr.metrics.fidelity import FidelityScores, fidelity_scores, psnr, rgb_to_y, ssim

@@ -28,7 +28,7 @@ Example:
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
@@ -45,7 +45,7 @@ MS_SSIM_MIN_SIDE = (MS_SSIM_WINDOW - 1) * 2 ** (MS_SSIM_SCALES - 1) + 1  # 161
 PIQE_MIN_SIDE = 8
 
 
-@lru_cache(maxsize=None)
+@cache
 def _metric(name: str):
     pyiqa = import_pyiqa()
     return pyiqa.create_metric(name, device="cpu")

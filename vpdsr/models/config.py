@@ -35,7 +35,7 @@ class ModelConfig:
         }
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "config") -> "ModelConfig":
+    def from_dict(cls, d: dict, source: str = "config") -> ModelConfig:
         d = dict(d)
         d.pop("_class_name", None)
         if d.get("scale", SCALE) != SCALE:
@@ -51,7 +51,7 @@ class ModelConfig:
         except TypeError as e:  # wrong value types inside a section
             raise ConfigError(f"{source}: {e}") from None
 
-    def _no_extra(self, rest: dict, source: str) -> "ModelConfig":
+    def _no_extra(self, rest: dict, source: str) -> ModelConfig:
         if rest:
             raise ConfigError(f"{source}: unknown model config field(s) {sorted(rest)}")
         return self

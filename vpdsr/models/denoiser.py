@@ -28,7 +28,7 @@ class DenoiserConfig:
     predict_residual: bool = True
     scale_input: bool = True
 
-    def validate(self) -> "DenoiserConfig":
+    def validate(self) -> DenoiserConfig:
         if len(self.attention_levels) != len(self.block_out_channels):
             raise ConfigError(
                 f"`denoiser.attention_levels` needs one entry per level ({len(self.block_out_channels)}), "

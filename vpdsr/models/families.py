@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-import torch
 from torch import nn
 
 from vpdsr.errors import ConfigError
@@ -35,7 +34,7 @@ class FamilyConfig(Protocol):
     def to_dict(self) -> dict: ...  # includes "_class_name"
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "config") -> "FamilyConfig": ...
+    def from_dict(cls, d: dict, source: str = "config") -> FamilyConfig: ...
 
 
 class SRModel(nn.Module):

@@ -1,8 +1,8 @@
 """Named presets (timm-style registry of small functions returning a ModelConfig)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from vpdsr.errors import ConfigError
 from vpdsr.models.autoencoder import AutoencoderConfig

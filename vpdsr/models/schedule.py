@@ -35,7 +35,7 @@ class ScheduleConfig:
     eta_start: float = 0.0004
     eta_end: float = 0.99
 
-    def validate(self) -> "ScheduleConfig":
+    def validate(self) -> ScheduleConfig:
         if self.steps < 1:
             raise ConfigError(f"`schedule.steps` must be >= 1, got {self.steps}")
         if not 0.0 < self.eta_start < self.eta_end < 1.0 + 1e-9:

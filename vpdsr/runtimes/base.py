@@ -50,11 +50,11 @@ class Runner(abc.ABC):
     def input_metadata_impl(self) -> dict[str, tuple[str, tuple]]:
         """{name: (dtype, shape)}; a dimension that is not an int is dynamic."""
 
-    def deactivate_impl(self) -> None:
-        pass
+    def deactivate_impl(self) -> None:  # noqa: B027 (optional hook: most runners hold nothing to free)
+        """Free what activate_impl took; runners that hold nothing need not override it."""
 
     # -- owned by the base ----------------------------------------------------------------------
-    def activate(self) -> "Runner":
+    def activate(self) -> Runner:
         if not self.is_active:
             self.activate_impl()
             self.is_active = True
@@ -65,7 +65,7 @@ class Runner(abc.ABC):
             self.deactivate_impl()
             self.is_active = False
 
-    def __enter__(self) -> "Runner":
+    def __enter__(self) -> Runner:
         return self.activate()
 
     def __exit__(self, *exc) -> None:

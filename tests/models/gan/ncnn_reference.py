@@ -31,7 +31,7 @@ class NcnnNet:
         self.layers = layers
 
     @classmethod
-    def load(cls, param: str | Path, bin_path: str | Path | None = None) -> "NcnnNet":
+    def load(cls, param: str | Path, bin_path: str | Path | None = None) -> NcnnNet:
         param = Path(param)
         rows = [line.split() for line in param.read_text().splitlines()[2:] if line.strip()]
         data = Path(bin_path or param.with_suffix(".bin")).read_bytes()

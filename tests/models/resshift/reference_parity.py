@@ -32,8 +32,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
-from tests.models.resshift.official import (make_inputs, random_official_states, reference_params,  # noqa: E402
-                                            save_official, write_resshift_yaml)
+from tests.models.resshift.official import (  # noqa: E402
+    make_inputs,
+    random_official_states,
+    reference_params,
+    save_official,
+    write_resshift_yaml,
+)
 from vpdsr.models import from_pretrained  # noqa: E402
 from vpdsr.models.checkpoint import build  # noqa: E402
 from vpdsr.models.resshift.configs import builtin_config  # noqa: E402

@@ -4,8 +4,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vpdsr.models.resshift.swin import (MASK_VALUE, SwinBlock, relative_position_index, shifted_window_mask,
-                                        window_partition, window_reverse)
+from vpdsr.models.resshift.swin import (
+    MASK_VALUE,
+    SwinBlock,
+    relative_position_index,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
 
 
 def reference_style_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:

@@ -79,7 +79,7 @@ class GANConfig:
         return {"_class_name": CLASS_NAME, **{k: getattr(self, k) for k in keep}}
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "config") -> "GANConfig":
+    def from_dict(cls, d: dict, source: str = "config") -> GANConfig:
         d = dict(d)
         d.pop("_class_name", None)
         arch = d.get("arch", "rrdbnet")

@@ -61,7 +61,7 @@ class SwinUNetConfig:
     def swin_heads(self) -> int:
         return self.num_heads if self.num_head_channels == -1 else self.swin_embed_dim // self.num_head_channels
 
-    def validate(self) -> "SwinUNetConfig":
+    def validate(self) -> SwinUNetConfig:
         if self.kind != "swin_unet":
             raise ConfigError(f"`denoiser.kind` must be 'swin_unet' for the ResShift family, got {self.kind!r}")
         if len(self.num_res_blocks) != len(self.channel_mult):
@@ -107,7 +107,7 @@ class VQConfig:
     def factor(self) -> int:
         return 2 ** (len(self.ch_mult) - 1)
 
-    def validate(self) -> "VQConfig":
+    def validate(self) -> VQConfig:
         if self.kind != "ldm_vq":
             raise ConfigError(f"`autoencoder.kind` must be 'ldm_vq' for the ResShift family, got {self.kind!r}")
         if len(self.num_res_blocks) != len(self.ch_mult):
@@ -148,7 +148,7 @@ class DiffusionConfig:
     scale_factor: float = 1.0
     sf: int = 4
 
-    def validate(self) -> "DiffusionConfig":
+    def validate(self) -> DiffusionConfig:
         if self.schedule_name != "exponential":
             raise ConfigError(f"`diffusion.schedule_name` {self.schedule_name!r} is not supported (expected 'exponential')")
         if self.predict_type not in PREDICT_TYPES:
@@ -180,7 +180,7 @@ class ResShiftConfig:
     def scale(self) -> int:
         return int(self.diffusion.sf)
 
-    def validate(self) -> "ResShiftConfig":
+    def validate(self) -> ResShiftConfig:
         self.denoiser.validate(), self.autoencoder.validate(), self.diffusion.validate()
         if self.diffusion.sf != self.autoencoder.factor:
             # The latent then has the LR image's size: the deploy graph's `noise` is [B, C, h, w].
@@ -197,7 +197,7 @@ class ResShiftConfig:
                 "diffusion": self.diffusion.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "config") -> "ResShiftConfig":
+    def from_dict(cls, d: dict, source: str = "config") -> ResShiftConfig:
         d = dict(d)
         d.pop("_class_name", None)
         scale = d.pop("scale", None)

@@ -123,7 +123,7 @@ class ResShiftSR(SRModel):
         return torch.randn(self.noise_shape(tuple(lr.shape)), generator=g).to(lr)
 
     # -- export helpers -----------------------------------------------------------------------
-    def fix_size(self, lr_hw: tuple[int, int] | None) -> "ResShiftSR":
+    def fix_size(self, lr_hw: tuple[int, int] | None) -> ResShiftSR:
         """Static tiles: precompute every shifted-window mask for LR size `lr_hw`, so a traced graph
         holds them as constants. None: masks are computed from each input's shape (dynamic H/W)."""
         self.unet.fix_size(lr_hw)

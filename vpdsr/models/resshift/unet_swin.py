@@ -17,8 +17,14 @@ from torch import nn
 
 from vpdsr.models.resshift.configs import SwinUNetConfig
 from vpdsr.models.resshift.swin import BasicLayer, SwinBlock
-from vpdsr.models.resshift.unet_layers import (Downsample, GroupNorm32, ResBlock, TimestepEmbedSequential,
-                                               Upsample, timestep_embedding)
+from vpdsr.models.resshift.unet_layers import (
+    Downsample,
+    GroupNorm32,
+    ResBlock,
+    TimestepEmbedSequential,
+    Upsample,
+    timestep_embedding,
+)
 
 LQ_CHANNELS = 3  # the LR image concatenated when `cond_lq`
 

@@ -34,7 +34,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--teacher", help="the trained teacher (model directory, teacher run directory or shipped name "
                                      "such as tiny-teacher), or a converted ResShift model directory with a ResShift "
-                                     "config (--config resshift or resshift-tiny); default: the config's student.teacher")
+                                     "config (--config resshift or resshift-tiny); default: the config's "
+                                     "student.teacher")
     p.add_argument("--model", help="`eval`: the student to score (model directory or shipped name such as tiny)")
     p.add_argument("--compare", action="append", default=[], metavar="MODEL",
                    help="`eval`: also score this one-step model beside --model (repeatable; e.g. tiny)")

@@ -85,7 +85,8 @@ def init_student(cfg: DistillConfig, teacher):
     src = resolve_model_dir(sc.init_from)
     model = load_directory(src)
     other = model.config.to_dict() if hasattr(model.config, "to_dict") else {}
-    mismatch = first_difference(other, teacher.config.to_dict()) if other.get("_class_name") == FAMILY else "another family"
+    same_family = other.get("_class_name") == FAMILY
+    mismatch = first_difference(other, teacher.config.to_dict()) if same_family else "another family"
     if mismatch:
         raise ConfigError(f"`student.init_from` {src} is not the teacher's network: {mismatch}")
     return model

@@ -20,7 +20,8 @@ from vpdsr.distill.state import load_training_state, save_training_state
 from vpdsr.errors import CheckpointError, ConfigError
 from vpdsr.utils import atomic_write_text
 
-LOG_COLUMNS = ("step", "lr", "loss", "distill", "gt_latent", "recon", "ess", "hfp", "grid", "adv", "fm", "d_loss", "seconds")
+LOG_COLUMNS = ("step", "lr", "loss", "distill", "gt_latent", "recon", "ess", "hfp", "grid", "adv", "fm", "d_loss",
+               "seconds")
 
 
 @dataclass
@@ -95,7 +96,8 @@ def lr_lambda(scfg: StageConfig) -> Callable[[int], float]:
 
 
 def make_optimizer(params, scfg_optim, lam: Callable[[int], float]):
-    opt = torch.optim.AdamW(params, lr=scfg_optim.lr, betas=tuple(scfg_optim.betas), weight_decay=scfg_optim.weight_decay)
+    opt = torch.optim.AdamW(params, lr=scfg_optim.lr, betas=tuple(scfg_optim.betas),
+                            weight_decay=scfg_optim.weight_decay)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lam)
 
 
@@ -153,7 +155,8 @@ def run_loop(stage: str, cfg: DistillConfig, scfg: StageConfig, out: Path, accel
         state = load_training_state(ckpt, unwrapped, optimizers, schedulers)
         start = int(state["step"])
         if ema is not None:
-            ema.shadow = {k[len("ema."):]: v.to(accelerator.device) for k, v in state["tensors"].items() if k.startswith("ema.")}
+            ema.shadow = {k[len("ema."):]: v.to(accelerator.device)
+                          for k, v in state["tensors"].items() if k.startswith("ema.")}
             ema.updates = int(state["extra"].get("ema_updates", 0))
     log = CsvLog(out / "log.csv", start)
     for term, reason in disabled.items():

@@ -66,8 +66,9 @@ def train_teacher(cfg: DistillConfig, out: str | Path, resume: bool = False, pro
     from vpdsr.models import build
 
     if cfg.is_resshift():
-        raise ConfigError(f"`model.preset` {cfg.model.get('preset')!r} is a ResShift model: vpdsr does not train ResShift "
-                          "teachers; convert one (`vpdsr convert resshift`) and pass it as `--teacher DIR`")
+        raise ConfigError(f"`model.preset` {cfg.model.get('preset')!r} is a ResShift model: vpdsr does not "
+                          "train ResShift teachers; convert one (`vpdsr convert resshift`) and pass it as "
+                          "`--teacher DIR`")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()

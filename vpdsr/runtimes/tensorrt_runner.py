@@ -56,7 +56,8 @@ def check_engine_compatibility(meta: dict, trt_version: str, gpu_name: str, comp
         hw = str(meta.get("hardware_compatibility", "")).lower()
         if not (hw in ("ampere+", "ampere_plus") and version_tuple(here_cc) >= (8, 0)):
             raise ArtifactError(f"{source}: built for {meta.get('gpu_name', 'a GPU')} (compute capability "
-                                f"{capability_text(built_cc)}), this GPU is {gpu_name} ({here_cc}); rebuild the engine here")
+                                f"{capability_text(built_cc)}), this GPU is {gpu_name} ({here_cc}); "
+                                "rebuild the engine here")
 
 
 class TensorRTRunner(Runner):
@@ -121,7 +122,8 @@ class TensorRTRunner(Runner):
         meta = {}
         for n in self._inputs:
             dtype = self._dtype[n]
-            meta[n] = ("float32" if dtype in _HALF_IO else dtype, tuple(dim(d) for d in self.engine.get_tensor_shape(n)))
+            meta[n] = ("float32" if dtype in _HALF_IO else dtype,
+                       tuple(dim(d) for d in self.engine.get_tensor_shape(n)))
         return meta
 
     def _check_profile(self, name: str, shape: tuple) -> None:

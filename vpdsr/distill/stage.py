@@ -5,6 +5,7 @@ update, model directories. `trainer.py` (VPDSR) and `resshift_student.py` both b
 import copy
 import csv
 import io
+import logging
 import math
 import sys
 import time
@@ -19,6 +20,8 @@ from vpdsr.distill.data import CropDataset, step_generator
 from vpdsr.distill.state import load_training_state, save_training_state
 from vpdsr.errors import CheckpointError, ConfigError
 from vpdsr.utils import atomic_write_text
+
+logger = logging.getLogger(__name__)  # not `log`: run_loop names its CSV log so
 
 LOG_COLUMNS = ("step", "lr", "loss", "distill", "gt_latent", "recon", "ess", "hfp", "grid", "adv", "fm", "d_loss",
                "seconds")
@@ -53,8 +56,8 @@ def choose_threads(cfg: DistillConfig, acc, stage: str, out: Path, step: Callabl
     if cfg.accelerate.num_threads != "auto" or acc.device.type != "cpu":
         return
     result = probe_threads(step, tuple(range(1, available_cpus() + 1)))
-    if progress:
-        print(f"{stage}: {result.summary()}", file=sys.stderr, flush=True)
+    # on the terminal when progress is shown, in the log file always
+    logger.log(logging.INFO if progress else logging.DEBUG, f"{stage}: {result.summary()}")
     atomic_write_text(out / "threads.json", json.dumps(
         {"num_threads": result.chosen, "seconds_per_probe_step": result.seconds,
          "note": "the weights depend on the thread count: set accelerate.num_threads to this to repeat the run"},
@@ -160,7 +163,7 @@ def run_loop(stage: str, cfg: DistillConfig, scfg: StageConfig, out: Path, accel
             ema.updates = int(state["extra"].get("ema_updates", 0))
     log = CsvLog(out / "log.csv", start)
     for term, reason in disabled.items():
-        print(f"warning: {stage}: loss term `{term}` disabled: {reason}", file=sys.stderr)
+        logger.warning(f"warning: {stage}: loss term `{term}` disabled: {reason}")
     bar = tqdm(total=scfg.steps, initial=start, desc=stage, unit="step", disable=not progress or None,
                dynamic_ncols=True, file=sys.stderr)
     t0 = time.perf_counter()

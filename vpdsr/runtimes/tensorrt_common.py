@@ -15,7 +15,6 @@ needs 10.12 or later; 12 is a major release we have not seen.
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -101,8 +100,10 @@ def ort_profile_options(shapes: dict[str, dict[str, list[int]]]) -> dict[str, st
 
 
 def cache_root() -> Path:
-    """$VPDSR_CACHE, or ~/.cache/vpdsr."""
-    return Path(os.environ.get("VPDSR_CACHE") or Path.home() / ".cache" / "vpdsr")
+    """vpdsr's cache folder (:func:`vpdsr.env.cache_dir`)."""
+    from vpdsr.env import cache_dir
+
+    return cache_dir()
 
 
 def _slug(text: str) -> str:

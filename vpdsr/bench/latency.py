@@ -102,7 +102,8 @@ def summarize(samples_s: list[float], images_per_call: int = 1) -> LatencyStats:
     )
 
 
-def measure(fn: Callable[[], object], cfg: LatencyConfig, on_call: Callable[[int, int], None] | None = None) -> list[float]:
+def measure(fn: Callable[[], object], cfg: LatencyConfig,
+            on_call: Callable[[int, int], None] | None = None) -> list[float]:
     """Call ``fn`` ``cfg.warmup`` times untimed, then time up to ``cfg.iters`` calls.
 
     Args:

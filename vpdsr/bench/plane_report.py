@@ -101,7 +101,8 @@ def markdown_lines(section: dict | None) -> list[str]:
     lines += ["", f"| point | kind | PSNR vs HR dB | {metric.upper()} |", "|---|---|---:|---:|"]
     for p in section["points"]:
         psnr = "inf" if math.isinf(float(p["psnr"])) else f"{float(p['psnr']):.2f}"
-        lines.append(f"| {p['name']} | {p['kind']} | {psnr} | {float(p['perception']):.{1 if metric == 'piqe' else 4}f} |")
+        digits = 1 if metric == "piqe" else 4
+        lines.append(f"| {p['name']} | {p['kind']} | {psnr} | {float(p['perception']):.{digits}f} |")
     if section.get("left_out"):
         lines += ["", f"Left out: {'; '.join(section['left_out'])}."]
     return lines

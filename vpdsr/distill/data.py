@@ -76,7 +76,8 @@ class CropDataset:
             left = int(torch.randint(w - c + 1, (1,), generator=generator))
             crop = img[:, top:top + c, left:left + c]
             if self.augment:
-                flip, rot = torch.randint(2, (1,), generator=generator).item(), torch.randint(4, (1,), generator=generator).item()
+                flip = torch.randint(2, (1,), generator=generator).item()
+                rot = torch.randint(4, (1,), generator=generator).item()
                 crop = crop.flip(-1) if flip else crop
                 crop = torch.rot90(crop, rot, dims=(-2, -1))
             out.append(crop)

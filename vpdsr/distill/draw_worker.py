@@ -13,8 +13,9 @@ second time inside it). It rebuilds the draw from the spec (the config as a dict
 safetensors) and sends each draw back as a safetensors frame on its stdout; nothing is unpickled.
 
 `accelerate.draw_worker`: auto (on for a single-process CPU stage of at least AUTO_MIN_STEPS steps,
-without mixed precision, whose thread count leaves a core free), on (every CPU run without mixed precision), off. A worker that fails costs
-one warning line with its last words, and the run draws in-process from there, with the same results.
+without mixed precision, whose thread count leaves a core free), on (every CPU run without mixed
+precision), off. A worker that fails costs one warning line with its last words, and the run draws
+in-process from there, with the same results.
 """
 from __future__ import annotations
 
@@ -139,8 +140,9 @@ class StepDraws:
         package_root = str(Path(__file__).resolve().parents[2])  # so the worker imports this vpdsr
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
                "OMP_NUM_THREADS": str(spec.num_threads)}
-        self.process = subprocess.Popen([sys.executable, "-m", "vpdsr.distill.draw_worker", str(self.folder / "spec.json")],
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.worker_log, env=env)
+        command = [sys.executable, "-m", "vpdsr.distill.draw_worker", str(self.folder / "spec.json")]
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=self.worker_log, env=env)
         self.ready: queue_mod.Queue = queue_mod.Queue(maxsize=self.depth)
         self.reader = threading.Thread(target=_read_frames, args=(self.process.stdout, self.ready), daemon=True)
         self.reader.start()

@@ -8,6 +8,7 @@ stage, step, micro), so a resumed run repeats an uninterrupted one bit for bit.
 """
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -19,6 +20,8 @@ import torch
 from vpdsr.distill.config import DistillConfig, StageConfig
 from vpdsr.distill.optim import EMA
 from vpdsr.distill.records import Checkpoint, CsvLog
+
+log = logging.getLogger(__name__)
 
 
 def make_accelerator(cfg: DistillConfig, grad_accum: int):
@@ -77,7 +80,7 @@ def run_loop(loop: Loop, resume: bool = False, progress: bool = True, stop_at: i
     start = ckpt.restore(acc.device) if resume else 0
     csv_log = CsvLog(loop.out / "log.csv", start)
     for term, reason in loop.disabled.items():
-        print(f"warning: {loop.stage}: loss term `{term}` disabled: {reason}", file=sys.stderr)
+        log.warning(f"warning: {loop.stage}: loss term `{term}` disabled: {reason}")
     bar = tqdm(total=scfg.steps, initial=start, desc=loop.stage, unit="step", disable=not progress or None,
                dynamic_ncols=True, file=sys.stderr)
     t0 = time.perf_counter()

@@ -20,7 +20,7 @@ wins and is written to threads.json. The run reproduces with that count (set it 
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 
 from vpdsr.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,8 +87,8 @@ def choose_threads(cfg, acc, stage: str, out: Path, step: Callable[[], None], pr
     if cfg.accelerate.num_threads != "auto" or acc.device.type != "cpu":
         return
     result = probe_threads(step, tuple(range(1, available_cpus() + 1)))
-    if progress:
-        print(f"{stage}: {result.summary()}", file=sys.stderr, flush=True)
+    # on the terminal when progress is shown, in the log file always
+    log.log(logging.INFO if progress else logging.DEBUG, f"{stage}: {result.summary()}")
     atomic_write_text(out / "threads.json", json.dumps(
         {"num_threads": result.chosen, "seconds_per_probe_step": result.seconds,
          "note": "the weights depend on the thread count: set accelerate.num_threads to this to repeat the run"},

@@ -203,7 +203,8 @@ def calibrate_ranges(pre: Path, feeds: list[dict], work: Path, large: bool, symm
         save_tensors_data,
     )
 
-    calibrator = create_calibrator(pre, op_types or quantizable_ops(), augmented_model_path=str(work / "augmented.onnx"),
+    calibrator = create_calibrator(pre, op_types or quantizable_ops(),
+                                   augmented_model_path=str(work / "augmented.onnx"),
                                    calibrate_method=CalibrationMethod.MinMax, use_external_data_format=large,
                                    providers=["CPUExecutionProvider"], extra_options={"symmetric": symmetric})
     calibrator.infer_session = ort.InferenceSession(calibrator.augmented_model_path, bounded_session_options(),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +56,10 @@ WHEEL_MODELS = {
 
 
 def cache_root() -> Path:
-    """$VPDSR_CACHE, else ~/.cache/vpdsr."""
-    return Path(os.environ.get("VPDSR_CACHE") or Path.home() / ".cache" / "vpdsr")
+    """vpdsr's cache folder (:func:`vpdsr.env.cache_dir`)."""
+    from vpdsr.env import cache_dir
+
+    return cache_dir()
 
 
 def wheel_models_dir() -> Path:

@@ -84,7 +84,8 @@ class BenchConfig:
     lpips_weights: str | None = None
     baseline_path: str | None = None
     gan_baseline: str | None = DEFAULT_GAN  # a noise-free SR network's row (None: none), see bench/baselines.py
-    teacher: str | None = None  # a diffusion model whose T-step samples are a row
+    teacher: str | None = None  # the teacher's row: a diffusion model's T-step samples, any other model's one call
+    teacher_artifacts: str | None = None  # the teacher's export folder: its engines timed as `teacher:*` rows
     roofline: bool = True
 
 
@@ -158,7 +159,8 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     # `--tile auto` chooses per engine; the baselines' torch runs then pick their own (whole image when small)
     baseline_tile = None if cfg.tile == AUTO else cfg.tile
     baselines = [bicubic, *other_baselines(BaselineConfig(cfg.gan_baseline, cfg.teacher, cfg.seed), cfg.model,
-                                           images, suite, baseline_tile, cfg.overlap)]
+                                           images, suite, baseline_tile, cfg.overlap),
+                 *_teacher_engines(cfg, images, suite)]
     report = {
         "schema": SCHEMA,
         "model": _model_info(cfg.model),
@@ -199,6 +201,21 @@ class _RunState:
     peaks: dict | None = None
     flops: FlopCounter | None = None
     peaks_at: dict = field(default_factory=dict)  # {threads: machine_peaks} of rows at another count
+
+
+def _teacher_engines(cfg: BenchConfig, images: list[BenchImage], suite: MetricSuite) -> list[dict]:
+    """The teacher's exported engines (`teacher_artifacts`), timed and scored exactly as the backends, their
+    drift against the teacher's own torch fp32: baseline rows `teacher:<backend>`, outside the gates."""
+    if not cfg.teacher or not cfg.teacher_artifacts:
+        return []
+    tcfg = replace(cfg, model=cfg.teacher, artifacts=cfg.teacher_artifacts, backends=None, roofline=False)
+    specs = resolve_backends(tcfg.model, tcfg.artifacts, None, tcfg.reference, tcfg.device, None, False)
+    state = _RunState(images=images, suite=suite, cfg=tcfg)
+    rows = []
+    for spec in specs:
+        row = _run_backend(spec, state)
+        rows.append({**row, "name": f"teacher:{row['name']}", "kind": "teacher", "source": str(cfg.teacher)})
+    return rows
 
 
 def _empty_row(spec: BackendSpec) -> dict:

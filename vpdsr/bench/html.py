@@ -46,7 +46,7 @@ def _table(report: dict) -> str:
     for b in report.get("baselines") or []:  # what a user would ship instead: quality only, no latency
         name, precision, device, status = (_e(c) for c in text_cells(b))
         nums = [c.cell(b) for c in NUMERIC_COLUMNS]
-        note = b.get("reason") or "baseline (quality only)"
+        note = b.get("reason") or ("the teacher's engine, timed" if b.get("latency_ms") else "baseline (quality only)")
         out.append(f"<tr class='baseline'><td><i>{name}</i></td><td>{precision}</td><td>{device}</td>"
                    f"<td><span class='{_e(b['status'])}'>{status}</span></td>"
                    + "".join(f'<td class="n">{_e(n)}</td>' for n in nums)

@@ -82,7 +82,8 @@ def markdown(report: dict, out: str | Path | None = None) -> str:
         lines.append("| " + " | ".join((*text_cells(b), *(c.cell(b) for c in NUMERIC_COLUMNS))) + " |")
     if baselines:
         lines += ["", "Rows marked `baseline` are what a user would ship instead (and HR itself), scored on the "
-                      "same images: quality only, no latency."]
+                      "same images: quality only, no latency, but for `teacher:*` rows (the teacher's own engines, "
+                      "timed like the backends; their 'vs ref' is against the teacher's torch fp32)."]
         lines += [f"The `{b['name']}` row samples `{b['source']}`." for b in baselines if b.get("source")]
     stages = [b for b in report["backends"] if b.get("stage_latency_ms")]
     for b in stages:

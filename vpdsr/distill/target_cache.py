@@ -73,6 +73,7 @@ class TargetCache:
     """
 
     def __init__(self, root: Path | None, teacher_hash: str, call: dict):
+        self.teacher_hash = teacher_hash
         self.folder = Path(root or default_root()) / teacher_hash[:16]
         self.prefix = json.dumps({"format": FORMAT, "teacher": teacher_hash, **call, **machine_call()}, sort_keys=True)
         self.hits = self.misses = 0

@@ -146,3 +146,20 @@ def test_cli_gan_teacher_needs_a_start_and_takes_images(tmp_path, train_images, 
     assert code == 0
     saved = yaml.safe_load((tmp_path / "o2" / "config.yaml").read_text())
     assert saved["data"]["images"] == [str(train_images)]  # --images replaced the config's (missing) folder
+
+
+def test_a_cache_key_names_the_thread_count_the_output_is_computed_with(tmp_path):
+    from vpdsr.distill.target_cache import TargetCache
+
+    cache = TargetCache(tmp_path, "0" * 64, {"call": "forward", "seed": 0})
+    lr = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = cache.key(lr)
+        torch.set_num_threads(2)  # e.g. a training that pins 1 thread, targets computed with 2
+        assert cache.key(lr) != one
+        torch.set_num_threads(1)
+        assert cache.key(lr) == one and cache.key(lr + 1e-7) != one
+    finally:
+        torch.set_num_threads(before)

@@ -155,7 +155,8 @@ def run_loop(stage: str, cfg: DistillConfig, scfg: StageConfig, out: Path, accel
         if ema is not None:
             ema.shadow = {k[len("ema."):]: v.to(accelerator.device) for k, v in state["tensors"].items() if k.startswith("ema.")}
             ema.updates = int(state["extra"].get("ema_updates", 0))
-    log = CsvLog(out / "log.csv", start)
+    # one log.csv, rank 0's: every rank writing its own rows into the same file interleaves them
+    log = CsvLog(out / "log.csv", start) if accelerator.is_main_process else None
     for term, reason in disabled.items():
         print(f"warning: {stage}: loss term `{term}` disabled: {reason}", file=sys.stderr)
     bar = tqdm(total=scfg.steps, initial=start, desc=stage, unit="step", disable=not progress or None,
@@ -176,7 +177,7 @@ def run_loop(stage: str, cfg: DistillConfig, scfg: StageConfig, out: Path, accel
         shown = {k: f"{v:.4f}" for k, v in terms.items()}
         bar.set_postfix(shown, refresh=False)
         bar.update(1)
-        if step % scfg.log_every == 0 or step == scfg.steps:
+        if log is not None and (step % scfg.log_every == 0 or step == scfg.steps):
             row = {"step": step, "lr": f"{optimizers['denoiser'].param_groups[0]['lr']:.3e}",
                    "seconds": f"{time.perf_counter() - t0:.3f}", **shown}
             row.update({t: "disabled" for t in disabled})

@@ -160,9 +160,11 @@ def run_job(engine, plan: Plan, manifest: RunManifest, progress: bool = True) ->
         work = run.get("work_s")
         if work:
             run["images_per_s"] = round(counts["done"] / work, 4)
-        run["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         try:
             engine.close()
         finally:
+            if "shutdown_s" in engine.info:
+                run["shutdown_s"] = engine.info["shutdown_s"]
+            run["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             manifest.flush(force=True)
     return run

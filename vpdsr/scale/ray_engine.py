@@ -34,8 +34,8 @@ from vpdsr.scale.worker import RunnerSpec, Settings, Task, UpscaleWorker
 
 log = logging.getLogger(__name__)
 
-IN_FLIGHT = 1  # images given to one actor at a time (a death then costs exactly the image it was making)
 MAX_ATTEMPTS = 3  # worker deaths one image may cost before it counts as failed
+RESTART_PATIENCE_S = 300.0  # how long the job waits for lost workers to come back when none is left
 
 
 def _import_ray():
@@ -44,6 +44,10 @@ def _import_ray():
     except ImportError:
         raise MissingDependencyError("`--engine ray` needs Ray: pip install 'vpdsr[ray]'") from None
     return ray
+
+
+class EngineError(VpdsrError):
+    """The Ray workers cannot run (exit 2: nothing was made)."""
 
 
 class _Actor:
@@ -99,7 +103,8 @@ class RayEngine:
                 raise InputError(f"`--address {self.address}`: cannot join the Ray cluster "
                                  f"({' '.join(str(e).split())[:200]})") from None
         else:
-            ray.init(num_cpus=self.workers * self.threads, **common)
+            # address="local": a new Ray for this job, even where `ray start` left a cluster address behind
+            ray.init(address="local", num_cpus=self.workers * self.threads, **common)
             self._started_ray = True
         self.info["ray_init_s"] = round(time.perf_counter() - t0, 3)
         cpus = int(ray.cluster_resources().get("CPU", 0))
@@ -111,7 +116,15 @@ class RayEngine:
         remote = ray.remote(num_cpus=self.threads, max_restarts=-1, max_task_retries=0,
                             scheduling_strategy="SPREAD")(_Actor)
         self.actors = [remote.remote(self.spec, self.settings, i) for i in range(self.workers)]
-        where = ray.get([a.ready.remote() for a in self.actors])
+        from ray.exceptions import RayActorError
+
+        try:
+            where = ray.get([a.ready.remote() for a in self.actors])
+        except RayActorError as e:  # the worker process could not even start (e.g. no vpdsr on that node)
+            cause = " ".join(str(e).split())
+            raise EngineError(f"a Ray worker could not start ({cause[-300:]}); every node needs this vpdsr "
+                              "installed (pip install 'vpdsr[ray]') and the inputs and --out on a path it sees"
+                              ) from None
         for w in where:
             if "error" in w:
                 module, name, message, code = w["error"]
@@ -141,44 +154,80 @@ class RayEngine:
     # -- the work --------------------------------------------------------------------------------------
     def results(self, tasks: list[Task]) -> Iterator[tuple[Task, dict]]:
         ray = _import_ray()
-        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+        from ray.exceptions import RayActorError  # ActorDiedError and ActorUnavailableError derive from it
 
         queue = deque(tasks)
         attempts: dict[str, int] = {}
-        pending: dict = {}  # ObjectRef -> (actor index, task)
-        load = [0] * len(self.actors)
+        pending: dict = {}  # ObjectRef -> (actor index, task, or None for a readiness probe)
+        busy = [False] * len(self.actors)
+        restarting: dict[int, float] = {}  # actor -> when to probe it next
+        self._since_alive = time.monotonic()
 
         def give(i: int) -> None:
-            while load[i] < IN_FLIGHT and queue:
+            if not busy[i] and i not in restarting and queue:
                 task = queue.popleft()
                 attempts[task.input] = attempts.get(task.input, 0) + 1
                 pending[self.actors[i].process.remote(task)] = (i, task)
-                load[i] += 1
+                busy[i] = True
+
+        def probe_due() -> None:
+            now = time.monotonic()
+            probing = {i for i, t in pending.values() if t is None}
+            for i, when in list(restarting.items()):
+                if when <= now and i not in probing:
+                    pending[self.actors[i].ready.remote()] = (i, None)
 
         for i in range(len(self.actors)):
             give(i)
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            ref = done[0]
-            i, task = pending.pop(ref)
-            load[i] -= 1
+        while pending or restarting:
+            probe_due()
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5) if pending else ([], [])
+            if not done:
+                if not pending:
+                    time.sleep(0.2)
+                self._check_alive(restarting)
+                continue
+            i, task = pending.pop(done[0])
             try:
-                record = ray.get(ref)
-            except (ActorDiedError, ActorUnavailableError, RayActorError) as e:
+                record = ray.get(done[0])
+            except RayActorError as e:
+                if task is None:  # still restarting: ask again shortly
+                    restarting[i] = time.monotonic() + 0.5
+                    continue
+                busy[i] = False
+                restarting[i] = time.monotonic() + 0.5
+                # A death while making this image: it costs this image (made again elsewhere or later).
                 self.info["lost_workers"].append({"worker": i, "input": task.input, "attempt": attempts[task.input],
                                                   "error": " ".join(str(e).split())[:300], "when": time.time()})
+                log.warning(f"ray: worker {i} was lost while making {task.input}; it is restarted and the image "
+                            "made again")
                 if attempts[task.input] >= MAX_ATTEMPTS:
                     yield task, {"input": task.input, "status": "failed", "worker": i,
                                  "reason": f"its worker died {MAX_ATTEMPTS} times while making it (out of memory?)"}
                 else:
-                    queue.appendleft(task)  # first in line again; the restarted actor (or another) takes it
-                if not self._alive():
-                    raise JobStopped("no Ray worker is left (the cluster is gone?)") from None
+                    queue.appendleft(task)  # first in line again, for the next free worker
+                for j in range(len(self.actors)):
+                    give(j)
+                continue
+            if task is None:  # the restarted actor answers again (a new process, maybe on another node)
+                restarting.pop(i, None)
+                if "error" not in record:
+                    self.info["worker_places"][i] = record
+                self._since_alive = time.monotonic()
                 give(i)
                 continue
+            busy[i] = False
+            self._since_alive = time.monotonic()
             record["attempts"] = attempts[task.input]
             give(i)
             yield task, record
+
+    def _check_alive(self, restarting: dict[int, float]) -> None:
+        """Stop the job when every worker has been restarting for long, and no node is left to run them."""
+        if len(restarting) == len(self.actors) and time.monotonic() - self._since_alive > RESTART_PATIENCE_S:
+            if not self._alive():
+                raise JobStopped("no Ray node is left to run the workers (the cluster is gone?)")
+            raise JobStopped(f"no Ray worker came back within {RESTART_PATIENCE_S:.0f} s of being lost")
 
     def _alive(self) -> bool:
         """Whether the cluster still has a node to restart actors on."""

@@ -18,7 +18,7 @@ import logging
 from vpdsr.errors import VpdsrError
 
 log = logging.getLogger(__name__)
-STATS_TILE = 64  # LR pixels a side: issue 8 quotes GFLOP per LR 64x64
+STATS_TILE = 64  # LR pixels a side: GFLOP are quoted per LR 64x64 tile throughout the docs
 
 
 def count_gflop(model, tile: int = STATS_TILE) -> tuple[float | None, int]:

@@ -30,7 +30,7 @@ from vpdsr.errors import ConfigError
 MIB = 1024 * 1024
 
 
-@dataclass
+@dataclass(frozen=True)
 class LatencyConfig:
     """How long to measure.
 

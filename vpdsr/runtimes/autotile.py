@@ -41,6 +41,9 @@ class AutoTileConfig:
             than `overlap`.
         max_batch: most tiles per call tried for dynamic-batch engines.
         budget_s: seconds of trial calls at most, per image size.
+        measure: time trial calls (the default); False: choose by FLOPs or computed pixels alone and take the
+            largest batch, so the choice is the same in every process (`vpdsr upscale`: outputs must not
+            depend on which worker made them, and a different tiling gives other bits at tile borders).
     """
 
     max_tile: int = 256
@@ -48,6 +51,7 @@ class AutoTileConfig:
     min_overlap: int = 4
     max_batch: int = 4
     budget_s: float = 3.0
+    measure: bool = True
 
     def __post_init__(self) -> None:
         if self.max_tile < 8:
@@ -145,7 +149,7 @@ class AutoTiler:
         rows.sort(key=lambda r: (r["flops"] if r["flops"] is not None else r["plan"].computed_pixels))
         deadline = self.clock() + c.budget_s
         for r in rows:
-            r["ms"] = self._predict_ms(r["plan"], deadline)
+            r["ms"] = self._predict_ms(r["plan"], deadline) if c.measure else None
         timed = [r for r in rows if r["ms"] is not None]
         if len(timed) == len(rows):
             best, basis = min(rows, key=lambda r: r["ms"]), "measured"
@@ -203,8 +207,8 @@ class AutoTiler:
     def _best_batch(self, th: int, tw: int, tiles: int) -> int:
         """Tiles per call (1, 2, 4 ... up to max_batch and the tile count) with the lowest time per tile."""
         options = [b for b in (1, 2, 4, 8, 16) if b <= min(self.cfg.max_batch, tiles)]
-        if len(options) == 1:
-            return options[0]
+        if len(options) == 1 or not self.cfg.measure:
+            return options[-1]
         per_tile = {}
         deadline = self.clock() + self.cfg.budget_s
         for b in options:

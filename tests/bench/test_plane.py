@@ -49,7 +49,8 @@ def test_sentences_name_the_closest_dominating_point():
     plane = perception_distortion_plane(_points(), "piqe")
     by_loser = {s.split(" dominates ")[1].split(":")[0]: s for s in plane.sentences}
     assert set(by_loser) == {"bicubic", "teacher"}
-    assert by_loser["bicubic"].startswith("tiny-perceptual dominates bicubic: PSNR 29.10 vs 28.68 dB, PIQE 55.0 vs 84.0")
+    assert by_loser["bicubic"].startswith("tiny-perceptual dominates bicubic: "
+                                          "PSNR 29.10 vs 28.68 dB, PIQE 55.0 vs 84.0")
     assert "(also: " in by_loser["bicubic"]
     assert by_loser["teacher"].startswith("torch-fp32 dominates teacher") or by_loser["teacher"].startswith(
         "openvino-int8 dominates teacher")

@@ -92,7 +92,8 @@ def torch_spec(name: str, model: str, device: str, compile_mode: str | None = No
 
 
 def with_torch_options(name: str, reference: str, torch_compile: str | None, cuda_graphs: bool) -> str:
-    """`--torch-compile` / `--cuda-graphs` turn every torch backend but the reference into its -compiled/-graphs variant."""
+    """`--torch-compile` / `--cuda-graphs` turn every torch backend but the reference into its
+    -compiled/-graphs variant."""
     if not name.startswith("torch") or name == reference:
         return name
     parts = name.split("-")
@@ -142,14 +143,16 @@ def resolve_backends(model: str, artifacts: str | Path | None, names: list[str] 
         status = entry.status  # ok, skipped or failed, as the export recorded it
         reason = None if status == "ok" else f"export {entry.status}: {entry.reason or 'no reason recorded'}"
         kept = status == "failed" and entry.kept
-        if status == "ok" or kept:  # a path that leaves its folder (a link too) is bad input: refused before anything runs
+        # a path that leaves its folder (a link too) is bad input: refused before anything runs
+        if status == "ok" or kept:
             from vpdsr.artifacts import MANIFEST_NAME, resolve_inside
 
             for f in entry.files:
                 resolve_inside(Path(artifacts) / entry.name, f.path, f"{Path(artifacts) / MANIFEST_NAME}: "
                                                                      f"`{entry.name}` file")
         folder = Path(artifacts) / entry.name
-        sens = entry.options.get("sensitivity") if isinstance(entry.options, dict) and (status == "ok" or kept) else None
+        usable = isinstance(entry.options, dict) and (status == "ok" or kept)
+        sens = entry.options.get("sensitivity") if usable else None
         extra = {"sensitivity": {k: str((folder / sens[k]).resolve()) for k in ("plot", "table")}} if sens else {}
         out = BackendSpec(name=entry.name, target=entry.target, backend=entry.backend, precision=entry.precision,
                           device=_entry_device(entry), stages=entry.stages, status=status, reason=reason,
@@ -220,7 +223,8 @@ def with_untuned(artifacts: str | Path) -> list[str]:
     names = []
     for e in Manifest.read(Path(artifacts)).artifacts:
         names.append(e.name)
-        if (e.status == "ok" or e.kept) and e.backend in UNTUNED_OPTIONS and _entry_device(e).lower() == "cpu" and e.stages != "split":
+        if ((e.status == "ok" or e.kept) and e.backend in UNTUNED_OPTIONS and _entry_device(e).lower() == "cpu"
+                and e.stages != "split"):
             names.append(f"{e.name}@{UNTUNED}")
     return names
 

@@ -170,7 +170,8 @@ def teacher_row(cfg: BaselineConfig, images: list[BenchImage], suite: MetricSuit
     t0 = time.perf_counter()
     sampler = _TeacherSampler(model, cfg.seed)
     outputs = [_run_torch(sampler, im.lr, seed=cfg.seed, tile=tile, overlap=overlap) for im in images]
-    return {**baseline_row(name, "teacher", outputs, images, suite, time.perf_counter() - t0), "source": str(cfg.teacher)}
+    return {**baseline_row(name, "teacher", outputs, images, suite, time.perf_counter() - t0),
+            "source": str(cfg.teacher)}
 
 
 def _run_torch(module, lr: np.ndarray, seed: int, tile: int | None = None, overlap: int = GAN_OVERLAP) -> np.ndarray:

@@ -1,7 +1,8 @@
 """What the benched model costs, independent of any backend: parameters and GFLOP per LR tile.
 
-GFLOP are counted by torch's `FlopCounterMode` (through vpdsr.bench.flops, on meta tensors) for one forward of a batch-1 LR tile of
-STATS_TILE x STATS_TILE (rounded up to the model's size multiple, e.g. 64 for SinSR's Swin windows):
+GFLOP are counted by torch's `FlopCounterMode` (through vpdsr.bench.flops, on meta tensors) for one
+forward of a batch-1 LR tile of STATS_TILE x STATS_TILE (rounded up to the model's size multiple,
+e.g. 64 for SinSR's Swin windows):
 convolutions and matrix products (2 FLOP per multiply-add), the ops that carry the cost; norms,
 activations and the codebook lookup are not counted. The same number for every backend: an INT8
 graph does the same arithmetic in cheaper units.
@@ -18,7 +19,7 @@ import os
 from vpdsr.errors import VpdsrError
 
 log = logging.getLogger(__name__)
-STATS_TILE = 64  # LR pixels a side: issue 8 quotes GFLOP per LR 64x64
+STATS_TILE = 64  # LR pixels a side: GFLOP are quoted per LR 64x64 tile throughout the docs
 
 
 def count_gflop(model, tile: int = STATS_TILE) -> tuple[float | None, int]:

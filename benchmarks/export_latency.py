@@ -92,7 +92,8 @@ def latency_table(model_spec: str, artifacts: Path | list, size: int = 64, runs:
                 runner.deactivate()
         for (row_name, entry, _), out, ts in zip(group, outs, times):
             rows.append({"name": row_name, "precision": entry.precision, "median_ms": statistics.median(ts),
-                         "min_ms": min(ts), "psnr_db": round(safe_psnr(out[0].transpose(1, 2, 0), ref[0].transpose(1, 2, 0)), 2)})
+                         "min_ms": min(ts),
+                         "psnr_db": round(safe_psnr(out[0].transpose(1, 2, 0), ref[0].transpose(1, 2, 0)), 2)})
     base = rows[0]["median_ms"]
     for r in rows:
         if "median_ms" in r:

@@ -1,4 +1,4 @@
-"""Prepared GPU check (issue 12, GPU path): `base` preset, LR 128 -> SR 512, torch eager fp16 vs compiled +
+"""Prepared GPU check of the torch GPU path: `base` preset, LR 128 -> SR 512, torch eager fp16 vs compiled +
 CUDA graphs fp16/bf16, in ms (CUDA events) and % of this GPU's own peak.
 
 Run on a CUDA machine (a few minutes; rows are written to the JSON as they finish):
@@ -200,8 +200,9 @@ def main(argv=None) -> int:
     peaks = matmul_peaks(device, args.peak_n, 10)
     report = {"script": "benchmarks/gpu_compiled.py", "device": torch.cuda.get_device_name() if device != "cpu" else
               platform.processor() or "cpu", "capability": list(torch.cuda.get_device_capability()) if device != "cpu"
-              else None, "torch": torch.__version__, "preset": args.preset, "params_m": round(base.num_parameters() / 1e6, 1),
-              "lr": args.lr, "sr": 4 * args.lr, "batch": args.batch, "compile_mode": args.compile_mode,
+              else None, "torch": torch.__version__, "preset": args.preset,
+              "params_m": round(base.num_parameters() / 1e6, 1), "lr": args.lr, "sr": 4 * args.lr,
+              "batch": args.batch, "compile_mode": args.compile_mode,
               "compile_backend": args.compile_backend, "gflop_per_call": round(gflop, 3),
               "linear_flop_share": round(linear_share, 4), "peak_tflops": peaks, "rows": []}
     print(json.dumps({k: v for k, v in report.items() if k != "rows"}))
@@ -218,7 +219,8 @@ def main(argv=None) -> int:
         print(json.dumps(row))
         out_path.write_text(json.dumps(report, indent=2) + "\n")  # after every row: a timeout keeps what finished
     eager = next((r for r in report["rows"] if r["name"] == "eager-fp16" and "ms" in r), None)
-    best = min((r for r in report["rows"] if "ms" in r and r["name"] != "eager-fp32"), key=lambda r: r["ms"], default=None)
+    best = min((r for r in report["rows"] if "ms" in r and r["name"] != "eager-fp32"), key=lambda r: r["ms"],
+               default=None)
     if eager and best:
         print(f"eager fp16 {eager['ms']} ms -> {best['name']} {best['ms']} ms ({eager['ms'] / best['ms']:.2f}x), "
               f"{best['pct_of_peak']}% of the {best['precision']} matmul peak; written {out_path}")

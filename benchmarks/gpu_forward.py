@@ -106,7 +106,8 @@ def main() -> None:
 
         @torch.inference_mode()
         def infer(a, b):
-            return model(torch.from_numpy(a).to(dev, torch.bfloat16), torch.from_numpy(b).to(dev, torch.bfloat16)).float().cpu().numpy()
+            return model(torch.from_numpy(a).to(dev, torch.bfloat16),
+                         torch.from_numpy(b).to(dev, torch.bfloat16)).float().cpu().numpy()
 
         img = np.random.default_rng(0).random((3, args.tiled, args.tiled), dtype=np.float32)
         cfg = TileConfig(tile=256, overlap=32, batch=4)
@@ -116,7 +117,8 @@ def main() -> None:
         t0 = time.perf_counter()
         sr = upscale_tiled(infer, img, NoiseField(0, model.latent_channels), cfg)
         torch.cuda.synchronize()
-        print(json.dumps({"tiled_lr": args.tiled, "sr_shape": list(sr.shape), "seconds": round(time.perf_counter() - t0, 2),
+        print(json.dumps({"tiled_lr": args.tiled, "sr_shape": list(sr.shape),
+                          "seconds": round(time.perf_counter() - t0, 2),
                           "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1),
                           "finite": bool(np.isfinite(sr).all())}))
         base = base.to(dev, torch.float32)

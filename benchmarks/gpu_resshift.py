@@ -100,7 +100,8 @@ def main() -> None:
             out, row = measure(lambda: m.teacher_sample(x, n, generator=torch.Generator(dev).manual_seed(0)),
                                dev, 1, max(1, args.iters // 3))
             ref = out.float() if ref is None else ref
-            row = {"model": f"{args.teacher} teacher T={m.diffusion.steps}", "lr": size, "dtype": name, **row, **health(out, ref)}
+            row = {"model": f"{args.teacher} teacher T={m.diffusion.steps}", "lr": size, "dtype": name, **row,
+                   **health(out, ref)}
             rows.append(row)
             print(json.dumps(row), flush=True)
         teacher.to(dtype=torch.float32)

@@ -86,7 +86,8 @@ def main(argv=None) -> int:
                         "unet": round(sum(p.numel() for p in model.unet.parameters()) / 1e6, 2),
                         "autoencoder": round(sum(p.numel() for p in model.autoencoder.parameters()) / 1e6, 2)},
            "gflop": {"total": gflop(lambda: model(lr, noise)), "encoder": gflop(lambda: st["encoder"](lr)),
-                     "denoiser": gflop(lambda: st["denoiser"](cond, noise)), "decoder": gflop(lambda: st["decoder"](x0))}}
+                     "denoiser": gflop(lambda: st["denoiser"](cond, noise)),
+                     "decoder": gflop(lambda: st["decoder"](x0))}}
     sr = model(lr, noise)
     out["torch_ms"] = median_ms(lambda: model(lr, noise), args.iters)
     out["torch_stage_ms"] = {"encoder": median_ms(lambda: st["encoder"](lr), args.iters),

@@ -33,8 +33,8 @@ def history_path(arg: str) -> Path:
 
 def run_suite(args) -> int:
     from vpdsr.bench.backends import with_untuned
+    from vpdsr.bench.config import BenchConfig
     from vpdsr.bench.gates import GateConfig
-    from vpdsr.bench.harness import BenchConfig
     from vpdsr.bench.latency import LatencyConfig
     from vpdsr.commands.bench import bench_and_report
     from vpdsr.commands.pipeline import make_bench_inputs

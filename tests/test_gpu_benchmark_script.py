@@ -28,7 +28,8 @@ def test_without_cuda_one_line_and_exit_0(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cpu_smoke_writes_every_row(tmp_path):
-    assert _script().main(["--smoke", "--out", str(tmp_path / "r.json"), "--variants", "eager-fp16,compiled-graphs-bf16"]) == 0
+    assert _script().main(["--smoke", "--out", str(tmp_path / "r.json"), "--variants",
+                           "eager-fp16,compiled-graphs-bf16"]) == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert [r["name"] for r in report["rows"]] == ["eager-fp32", "eager-fp16", "compiled-graphs-bf16"]
     assert report["gflop_per_call"] > 0 and report["peak_tflops"]["fp32"] > 0

@@ -288,7 +288,8 @@ class Manifest:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ArtifactError(f"{source}: unknown field(s) {', '.join(unknown)} (a manifest has {', '.join(sorted(known))})")
+            raise ArtifactError(f"{source}: unknown field(s) {', '.join(unknown)} "
+                                f"(a manifest has {', '.join(sorted(known))})")
         model = _expect(d.get("model", {}), (dict,), f"{source}: `model`", "an object")
         version = _expect(d.get("vpdsr_version", ""), (str,), f"{source}: `vpdsr_version`", "a string")
         items = _expect(d.get("artifacts", []), (list,), f"{source}: `artifacts`", "a list of artifact entries")

@@ -128,8 +128,14 @@ def cpu_info() -> dict:
 
 
 def cache_dir() -> Path:
-    """Where vpdsr keeps per-machine caches (peak figures, engine caches): $VPDSR_CACHE, else ~/.cache/vpdsr."""
-    return Path(os.environ.get("VPDSR_CACHE") or Path.home() / ".cache" / "vpdsr")
+    """Where vpdsr keeps per-machine caches (peak figures, converted presets, engine caches).
+
+    $VPDSR_CACHE, else the platform's user cache folder (platformdirs): $XDG_CACHE_HOME/vpdsr or
+    ~/.cache/vpdsr on Linux, ~/Library/Caches/vpdsr on macOS, %LOCALAPPDATA%\\vpdsr\\Cache on Windows.
+    """
+    import platformdirs
+
+    return Path(os.environ.get("VPDSR_CACHE") or platformdirs.user_cache_dir("vpdsr", appauthor=False))
 
 
 def gpu_info() -> list[dict]:

@@ -45,7 +45,8 @@ def report_of(out) -> tuple[dict, dict]:
 def test_tampered_artifact_with_a_gate_exits_1_naming_it(bench_model_dir, bench_images, artifacts, tmp_path, capsys):
     graph = artifacts / "onnx" / "model.onnx"
     graph.write_bytes(graph.read_bytes()[:-1] + b"\x01")
-    rc = bench(bench_model_dir, bench_images, artifacts, tmp_path / "r", "--backends", "onnx", "--min-psnr-vs-ref", "30")
+    rc = bench(bench_model_dir, bench_images, artifacts, tmp_path / "r", "--backends", "onnx", "--min-psnr-vs-ref",
+               "30")
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1
     assert err[-1].startswith("vpdsr bench: error: 1 backend(s) failed: onnx") and "sha256 mismatch" in err[-1]
@@ -54,7 +55,8 @@ def test_tampered_artifact_with_a_gate_exits_1_naming_it(bench_model_dir, bench_
     assert report["passed"] is False and report["verdict"]["failed_backends"] == ["onnx"]
     assert "**FAILED: backend onnx failed" in (tmp_path / "r" / "report.md").read_text()
     # the explicit escape hatch: still reported failed, the run passes and says so
-    rc = bench(bench_model_dir, bench_images, artifacts, tmp_path / "r2", "--backends", "onnx", "--allow-failed", "onnx")
+    rc = bench(bench_model_dir, bench_images, artifacts, tmp_path / "r2", "--backends", "onnx", "--allow-failed",
+               "onnx")
     report, rows = report_of(tmp_path / "r2")
     assert rc == 0 and rows["onnx"]["status"] == "failed" and report["passed"] is True
     assert report["verdict"]["text"] == "no gates set; failed but allowed: onnx"
@@ -97,7 +99,8 @@ def test_skip_is_no_failure_unless_required(bench_model_dir, bench_images, artif
                      "--require", flag) == 1
         assert "onnx" in capsys.readouterr().err.strip().splitlines()[-1]
         _, rows = report_of(tmp_path / flag)
-        assert rows["onnx"]["status"] == "failed" and rows["onnx"]["reason"].startswith("required (--require) but skipped")
+        assert rows["onnx"]["status"] == "failed"
+        assert rows["onnx"]["reason"].startswith("required (--require) but skipped")
 
 
 @pytest.mark.parametrize("extra", [["--require", "nonsense"], ["--allow-failed", "onnx,typo"],

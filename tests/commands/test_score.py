@@ -103,6 +103,23 @@ def test_identical_images_psnr_is_the_string_inf(pairs, tmp_path):
     assert result["images"][0]["ms_ssim"] == pytest.approx(1.0, abs=1e-9)
 
 
+def test_bmp_and_other_pillow_formats_score_as_their_png(pairs, tmp_path):
+    """The classic IQA sets (LIVE, CSIQ, TID2013) are BMP: same pixels, same figures as the PNGs."""
+    from PIL import Image
+
+    sr, hr = pairs
+    for folder, ext in (("sr-bmp", ".bmp"), ("hr-bmp", ".bmp"), ("sr-ppm", ".ppm")):
+        (tmp_path / folder).mkdir()
+        for png in (hr if folder.startswith("hr") else sr).iterdir():
+            Image.open(png).save(tmp_path / folder / (png.stem + ext))
+    metrics = ["--metrics", "psnr,ssim"]
+    png = _score([str(sr), "--reference", str(hr), *metrics], tmp_path)
+    for images, ext in (("sr-bmp", ".bmp"), ("sr-ppm", ".ppm")):
+        other = _score([str(tmp_path / images), "--reference", str(tmp_path / "hr-bmp"), *metrics], tmp_path)
+        assert [r["image"] for r in other["images"]] == [f"{p}{ext}" for p in PHOTOS]
+        assert [(r["psnr"], r["ssim"]) for r in other["images"]] == [(r["psnr"], r["ssim"]) for r in png["images"]]
+
+
 def test_directory_input_skips_non_images_and_labels_clashing_names(pairs, tmp_path):
     sr, hr = pairs
     other = tmp_path / "other"
@@ -145,7 +162,7 @@ def _bad_cases(sr: Path, hr: Path, tmp: Path) -> dict:
         "unknown metric": ([str(sr), "--metrics", "piqe,niqe"], "unknown metric niqe"),
         "clipiqa asked without weights": ([str(sr), "--metrics", "clipiqa"], "RN50.pt"),
         "corrupt image": ([str(broken / "coffee.png"), "--metrics", "piqe"], "corrupt or truncated"),
-        "not an image": ([str(tmp / "partial" / "notes.txt")], "does not look like an image"),
+        "not an image": ([str(tmp / "partial" / "notes.txt")], "is not an image Pillow can read"),
         "crop larger than the image": ([str(sr), "--reference", str(hr), "--crop-border", "90"], "leaves no pixels"),
     }
 

@@ -17,6 +17,7 @@ from vpdsr.data.io import (
     list_images,
     read_image,
     read_image_size,
+    readable_extensions,
     rgb_to_y,
     to_numpy,
     to_tensor,
@@ -184,19 +185,24 @@ def test_rgb_16bit_tiff_keeps_full_precision(tmp_path: Path) -> None:
     assert np.array_equal(read_image(tmp_path / "planar.tif"), pixels.astype(np.float32) / 65535)
 
 
-def test_rgb_16bit_tiff_tifffile_cannot_decode_falls_back_to_8_bits(tmp_path: Path) -> None:
+def test_rgb_16bit_lzw_tiff_keeps_full_precision(tmp_path: Path) -> None:
     cv2 = pytest.importorskip("cv2")
     pixels = random_u16(6, 8)
     cv2.imwrite(str(tmp_path / "lzw.tif"), pixels[..., ::-1])  # OpenCV writes LZW-compressed TIFF
     with Image.open(tmp_path / "lzw.tif") as im:
         assert im.tag_v2[259] == 5 and im.tag_v2[258] == (16, 16, 16)
-    try:
-        import imagecodecs  # noqa: F401  (with it, tifffile decodes LZW at full precision)
+    assert np.array_equal(read_image(tmp_path / "lzw.tif"), pixels.astype(np.float32) / 65535)
 
-        expected = pixels.astype(np.float32) / 65535
-    except ImportError:
-        expected = (pixels >> 8).astype(np.float32) / 255
-    assert np.array_equal(read_image(tmp_path / "lzw.tif"), expected)
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16bit_files_read_back_by_opencv_and_tifffile(tmp_path: Path, suffix: str) -> None:
+    cv2 = pytest.importorskip("cv2")
+    tifffile = pytest.importorskip("tifffile")
+    pixels = random_u16(9, 11)
+    write_image(tmp_path / f"a{suffix}", pixels, bit_depth=16)
+    assert np.array_equal(cv2.imread(str(tmp_path / f"a{suffix}"), cv2.IMREAD_UNCHANGED)[..., ::-1], pixels)
+    if suffix == ".tif":
+        assert np.array_equal(tifffile.imread(tmp_path / "a.tif"), pixels)
 
 
 def png16_bytes(pixels: np.ndarray, colour: int, filters: list[int]) -> bytes:
@@ -216,16 +222,38 @@ def png16_bytes(pixels: np.ndarray, colour: int, filters: list[int]) -> bytes:
         for y in range(height)
     ]
 
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
     ihdr = struct.pack(">IIBBBBB", pixels.shape[1], height, 16, colour, 0, 0, 0)
+    return png_file(ihdr, b"".join(lines))
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_file(ihdr: bytes, scanlines: bytes, extra: bytes = b"") -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"".join(lines)))
-        + chunk(b"IEND", b"")
+        + png_chunk(b"IHDR", ihdr)
+        + extra
+        + png_chunk(b"IDAT", zlib.compress(scanlines))
+        + png_chunk(b"IEND", b"")
     )
+
+
+# Adam7: (first column, first row, column step, row step) of the seven passes
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+
+
+def interlaced_png16_bytes(pixels: np.ndarray, colour: int) -> bytes:
+    """A 16-bit Adam7-interlaced PNG (each pass's rows unfiltered)."""
+    lines = []
+    for x0, y0, dx, dy in ADAM7:
+        part = pixels[y0::dy, x0::dx]
+        if part.size:
+            raw = part.astype(">u2").view(np.uint8).reshape(part.shape[0], -1)
+            lines += [b"\x00" + row.tobytes() for row in raw]
+    ihdr = struct.pack(">IIBBBBB", pixels.shape[1], pixels.shape[0], 16, colour, 0, 0, 1)
+    return png_file(ihdr, b"".join(lines))
 
 
 @pytest.mark.parametrize("levels, step", [(65536, 1), (5, 257)])  # bytes 0..4: Paeth ties
@@ -241,6 +269,30 @@ def test_16bit_colour_png_every_filter_type_is_exact(
     with Image.open(tmp_path / "f.png") as im:  # Pillow alone agrees on the high byte
         high = np.asarray(im.convert("RGB"))
     assert np.array_equal(high, (rgb >> 8).astype(np.uint8))
+
+
+@pytest.mark.parametrize("colour, channels", [(2, 3), (6, 4), (4, 2)])
+def test_16bit_interlaced_colour_png_is_exact(tmp_path: Path, colour: int, channels: int) -> None:
+    pixels = RNG.integers(0, 65536, (13, 11, channels)).astype(np.uint16)
+    (tmp_path / "i.png").write_bytes(interlaced_png16_bytes(pixels, colour))
+    with Image.open(tmp_path / "i.png") as im:
+        assert im.info.get("interlace") == 1  # the file really is interlaced
+    rgb = pixels[..., :3] if channels >= 3 else np.repeat(pixels[..., :1], 3, axis=2)
+    assert np.array_equal(read_image(tmp_path / "i.png"), rgb.astype(np.float32) / 65535)
+
+
+def test_16bit_colour_png_keeps_its_exif_orientation(tmp_path: Path) -> None:
+    pixels = random_u16(4, 6)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    ihdr = struct.pack(">IIBBBBB", 6, 4, 16, 2, 0, 0, 0)
+    raw = pixels.astype(">u2").view(np.uint8).reshape(4, -1)
+    scanlines = b"".join(b"\x00" + row.tobytes() for row in raw)
+    exif_chunk = png_chunk(b"eXIf", exif.tobytes()[6:])  # the TIFF structure, without "Exif\0\0"
+    (tmp_path / "o.png").write_bytes(png_file(ihdr, scanlines, exif_chunk))
+    expected = np.rot90(pixels, -1).astype(np.float32) / 65535  # as exif_transpose turns orientation 6
+    assert np.array_equal(read_image(tmp_path / "o.png"), expected)
+    assert read_image_size(tmp_path / "o.png") == (6, 4)
 
 
 # --- orientation --------------------------------------------------------------------------
@@ -280,13 +332,7 @@ def test_apply_orientation_ignores_unknown_values() -> None:
 
 
 def zero_width_png() -> bytes:
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", 0, 5, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-    )
+    return png_file(struct.pack(">IIBBBBB", 0, 5, 8, 2, 0, 0, 0), b"")
 
 
 def make_bad(tmp_path: Path, kind: str) -> Path:
@@ -301,6 +347,10 @@ def make_bad(tmp_path: Path, kind: str) -> Path:
         path.write_bytes(b"")
     elif kind == "zero_width":
         path.write_bytes(zero_width_png())
+    elif kind.endswith("16"):  # truncated 16-bit PNG / TIFF (OpenCV's and tifffile's decoding)
+        path = path.with_suffix("." + kind.split("_")[1][:-2])
+        write_image(path, random_u16(32, 32), bit_depth=16)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     else:  # truncated PNG / JPEG / WebP / TIFF: half of a valid file
         path = path.with_suffix("." + kind.split("_")[1])
         Image.fromarray(random_u8(32, 32)).save(path)
@@ -320,6 +370,8 @@ def make_bad(tmp_path: Path, kind: str) -> Path:
         "truncated_jpg",
         "truncated_webp",
         "truncated_tif",
+        "truncated_png16",
+        "truncated_tif16",
     ],
 )
 def test_bad_files_raise_one_line_input_error(tmp_path: Path, kind: str) -> None:
@@ -404,16 +456,19 @@ def test_overwrite_replaces_content(tmp_path: Path) -> None:
 
 
 def test_list_images_folder_is_sorted_filtered_and_flat(tmp_path: Path) -> None:
-    for name in ["b.png", "a.JPG", "c.tiff", "d.webp", ".hidden.png", "notes.txt"]:
+    names = ["b.png", "a.JPG", "c.tiff", "d.webp", "e.BMP", "f.ppm", "g.pgm", "h.tga", "i.gif", "j.jp2"]
+    for name in names + [".hidden.png", "notes.txt", "data.csv"]:
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "e.png").write_bytes(b"x")
-    assert [p.name for p in list_images(tmp_path)] == ["a.JPG", "b.png", "c.tiff", "d.webp"]
+    assert [p.name for p in list_images(tmp_path)] == sorted(names)
 
 
 def test_list_images_single_file(tmp_path: Path) -> None:
     write_image(tmp_path / "one.png", smooth_image())
     assert list_images(tmp_path / "one.png") == [tmp_path / "one.png"]
+    (tmp_path / "one.png").rename(tmp_path / "one.dat")  # any name: Pillow knows the header
+    assert list_images(tmp_path / "one.dat") == [tmp_path / "one.dat"]
 
 
 @pytest.mark.parametrize("kind", ["empty_dir", "missing", "not_image"])
@@ -426,8 +481,56 @@ def test_list_images_errors(tmp_path: Path, kind: str) -> None:
         (target / "readme.txt").write_text("no images here")
     elif kind == "not_image":
         target.write_text("text")
-    with pytest.raises(InputError, match=target.name):
+    with pytest.raises(InputError, match=target.name) as info:
         list_images(target)
+    assert "\n" not in str(info.value)
+
+
+# Every format the classic IQA sets and pyiqa's test images use, as Pillow writes it: (name, mode, options)
+PILLOW_FORMATS = [
+    ("a.bmp", "RGB", {}),
+    ("a.ppm", "RGB", {}),
+    ("a.pgm", "L", {}),
+    ("a.tga", "RGB", {}),
+    ("a.gif", "P", {}),
+    ("a.webp", "RGB", {"lossless": True}),
+    ("a.tif", "RGB", {}),
+    ("a.jp2", "RGB", {"irreversible": False}),  # reversible: lossless
+]
+
+
+@pytest.mark.parametrize("name, mode, options", PILLOW_FORMATS)
+def test_every_format_pillow_decodes_is_listed_and_read(tmp_path: Path, name: str, mode: str, options: dict) -> None:
+    from PIL import features
+
+    if name.endswith(".jp2") and not features.check("jpg_2000"):
+        pytest.skip("this Pillow has no JPEG 2000 decoder (OpenJPEG)")
+    image = Image.fromarray(random_u8(6, 9))
+    image = image.convert(mode) if mode != "P" else image.quantize(16)
+    image.save(tmp_path / name, **options)
+    assert Path(name).suffix in readable_extensions()
+    assert list_images(tmp_path) == [tmp_path / name] and list_images(tmp_path / name) == [tmp_path / name]
+    with Image.open(tmp_path / name) as im:
+        expected = np.asarray(im.convert("RGB")).astype(np.float32) / 255
+    out = read_image(tmp_path / name)
+    assert np.array_equal(out, expected) and read_image_size(tmp_path / name) == (6, 9)
+    if mode == "RGB":  # lossless formats: the pixels written
+        assert np.array_equal(out, np.asarray(image).astype(np.float32) / 255)
+
+
+def test_gif_is_read_as_its_first_frame(tmp_path: Path) -> None:
+    frames = [Image.fromarray(np.full((4, 5, 3), v, np.uint8)).quantize(4) for v in (40, 200)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    with Image.open(tmp_path / "anim.gif") as im:
+        assert im.n_frames == 2
+    out = read_image(tmp_path / "anim.gif")
+    assert np.allclose(out, 40 / 255, atol=2 / 255)
+
+
+def test_readable_extensions_leave_out_what_pillow_cannot_decode() -> None:
+    exts = readable_extensions()
+    assert {".png", ".jpg", ".bmp", ".tif", ".gif", ".ppm", ".pgm", ".tga"} <= exts
+    assert not {".mpg", ".h5", ".grib", ".txt", ".pdf"} & exts  # identify-only, stubs, write-only, none
 
 
 # --- tensors and luma ---------------------------------------------------------------------

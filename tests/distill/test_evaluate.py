@@ -45,7 +45,8 @@ def test_evaluate_scores_piqe_and_shows_that_noise_fools_it():
     mean = result["mean"]
     assert set(mean) == {"bicubic", "student_1step", "again"}
     assert mean["student_1step"] == mean["again"]  # same model, same noise
-    assert result["crops"]["count"] == 4 and set(result["crops"]["mean"]["bicubic"]) == {"psnr_y", "ssim_y", "piqe", "grid"}
+    assert result["crops"]["count"] == 4
+    assert set(result["crops"]["mean"]["bicubic"]) == {"psnr_y", "ssim_y", "piqe", "grid"}
     controls = result["controls"]
     noisy = controls["bicubic+noise0.005"]
     # invisible noise (1.3/255): PSNR barely moves, PIQE drops by far more than any model here gains

@@ -28,7 +28,8 @@ FLOORS = {"onnx": 60, "openvino": 60, "openvino-bf16": 40, "onnx-fp16": 40,
 def exported(model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("artifacts")
     with vpdsr_log_lines() as logs:
-        manifest = export(str(model_dir), out, CPU_TARGETS + ["tensorrt-fp16"], tile=TILE, calib_count=3, validation=SMALL)
+        manifest = export(str(model_dir), out, CPU_TARGETS + ["tensorrt-fp16"], tile=TILE, calib_count=3,
+                          validation=SMALL)
     return out, manifest, logs
 
 

@@ -27,7 +27,8 @@ def build_unloadable(ctx, spec, folder):
 def odd_targets():
     specs = [register_target(TargetSpec("test-high-floor", "onnxruntime", "fp32",
                                         "vpdsr.export.onnx_targets:build_onnx", 1000.0)),
-             register_target(TargetSpec("test-unloadable", "onnxruntime", "fp32", f"{__name__}:build_unloadable", 60.0))]
+             register_target(TargetSpec("test-unloadable", "onnxruntime", "fp32",
+                                        f"{__name__}:build_unloadable", 60.0))]
     yield specs
     for spec in specs:
         TARGETS.pop(spec.name, None)

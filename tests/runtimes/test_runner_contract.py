@@ -3,7 +3,8 @@
 Each backend's test module subclasses :class:`RunnerContract` and fills in the hooks:
 `make_artifact(folder)` (builds the backend's artifact in `folder` once per class and returns its
 path), `make_runner(artifact)` (a fresh, not yet active runner over it), `skip_reason()` (why
-this backend cannot run here, or None), `psnr_floor` (dB against torch fp32) and `dynamic` (False for static-shape engines, which then get `static_shape` inputs).
+this backend cannot run here, or None), `psnr_floor` (dB against torch fp32) and `dynamic` (False
+for static-shape engines, which then get `static_shape` inputs).
 The class is not collected by itself (its name does not start with Test).
 """
 from __future__ import annotations

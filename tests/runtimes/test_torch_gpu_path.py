@@ -138,8 +138,8 @@ def test_cuda_graph_capture_failure_falls_back_with_the_reason():
 def test_fp8_on_a_gpu_with_fp8_tensor_cores():
     from vpdsr.models import DenoiserConfig, ModelConfig, build
 
-    cfg = ModelConfig(preset="test", denoiser=DenoiserConfig(block_out_channels=(32, 64), attention_levels=(False, True),
-                                                             norm_num_groups=16))
+    cfg = ModelConfig(preset="test", denoiser=DenoiserConfig(block_out_channels=(32, 64),
+                                                             attention_levels=(False, True), norm_num_groups=16))
     model = build(cfg, seed=0).eval()
     feed = inputs(seed=7)
     feed["noise"] = np.random.default_rng(7).standard_normal((1, model.latent_channels, 16, 16)).astype(np.float32)

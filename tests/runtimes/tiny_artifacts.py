@@ -23,8 +23,8 @@ SIZE = 16  # LR side used by the tests (8..16 keeps every backend fast)
 
 @functools.lru_cache(maxsize=1)
 def tiny_model() -> torch.nn.Module:
-    cfg = ModelConfig(preset="test", denoiser=DenoiserConfig(block_out_channels=(16, 32), attention_levels=(False, False),
-                                                             norm_num_groups=8))
+    cfg = ModelConfig(preset="test", denoiser=DenoiserConfig(block_out_channels=(16, 32),
+                                                             attention_levels=(False, False), norm_num_groups=8))
     model = build(cfg, seed=0).eval()
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
@@ -52,7 +52,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _export(module: torch.nn.Module, args: tuple, path: Path, names_in: list[str], names_out: list[str]) -> Path:
-    """Legacy (TorchScript) exporter, opset 17, dynamic batch/H/W (FACTS.md: dynamo needs onnxscript)."""
+    """Legacy (TorchScript) exporter, opset 17, dynamic batch/H/W (the dynamo exporter needs onnxscript)."""
     axes = {n: {0: "B", 2: "h", 3: "w"} for n in names_in + names_out}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -93,7 +93,8 @@ def _entry(folder: Path, target: str, backend: str, precision: str, stages: str 
     entry = ArtifactEntry(name=folder.name, target=target, backend=backend, precision=precision, stages=stages,
                           files=file_entries(folder), dynamic=True, options=options,
                           inputs={"lr": {"shape": ["B", 3, "h", "w"], "dtype": "float32"},
-                                  "noise": {"shape": ["B", tiny_model().latent_channels, "h", "w"], "dtype": "float32"}},
+                                  "noise": {"shape": ["B", tiny_model().latent_channels, "h", "w"],
+                                            "dtype": "float32"}},
                           outputs={"sr": {"shape": ["B", 3, "4h", "4w"], "dtype": "float32"}})
     write_entry(folder, entry)
     return entry

@@ -37,7 +37,7 @@ GAN_TILE, GAN_OVERLAP = 192, 16
 KINDS = ("bicubic", "gan", "teacher", "hr")
 
 
-@dataclass
+@dataclass(frozen=True)
 class BaselineConfig:
     """Which baseline rows a bench adds besides bicubic (always there).
 
@@ -53,7 +53,7 @@ class BaselineConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.gan, str) and self.gan.strip().lower() in ("", "none", "off"):
-            self.gan = None
+            object.__setattr__(self, "gan", None)  # frozen: normalised once, here
 
 
 def text_cells(row: dict) -> tuple[str, str, str, str]:
@@ -170,7 +170,8 @@ def teacher_row(cfg: BaselineConfig, images: list[BenchImage], suite: MetricSuit
     t0 = time.perf_counter()
     sampler = _TeacherSampler(model, cfg.seed)
     outputs = [_run_torch(sampler, im.lr, seed=cfg.seed, tile=tile, overlap=overlap) for im in images]
-    return {**baseline_row(name, "teacher", outputs, images, suite, time.perf_counter() - t0), "source": str(cfg.teacher)}
+    return {**baseline_row(name, "teacher", outputs, images, suite, time.perf_counter() - t0),
+            "source": str(cfg.teacher)}
 
 
 def _run_torch(module, lr: np.ndarray, seed: int, tile: int | None = None, overlap: int = GAN_OVERLAP) -> np.ndarray:

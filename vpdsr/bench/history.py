@@ -67,7 +67,8 @@ def run_entry(reports: dict[str, dict], label: str | None = None) -> dict:
         "machine": {"cpu": (env.get("cpu") or {}).get("name") if isinstance(env.get("cpu"), dict) else env.get("cpu"),
                     "threads": env.get("threads"),
                     # the load when the benchmark ended (the report's), else now
-                    "loadavg": env.get("loadavg_end") or (list(os.getloadavg()) if hasattr(os, "getloadavg") else None)},
+                    "loadavg": env.get("loadavg_end")
+                    or (list(os.getloadavg()) if hasattr(os, "getloadavg") else None)},
         "presets": {preset: {row["name"]: row_figures(row) for row in report.get("backends", [])}
                     for preset, report in reports.items()},
     }
@@ -159,7 +160,8 @@ def markdown(changes: list[dict], old: dict, new: dict, threshold_pct: float) ->
     for c in changes:
         head = f"- `{c['preset']}` / `{c['backend']}`: "
         if c["change"] in ("added", "removed"):
-            lines.append(head + f"{c['change']} (status {c['status'][1] if c['change'] == 'added' else c['status'][0]})")
+            status = c["status"][1] if c["change"] == "added" else c["status"][0]
+            lines.append(head + f"{c['change']} (status {status})")
             continue
         parts = [f"status {c['status'][0]} -> {c['status'][1]}"] if c["change"] == "status" else []
         parts += [f"{k} {f['old']:.4g} -> {f['new']:.4g} ({f['pct']:+.0f} %, {'better' if f['better'] else 'worse'})"

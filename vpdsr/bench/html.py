@@ -16,7 +16,8 @@ h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1
 table { border-collapse: collapse; font-size: 12px; } th, td { border: 1px solid #ddd; padding: 4px 8px; }
 th { background: #f4f4f4; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 .ok { color: #1a7f37; } .skipped { color: #9a6700; } .failed, .fail { color: #cf222e; font-weight: bold; }
-.pass { color: #1a7f37; } td.why { min-width: 180px; max-width: 280px; font-size: 11px; color: #555; } .note { color: #666; font-size: 13px; } .fig svg { max-width: 100%; height: auto; }
+.pass { color: #1a7f37; } td.why { min-width: 180px; max-width: 280px; font-size: 11px; color: #555; }
+.note { color: #666; font-size: 13px; } .fig svg { max-width: 100%; height: auto; }
 .verdict { font-size: 16px; padding: 8px 12px; display: inline-block; border-radius: 4px; }
 .verdict.pass { background: #dafbe1; } .verdict.fail { background: #ffebe9; } .verdict.none { background: #eee; }
 tr.baseline td { background: #fafafa; color: #444; }
@@ -102,7 +103,8 @@ def _not_run(report: dict) -> str:
 def _gates(report: dict) -> str:
     if not report["gates"]:
         return '<p class="note">No gates were set.</p>'
-    rows = ["<table><tr><th>gate</th><th>backend</th><th>threshold</th><th>value</th><th>result</th><th>detail</th></tr>"]
+    rows = ["<table><tr><th>gate</th><th>backend</th><th>threshold</th><th>value</th><th>result</th>"
+            "<th>detail</th></tr>"]
     for g in report["gates"]:
         cls = "pass" if g["passed"] else "fail"
         value = g["value"]
@@ -126,7 +128,8 @@ def _per_image(report: dict) -> str:
         for b in ok:
             r = b["quality"]["per_image"][i]
             psnr = r.get("psnr_vs_ref")
-            psnr_s = "ref" if psnr is None else ("inf" if isinstance(psnr, float) and math.isinf(psnr) else f"{psnr:.2f}")
+            infinite = isinstance(psnr, float) and math.isinf(psnr)
+            psnr_s = "ref" if psnr is None else ("inf" if infinite else f"{psnr:.2f}")
             cells.append(f"{num(r.get('clipiqa'), '{:.4f}')} / {psnr_s}")
         rows.append(f"<tr><td>{_e(name)}</td>" + "".join(f"<td class='n'>{_e(c)}</td>" for c in cells) + "</tr>")
     rows.append("</table>")

@@ -1,8 +1,8 @@
 """Flag an INT8 backend that is slower than fp32 here, with the reason read from what the engine runs.
 
 Each INT8 row is compared with the fp32 row of the same engine run the same way (onnxruntime's `onnx`,
-OpenVINO's `openvino`; `onnx@untuned` for `ort-int8@untuned`; else the reference). When its p50 latency is higher, the row gets a flag whose reason
-comes from evidence, not from a guess:
+OpenVINO's `openvino`; `onnx@untuned` for `ort-int8@untuned`; else the reference). When its p50
+latency is higher, the row gets a flag whose reason comes from evidence, not from a guess:
 - the CPU: no VNNI / AMX-INT8 (`avx512_vnni`, `avx_vnni`, `amx_int8`) means int8 dot products are
   AVX2 `vpmaddubsw` + `vpmaddwd`, little faster than fp32 FMA;
 - onnxruntime (its optimised graph, :meth:`OnnxRuntimeRunner.kernel_summary`): how many matrix ops

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from vpdsr.bench.plane import PlanePoint, perception_distortion_plane, plane_svg
+from vpdsr.bench.plane import PlanePoint, perception_distortion_plane, plane_svg, tolerances
 from vpdsr.errors import InputError
 
 DISTORTION = "psnr_vs_hr"
@@ -54,10 +54,12 @@ def plane_section(backends: list[dict], baselines: list[dict]) -> dict:
         return {"available": False, "reason": f"no point has both PSNR vs HR and {metric}", "points": [],
                 "left_out": left_out}
     plane = perception_distortion_plane(points, metric)
+    psnr_tol, perception_tol = tolerances(metric)
     return {
         "available": True, "reason": None, "metric": metric, "distortion": DISTORTION,
         "points": [{"name": p.name, "kind": p.kind, "psnr": p.psnr, "perception": p.perception} for p in points],
         "front": plane.front, "dominated": plane.dominated, "sentences": plane.sentences, "left_out": left_out,
+        "tolerance": {"psnr_db": psnr_tol, metric: perception_tol},
     }
 
 
@@ -82,6 +84,18 @@ def save_png(section: dict, path, dpi: int = 120) -> None:
     plane_figure(points_of(section), section["metric"], section["front"]).savefig(str(path), dpi=dpi)
 
 
+def tolerance_line(section: dict) -> str | None:
+    """What "dominates" means in this section: the tolerances within which an axis is a tie."""
+    tol = section.get("tolerance")
+    if not tol:  # a report written before the section carried them
+        return None
+    metric = section["metric"]
+    digits = 1 if metric == "piqe" else 3
+    return (f"Dominates = PSNR at most {tol['psnr_db']:g} dB lower (within it a tie, whichever side), {metric.upper()} "
+            f"no worse, and better by more than the tolerance on one axis; tolerances: {tol['psnr_db']:g} dB PSNR, "
+            f"{tol[metric]:.{digits}f} {metric.upper()}.")
+
+
 def markdown_lines(section: dict | None) -> list[str]:
     """The Markdown of the plane: front, dominance sentences, the points."""
     if not section:
@@ -98,10 +112,13 @@ def markdown_lines(section: dict | None) -> list[str]:
         lines += [""] + [f"- {s}" for s in section["sentences"]]
     else:
         lines += ["", "No point dominates another (beyond the tolerances)."]
+    if tolerance_line(section):
+        lines += ["", tolerance_line(section)]
     lines += ["", f"| point | kind | PSNR vs HR dB | {metric.upper()} |", "|---|---|---:|---:|"]
     for p in section["points"]:
         psnr = "inf" if math.isinf(float(p["psnr"])) else f"{float(p['psnr']):.2f}"
-        lines.append(f"| {p['name']} | {p['kind']} | {psnr} | {float(p['perception']):.{1 if metric == 'piqe' else 4}f} |")
+        digits = 1 if metric == "piqe" else 4
+        lines.append(f"| {p['name']} | {p['kind']} | {psnr} | {float(p['perception']):.{digits}f} |")
     if section.get("left_out"):
         lines += ["", f"Left out: {'; '.join(section['left_out'])}."]
     return lines

@@ -89,8 +89,8 @@ def peak_line(summary: dict | None) -> str | None:
                      else f"{precision} none usable")
     notes = sorted({f["note"].split(" (")[0] for f in summary.get("figures") or [] if f.get("note")})
     load = summary.get("loadavg")
-    return (f"Machine peak (best {summary.get('size', 1024)}^2 matmul, {summary.get('threads')} thread(s), {summary.get('measured')}, load "
-            f"average {load[0] if load else '?'}): " + ", ".join(parts)
+    return (f"Machine peak (best {summary.get('size', 1024)}^2 matmul, {summary.get('threads')} thread(s), "
+            f"{summary.get('measured')}, load average {load[0] if load else '?'}): " + ", ".join(parts)
             + (f"; other figures: {', '.join(notes)}" if notes else "") + ".")
 
 

@@ -33,7 +33,8 @@ def run(args) -> int:
         print(json.dumps(info, indent=2))
         return 0
     print(f"vpdsr {info['vpdsr']}  python {info['python']}  {info['platform']}")
-    print(f"cpu: {info['cpu']['name']} ({info['cpu']['cores']} cores) features: {' '.join(info['cpu']['features']) or '-'}")
+    cpu = info["cpu"]
+    print(f"cpu: {cpu['name']} ({cpu['cores']} cores) features: {' '.join(cpu['features']) or '-'}")
     gpus = info["gpus"]
     print("gpus: " + (", ".join(f"{g['name']} (sm {g['capability']}, {g['memory_gb']} GB)" for g in gpus) or "none"))
     for name, b in info["backends"].items():
@@ -54,6 +55,7 @@ def print_peaks(peaks: dict) -> None:
     where = f"cached in {peaks['cached']}" if peaks.get("cached") else f"measured now in {peaks['seconds']} s"
     print(f"peak ({where}):")
     for f in peaks["figures"]:
-        rate = "-" if f["gflops"] is None else f"{f['gflops']:8.1f} {'GOP/s' if f['precision'] == 'int8' else 'GFLOP/s'}"
+        unit = "GOP/s" if f["precision"] == "int8" else "GFLOP/s"
+        rate = "-" if f["gflops"] is None else f"{f['gflops']:8.1f} {unit}"
         print(f"  {f['precision']:<5} {f['engine']:<12} {f['op']:<20} {rate:>16}  {f['note'] or ''}")
     print(peak_line(peaks))

@@ -121,8 +121,8 @@ def record_history(out: Path, model: str) -> None:
 
 def run(args) -> int:
     from vpdsr.bench.backends import with_untuned
+    from vpdsr.bench.config import BenchConfig
     from vpdsr.bench.gates import GateConfig
-    from vpdsr.bench.harness import BenchConfig
     from vpdsr.bench.latency import LatencyConfig
     from vpdsr.commands.bench import bench_and_report
     from vpdsr.commands.checks import output_folder
@@ -169,6 +169,7 @@ def run(args) -> int:
         summary["stages"]["bench"] = {"seconds": time.perf_counter() - t0, "report": str(out / "report")}
         summary["seconds"] = time.perf_counter() - t_start
         atomic_write_text(out / "pipeline.json", json.dumps(summary, indent=2) + "\n")
-        log.info(f"pipeline: {summary['seconds']:.0f} s in all (distill {summary['stages']['distill']['seconds']:.0f} s, "
-             f"export {summary['stages']['export']['seconds']:.0f} s, bench {summary['stages']['bench']['seconds']:.0f} s)"
-             f"; report: {out / 'report' / 'report.html'}")
+        took = {name: summary["stages"][name]["seconds"] for name in ("distill", "export", "bench")}
+        log.info(f"pipeline: {summary['seconds']:.0f} s in all (distill {took['distill']:.0f} s, "
+                 f"export {took['export']:.0f} s, bench {took['bench']:.0f} s)"
+                 f"; report: {out / 'report' / 'report.html'}")

@@ -20,7 +20,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output folder; each result is <name>_x<scale>.png (e.g. _x4)")
     p.add_argument("--backend", choices=("torch", "onnxruntime", "openvino", "tensorrt"),
                    help="runner: torch without --artifact (default), else the artifact's own backend by default")
-    p.add_argument("--artifact", help="exported artifact folder (or export folder + --target) to run instead of --model")
+    p.add_argument("--artifact",
+                   help="exported artifact folder (or export folder + --target) to run instead of --model")
     p.add_argument("--target", help="artifact name inside an export folder given as --artifact (e.g. openvino-int8)")
     p.add_argument("--device", help="cpu (default) or cuda[:N]; openvino: its device name (CPU, GPU)")
     p.add_argument("--precision", help="torch: fp32 (default), fp16, bf16; openvino: override the artifact's "

@@ -3,13 +3,19 @@
 Every image inside vpdsr is a numpy array of shape (H, W, 3), dtype float32, RGB in [0, 1]
 (tensors: [1, 3, H, W]). This module is the only place that knows about file formats.
 
-Pillow decodes everything, with two exceptions where it would lose precision: 16-bit
-colour PNGs (Pillow keeps only the high byte) are decoded by a small PNG reader here, and
-16-bit colour TIFFs are read with ``tifffile`` (a scikit-image dependency).
+Every format this Pillow decodes is read (PNG, JPEG, BMP, PPM/PGM, TGA, GIF's first frame, WebP,
+TIFF, JPEG 2000, ...: :func:`readable_extensions`). Where Pillow would cut 16-bit colour to 8 bits,
+the pixels come from another decoder at full precision: 16-bit colour PNGs (interlaced or not)
+from OpenCV, 16-bit colour TIFFs from ``tifffile`` (OpenCV for the compressions, such as LZW, that
+tifffile decodes only with ``imagecodecs``; with separate colour planes too, such a file is refused
+in one line naming imagecodecs). Other formats' colour deeper than 8 bits (16-bit colour PPM or
+JPEG 2000) is read at Pillow's 8 bits. 16-bit files are written by OpenCV (PNG)
+and tifffile (TIFF); the rest by Pillow.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import struct
@@ -20,14 +26,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import ExifTags, Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
 from vpdsr.errors import InputError
 
 if TYPE_CHECKING:
     import torch
 
-# Extension -> Pillow format name. Everything listed here can be read and written.
+# Extension -> Pillow format name of what write_image writes.
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 # JPEG without chroma subsampling: SR outputs are judged on fine colour detail.
 _SAVE_OPTIONS = {
@@ -35,10 +41,15 @@ _SAVE_OPTIONS = {
     "WEBP": {"quality": 95},
     "TIFF": {"compression": "tiff_deflate"},
 }
-IMAGE_EXTENSIONS: tuple[str, ...] = tuple(_FORMATS)
-_EXPECTED = "a PNG, JPEG, WebP or TIFF image"
+WRITE_EXTENSIONS: tuple[str, ...] = tuple(_FORMATS)
+_EXPECTED = "an image Pillow can decode: PNG, JPEG, BMP, PPM/PGM, TGA, GIF, WebP, TIFF, JPEG 2000, ..."
+# Formats Pillow names but does not decode here: "identify only" plugins, and those whose
+# decoding needs something Pillow may lack (a Pillow feature, or Ghostscript for EPS).
+_IDENTIFY_ONLY = ("MPEG",)
+_NEEDS_FEATURE = {"JPEG": "jpg", "JPEG2000": "jpg_2000", "PNG": "zlib", "WEBP": "webp", "AVIF": "avif"}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # PNG colour type -> samples per pixel
+_PNG_COLOUR_TYPES = (2, 4, 6)  # RGB, gray + alpha, RGBA: Pillow reads these at 8 bits
+_TIFF_SEPARATE_PLANES = 2  # PlanarConfiguration: one plane per colour
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 # Errors Pillow raises for corrupt or truncated data (zlib.error/struct.error from plugins).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
@@ -58,7 +69,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     orientation tag is applied, so the array is the image as a viewer shows it.
 
     Args:
-        path: an image file Pillow can read (PNG, JPEG, WebP, TIFF, ...).
+        path: an image file Pillow can read (PNG, JPEG, BMP, TIFF, WebP, ...), whatever its name.
 
     Returns:
         The image, float32, (H, W, 3).
@@ -71,11 +82,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     with _opened(path) as im:
-        im.load()  # Pillow decodes lazily: force it so truncation surfaces here
-        array = _precise_array(path, im)
-        if array is None:
-            array = _pil_array(im)
         orientation = _orientation(im)
+        array = _sixteen_bit_colour(path, im)
+        if array is None:
+            im.load()  # Pillow decodes lazily: force it so truncation surfaces here
+            array = _pil_array(im)
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise InputError(f"{path}: image has zero width or height (expected at least 1x1 pixels)")
     return apply_orientation(_to_rgb_float(array, path), orientation)
@@ -138,33 +149,50 @@ def _pil_array(im: Image.Image) -> np.ndarray:
     return np.asarray(im)
 
 
-def _precise_array(path: Path, im: Image.Image) -> np.ndarray | None:
+def _sixteen_bit_colour(path: Path, im: Image.Image) -> np.ndarray | None:
     """Full-precision pixels where Pillow would cut 16-bit colour to 8 bits; None otherwise."""
     if im.format == "PNG":
         header = _png_header(path)
-        if header is not None and header[2] == 16 and header[3] in (2, 4, 6) and header[6] == 0:
-            return _decode_png16(path.read_bytes())
-        return None  # interlaced 16-bit colour PNGs keep Pillow's 8-bit reading
-    if im.format == "TIFF":
+        if header is not None and header[2] == 16 and header[3] in _PNG_COLOUR_TYPES:
+            return _opencv_decode(path)
+    elif im.format == "TIFF":
         bits = im.tag_v2.get(258, 8)
         # Pillow maps 16-bit colour TIFFs to its 8-bit modes; its 'I'/'F'/'I;16' are exact.
         if max(bits if isinstance(bits, tuple) else (bits,)) > 8 and im.mode in ("RGB", "RGBA", "RGBX", "LA"):
-            try:
-                return _read_tiff(path)
-            except (ImportError, KeyError, ValueError):
-                return None  # e.g. LZW needs imagecodecs, absent: keep Pillow's 8-bit pixels
+            return _read_tiff(path)
     return None
 
 
 def _read_tiff(path: Path) -> np.ndarray:
-    import tifffile  # scikit-image depends on it; only needed for 16-bit colour TIFFs
+    """The first page of a TIFF at its own depth: tifffile, else OpenCV (libtiff) for its codecs."""
+    import tifffile
 
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
-        array = page.asarray()
+        try:
+            array = page.asarray()
+        except ValueError as e:  # e.g. "<COMPRESSION.LZW: 5> requires the 'imagecodecs' package"
+            if page.planarconfig == _TIFF_SEPARATE_PLANES:
+                # OpenCV reads such files with the planes mixed up: no silent wrong pixels
+                raise InputError(f"{path}: 16-bit colour TIFF with separate colour planes that tifffile "
+                                 f"cannot decode ({_one_line(e)}); pip install imagecodecs") from None
+            return _opencv_decode(path)
         if array.ndim == 3 and page.axes.startswith("S"):  # planar configuration "separate"
             array = np.moveaxis(array, 0, -1)
     return array
+
+
+def _opencv_decode(path: Path) -> np.ndarray:
+    """OpenCV's decoding at the file's own depth, as RGB (alpha dropped) or gray."""
+    import cv2
+
+    try:
+        array = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:
+        raise InputError(f"{path}: corrupt or truncated image ({_one_line(e)})") from None
+    if array is None:
+        raise InputError(f"{path}: corrupt or truncated image (OpenCV cannot decode it)")
+    return array[..., 2::-1] if array.ndim == 3 else array  # BGR(A) -> RGB
 
 
 def _png_header(path: Path) -> tuple[int, ...] | None:
@@ -174,83 +202,6 @@ def _png_header(path: Path) -> tuple[int, ...] | None:
     if len(head) < 33 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
         return None
     return struct.unpack(">IIBBBBB", head[16:29])
-
-
-def _decode_png16(data: bytes) -> np.ndarray:
-    """Decode a non-interlaced 16-bit PNG (any colour type) to uint16 (H, W[, C])."""
-    pos, idat, header = 8, [], None
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        body = data[pos + 8 : pos + 8 + length]
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body[:13])
-        elif kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"IEND":
-            break
-        pos += 12 + length
-    if header is None:
-        raise SyntaxError("PNG without IHDR chunk")
-    width, height, depth, colour, _, _, interlace = header
-    if depth != 16 or interlace != 0 or colour not in _PNG_CHANNELS:
-        raise SyntaxError(f"unsupported PNG layout (depth {depth}, interlace {interlace})")
-    channels = _PNG_CHANNELS[colour]
-    bpp, stride = 2 * channels, 2 * channels * width
-    raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8)
-    if raw.size < height * (stride + 1):
-        raise EOFError("PNG image data is truncated")
-    rows = raw[: height * (stride + 1)].reshape(height, stride + 1)
-    out = np.empty((height, stride), np.uint8)
-    prev = np.zeros(stride, np.uint8)
-    for y in range(height):
-        out[y] = prev = _unfilter_row(int(rows[y, 0]), rows[y, 1:], prev, bpp)
-    array = out.view(">u2").reshape(height, width, channels).astype(np.uint16)
-    return array[..., 0] if channels == 1 else array
-
-
-def _unfilter_row(kind: int, line: np.ndarray, prev: np.ndarray, bpp: int) -> np.ndarray:
-    """Undo one PNG scanline filter (uint8 arithmetic wraps modulo 256, as PNG requires)."""
-    if kind == 0:
-        return line
-    if kind == 1:  # Sub: running sum per byte position within a pixel
-        return np.cumsum(line.reshape(-1, bpp), axis=0, dtype=np.uint8).ravel()
-    if kind == 2:  # Up
-        return line + prev
-    if kind not in (3, 4):
-        raise SyntaxError(f"unknown PNG filter type {kind}")
-    # Average and Paeth depend on the byte just decoded: a plain loop (rare in our own files).
-    cur, up = bytearray(line.tobytes()), prev.tobytes()
-    for i in range(len(cur)):
-        a = cur[i - bpp] if i >= bpp else 0
-        b = up[i]
-        if kind == 3:
-            cur[i] = (cur[i] + ((a + b) >> 1)) & 0xFF
-            continue
-        c = up[i - bpp] if i >= bpp else 0
-        pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
-        pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-        cur[i] = (cur[i] + pred) & 0xFF
-    return np.frombuffer(bytes(cur), np.uint8)
-
-
-def _encode_png16(array: np.ndarray) -> bytes:
-    """Encode uint16 (H, W, 3) as a 16-bit RGB PNG (Pillow cannot write one)."""
-    height, width, _ = array.shape
-    raw = array.astype(">u2").view(np.uint8).reshape(height, width * 6)
-    rows = raw.copy()
-    rows[1:] -= raw[:-1]  # "Up" filter on every row: helps zlib on photos
-    filtered = np.concatenate([np.full((height, 1), 2, np.uint8), rows], axis=1)
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
-    return (
-        _PNG_SIGNATURE
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(filtered.tobytes(), 6))
-        + chunk(b"IEND", b"")
-    )
 
 
 def _orientation(im: Image.Image) -> int:
@@ -321,7 +272,7 @@ def write_image(path: str | os.PathLike, array: np.ndarray, bit_depth: int = 8) 
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise InputError(
-            f"cannot write {path}: unknown extension (expected one of {', '.join(IMAGE_EXTENSIONS)})"
+            f"cannot write {path}: unknown extension (expected one of {', '.join(WRITE_EXTENSIONS)})"
         )
     if bit_depth not in (8, 16):
         raise InputError(f"cannot write {path}: bit_depth={bit_depth} (expected 8 or 16)")
@@ -370,41 +321,72 @@ def _quantize(array: np.ndarray, bit_depth: int, path: Path) -> np.ndarray:
 
 
 def _encode(tmp: Path, pixels: np.ndarray, fmt: str) -> None:
-    if pixels.dtype == np.uint16 and fmt == "PNG":
+    if pixels.dtype == np.uint16 and fmt == "PNG":  # Pillow has no 16-bit RGB mode
+        import cv2
+
+        ok, data = cv2.imencode(".png", pixels[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 6])
+        if not ok:
+            raise ValueError("OpenCV could not encode the PNG")
         with open(tmp, "xb") as f:
-            f.write(_encode_png16(pixels))
+            f.write(data.tobytes())
     elif pixels.dtype == np.uint16:
-        import tifffile  # Pillow has no 16-bit RGB mode
+        import tifffile
 
         tifffile.imwrite(tmp, pixels, photometric="rgb", compression="zlib")
     else:
         Image.fromarray(pixels).save(tmp, format=fmt, **_SAVE_OPTIONS.get(fmt, {}))
 
 
+@functools.cache
+def readable_extensions() -> frozenset[str]:
+    """The file extensions (lower case, with the dot) of every format this Pillow decodes.
+
+    Pillow's registry less its identify-only and stub plugins, and less the formats whose decoder
+    this installation lacks (a Pillow built without WebP or OpenJPEG, EPS without Ghostscript).
+    """
+    from PIL import EpsImagePlugin, features
+
+    Image.init()
+    usable = set()
+    for fmt in set(Image.registered_extensions().values()) & set(Image.OPEN):
+        factory = Image.OPEN[fmt][0]
+        if fmt in _IDENTIFY_ONLY or (isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)):
+            continue
+        if fmt in _NEEDS_FEATURE and not features.check(_NEEDS_FEATURE[fmt]):
+            continue
+        if fmt == "EPS" and not EpsImagePlugin.has_ghostscript():
+            continue
+        usable.add(fmt)
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in usable)
+
+
+def is_image_file(path: Path) -> bool:
+    """A visible file whose extension (any case) is one of :func:`readable_extensions`."""
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in readable_extensions()
+
+
 def list_images(path: str | os.PathLike) -> list[Path]:
     """The image files named by ``path``: the file itself, or a folder's images.
 
-    A folder is scanned non-recursively for the extensions in ``IMAGE_EXTENSIONS`` (any
-    case), skipping hidden files such as half-written temporaries; the result is sorted.
+    A file is taken whatever its extension once Pillow recognises its header. A folder is
+    scanned non-recursively for the extensions in :func:`readable_extensions` (any case),
+    skipping hidden files such as half-written temporaries; the result is sorted.
 
     Raises:
-        InputError: the path is missing, is a file of another kind, or holds no image.
+        InputError: the path is missing, is a file Pillow does not recognise, or is a folder
+            with no image.
     """
     path = Path(path)
-    expected = f"expected an image file ({', '.join(IMAGE_EXTENSIONS)}) or a folder of them"
     if path.is_file():
-        if path.suffix.lower() not in _FORMATS:
-            raise InputError(f"{path} does not look like an image ({expected})")
+        if path.suffix.lower() not in readable_extensions():
+            with _opened(path):  # one line naming the file when Pillow does not recognise it
+                pass
         return [path]
     if not path.is_dir():
-        raise InputError(f"{path} not found ({expected})")
-    found = sorted(
-        p
-        for p in path.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in _FORMATS
-    )
+        raise InputError(f"{path} not found (expected an image file or a folder of them)")
+    found = sorted(p for p in path.iterdir() if is_image_file(p))
     if not found:
-        raise InputError(f"no images in folder {path} ({expected})")
+        raise InputError(f"no images in folder {path} (expected {_EXPECTED})")
     return found
 
 

@@ -2,9 +2,9 @@
 
 Every kernel is a square, odd-sized ``float64`` tensor on the CPU that sums to 1; the caller
 casts it to the image's dtype and device. Random draws come from :class:`Draws`, one
-``torch.Generator``; the ranges from :class:`vpdsr.data.degrade_config.DegradationConfig`. The shapes follow BasicSR's ``basicsr/data/degradations.py``
-(``bivariate_Gaussian``, ``bivariate_generalized_Gaussian``, ``bivariate_plateau``,
-``circular_lowpass_kernel``), written again on torch.
+``torch.Generator``; the ranges from :class:`vpdsr.data.degrade_config.DegradationConfig`. The shapes
+follow BasicSR's ``basicsr/data/degradations.py`` (``bivariate_Gaussian``,
+``bivariate_generalized_Gaussian``, ``bivariate_plateau``, ``circular_lowpass_kernel``), written again on torch.
 """
 from __future__ import annotations
 

@@ -13,8 +13,9 @@ second time inside it). It rebuilds the draw from the spec (the config as a dict
 safetensors) and sends each draw back as a safetensors frame on its stdout; nothing is unpickled.
 
 `accelerate.draw_worker`: auto (on for a single-process CPU stage of at least AUTO_MIN_STEPS steps,
-without mixed precision, whose thread count leaves a core free), on (every CPU run without mixed precision), off. A worker that fails costs
-one warning line with its last words, and the run draws in-process from there, with the same results.
+without mixed precision, whose thread count leaves a core free), on (every CPU run without mixed
+precision), off. A worker that fails costs one warning line with its last words, and the run draws
+in-process from there, with the same results.
 """
 from __future__ import annotations
 
@@ -70,16 +71,24 @@ def build_draw(spec: DrawSpec) -> Callable:
     """The draw a spec describes, built as the training process built its own."""
     from vpdsr.distill.config import load_config
     from vpdsr.distill.data import CropDataset
-    from vpdsr.distill.stage import StudentDraw, TeacherDraw
     from vpdsr.models.checkpoint import load_directory
 
     cfg = load_config(spec.config)
-    data = CropDataset(cfg.data.images, cfg.data.crop_size, cfg.degradation_config(), cfg.seed, cfg.data.augment)
     model = load_directory(Path(spec.model_dir)).requires_grad_(False).train(spec.model_training)
     if spec.stage == "teacher":
+        from vpdsr.distill.trainer import TeacherDraw
+
+        data = CropDataset(cfg.data.images, cfg.data.crop_size, cfg.degradation_config(), cfg.seed, cfg.data.augment)
         return TeacherDraw(cfg, data, model, "cpu")
-    teacher = load_directory(Path(spec.teacher_dir)).eval().requires_grad_(False) if spec.teacher_dir else None
-    return StudentDraw(cfg, data, model, teacher, "cpu")
+    from vpdsr.distill.student import StudentDraw, student_net, training_data
+    from vpdsr.distill.teachers import plan_teacher
+
+    teacher = plan_teacher(cfg, spec.teacher_dir).load(cfg, "cpu") if spec.teacher_dir else None
+    if teacher is not None:
+        data = training_data(cfg, teacher, progress=False)
+    else:
+        data = CropDataset(cfg.data.images, cfg.data.crop_size, cfg.degradation_config(), cfg.seed, cfg.data.augment)
+    return StudentDraw(cfg, data, student_net(model, cfg), teacher, "cpu", teacher is not None)
 
 
 class StepDraws:
@@ -131,8 +140,9 @@ class StepDraws:
         package_root = str(Path(__file__).resolve().parents[2])  # so the worker imports this vpdsr
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
                "OMP_NUM_THREADS": str(spec.num_threads)}
-        self.process = subprocess.Popen([sys.executable, "-m", "vpdsr.distill.draw_worker", str(self.folder / "spec.json")],
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.worker_log, env=env)
+        command = [sys.executable, "-m", "vpdsr.distill.draw_worker", str(self.folder / "spec.json")]
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=self.worker_log, env=env)
         self.ready: queue_mod.Queue = queue_mod.Queue(maxsize=self.depth)
         self.reader = threading.Thread(target=_read_frames, args=(self.process.stdout, self.ready), daemon=True)
         self.reader.start()
@@ -151,8 +161,8 @@ class StepDraws:
         return lines[-1].strip() if lines else "no output"
 
     def _fall_back(self, reason: str) -> None:
-        print(f"warning: {self.label}: the draw worker stopped ({reason}); drawing in this process from here "
-              "(same results, slower)", file=sys.stderr, flush=True)
+        log.warning(f"warning: {self.label}: the draw worker stopped ({reason}); drawing in this process from here "
+                    "(same results, slower)")
         self.close()
 
     def close(self) -> None:

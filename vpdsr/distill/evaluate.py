@@ -82,7 +82,8 @@ def evaluate(images: list[tuple[str, torch.Tensor]], degradation, seed: int, cro
             row[method] = score(sr_np, hr_np, crop_border, perceptual, clipiqa)
             if crop_size:
                 crop_scores.setdefault(method, []).extend(
-                    score(a, b, 0, perceptual, clipiqa) for a, b in grid_crops(sr_np, hr_np, crop_size, crop_border, crops_per_image))
+                    score(a, b, 0, perceptual, clipiqa)
+                    for a, b in grid_crops(sr_np, hr_np, crop_size, crop_border, crops_per_image))
         rows.append(row)
     methods = [m for m in rows[0] if m not in ("image", "hr_size")]
     keys = list(rows[0][methods[0]])
@@ -168,11 +169,13 @@ def score(sr: np.ndarray, hr: np.ndarray, crop_border: int, perceptual: bool, cl
     return out
 
 
-def grid_crops(sr: np.ndarray, hr: np.ndarray, size: int, border: int, top: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def grid_crops(sr: np.ndarray, hr: np.ndarray, size: int, border: int,
+               top: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """The (SR, HR) `size` squares of a regular grid inside the `border` frame; with `top` > 0 only
     the `top` most detailed ones (highest HR gradient energy), most detailed first."""
     h, w = hr.shape[:2]
-    boxes = [(y, x) for y in range(border, h - border - size + 1, size) for x in range(border, w - border - size + 1, size)]
+    boxes = [(y, x) for y in range(border, h - border - size + 1, size)
+             for x in range(border, w - border - size + 1, size)]
     if top:
         gray = hr.mean(axis=2)
 
@@ -221,8 +224,8 @@ def eval_markdown(result: dict) -> str:
     lines += ["", "Per image (" + " / ".join(heads[k] for k in keys) + "):", "",
               "| image | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for r in result["images"]:
-        lines.append(f"| {r['image']} | " + " | ".join(" / ".join(fmt_metric(k, r[m][k]) for k in keys) for m in methods)
-                     + " |")
+        cells = (" / ".join(fmt_metric(k, r[m][k]) for k in keys) for m in methods)
+        lines.append(f"| {r['image']} | " + " | ".join(cells) + " |")
     for k, v in result.get("summary", {}).items():
         lines.append(f"\n{k}: {v:+.2f}")
     return "\n".join(lines) + "\n"

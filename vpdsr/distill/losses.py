@@ -191,7 +191,8 @@ def feature_matching_loss(feats_fake: list[torch.Tensor], feats_real: list[torch
     return torch.stack([(f - r.detach()).abs().mean() for f, r in zip(feats_fake, feats_real)]).mean()
 
 
-def generator_adv_loss(logits_fake: torch.Tensor, kind: str = "hinge", logits_real: torch.Tensor | None = None) -> torch.Tensor:
+def generator_adv_loss(logits_fake: torch.Tensor, kind: str = "hinge",
+                       logits_real: torch.Tensor | None = None) -> torch.Tensor:
     """The student's adversarial loss; `relativistic` needs the (detached) logits of real images too."""
     if kind == "hinge":
         return -logits_fake.mean()
@@ -207,7 +208,8 @@ def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor, kin
     if kind == "hinge":
         return F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean()
     if kind == "relativistic":  # real should look more real than the average fake, and the reverse
-        return (F.softplus(-(logits_real - logits_fake.mean())).mean() + F.softplus(logits_fake - logits_real.mean()).mean()) / 2
+        return (F.softplus(-(logits_real - logits_fake.mean())).mean()
+                + F.softplus(logits_fake - logits_real.mean()).mean()) / 2
     return F.softplus(-logits_real).mean() + F.softplus(logits_fake).mean()
 
 

@@ -29,7 +29,8 @@ def save_training_state(directory: Path, step: int, modules: dict[str, torch.nn.
     """Write the whole training state to `directory` atomically (replacing an older one)."""
     from safetensors.torch import save_file
 
-    mod_tensors = {f"{n}.{k}": v.detach().cpu().contiguous() for n, m in modules.items() for k, v in m.state_dict().items()}
+    mod_tensors = {f"{n}.{k}": v.detach().cpu().contiguous()
+                   for n, m in modules.items() for k, v in m.state_dict().items()}
     for k, v in (extra_tensors or {}).items():
         mod_tensors[k] = v.detach().cpu().contiguous()
     opt_tensors, opt_json = {}, {}

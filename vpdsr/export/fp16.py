@@ -9,8 +9,9 @@ Softmax/Exp/Pow/Sqrt/ReduceMean (attention and norm statistics), the VQ codebook
 last layers (straight to pixels). `benchmarks/fp16_sensitivity.py` measures what each choice costs.
 
 Then the fallback: the chain runs on the calibration images with one stage in fp16 and the
-others in fp32 (a family without stages, GANSR, is one graph, checked as a whole); a stage whose output has NaN/Inf or falls below the quality floor is kept in
-fp32, and the entry's options say which and why. A fused artifact is the chosen stage graphs
+others in fp32 (a family without stages, GANSR, is one graph, checked as a whole); a stage whose
+output has NaN/Inf or falls below the quality floor is kept in fp32, and the entry's options say
+which and why. A fused artifact is the chosen stage graphs
 merged back into one graph (`onnx.compose`).
 """
 from __future__ import annotations

@@ -122,7 +122,8 @@ class Int8Plan:
         return cls(BudgetOptions(**meta["options"]), feeds, meta["validation"], refs, meta["macs"])
 
 
-def make_plan(model, opts: BudgetOptions, calib: CalibrationSet, tile: int, heldout: tuple[str, int | None]) -> Int8Plan:
+def make_plan(model, opts: BudgetOptions, calib: CalibrationSet, tile: int,
+              heldout: tuple[str, int | None]) -> Int8Plan:
     """The validation tiles, their torch fp32 outputs and the model's MACs; refuses overlapping photo sets.
 
     Args:

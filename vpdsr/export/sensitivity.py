@@ -70,7 +70,8 @@ def plot_png(table: dict) -> bytes:
             ax.axvline(value, color="#2e7d32", ls="--", lw=1.2, label=f"budget {table['budget']}")
         ax.set_yticks(y)
         ax.set_yticklabels(names, fontsize=7)
-        ax.set_xlabel(f"{table['metric']} vs torch fp32 ({'higher' if table['higher_is_better'] else 'lower'} is better)")
+        better = "higher" if table["higher_is_better"] else "lower"
+        ax.set_xlabel(f"{table['metric']} vs torch fp32 ({better} is better)")
         ax.set_title(f"{table['target']}: per-layer INT8 sensitivity", fontsize=9)
         finite = [v for v in int8 + flt + [table["all_int8"], value] if v is not None and math.isfinite(v)]
         if table["higher_is_better"] and finite:

@@ -80,14 +80,14 @@ def match_references(images: Sequence[Path], reference_dir: str | os.PathLike) -
         InputError: the folder is missing, or an image has no reference or more than one
             (the message names the first few and how many).
     """
-    from vpdsr.data.io import IMAGE_EXTENSIONS
+    from vpdsr.data.io import is_image_file
 
     folder = Path(reference_dir)
     if not folder.is_dir():
         raise InputError(f"`--reference` {folder}: not a folder (expected a folder of reference images)")
     by_stem: dict[str, list[Path]] = {}
     for p in sorted(folder.iterdir()):
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS:
+        if is_image_file(p):
             by_stem.setdefault(p.stem, []).append(p)
     refs, missing = [], []
     for image in images:
@@ -103,7 +103,7 @@ def match_references(images: Sequence[Path], reference_dir: str | os.PathLike) -
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise InputError(f"no reference image in {folder} with the stem of {shown} (expected the same file name, "
-                         f"any of {', '.join(IMAGE_EXTENSIONS)})")
+                         "any image extension)")
     return refs
 
 

@@ -117,7 +117,8 @@ def _build_diffusers(cfg: AutoencoderConfig) -> nn.Module:
 def _fresh_kwargs(cfg: AutoencoderConfig) -> dict:
     n = len(cfg.block_out_channels)
     if n != 3:
-        raise ConfigError(f"`autoencoder.block_out_channels` needs 3 levels for f=4, got {list(cfg.block_out_channels)}")
+        raise ConfigError("`autoencoder.block_out_channels` needs 3 levels for f=4, "
+                          f"got {list(cfg.block_out_channels)}")
     kwargs = dict(
         in_channels=3,
         out_channels=3,
@@ -138,7 +139,8 @@ def _load_pretrained(cls, path: Path, cfg: AutoencoderConfig) -> nn.Module:
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path}: expected a diffusers {cls.__name__} directory with config.json")
     if not any(path.glob("*.safetensors")):
-        raise CheckpointError(f"{path}: no *.safetensors weights (pickled .bin files are not loaded; convert them first)")
+        raise CheckpointError(f"{path}: no *.safetensors weights "
+                              "(pickled .bin files are not loaded; convert them first)")
     model = cls.from_pretrained(str(path), use_safetensors=True)
     down = 2 ** (len(model.config.block_out_channels) - 1)
     if down != FACTOR:

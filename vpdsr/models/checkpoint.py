@@ -62,7 +62,8 @@ def from_pretrained(name_or_path: str | Path, seed: int = 0, device: str | torch
     elif path.exists():
         raise CheckpointError(f"{path}: expected a model directory (config.json + {WEIGHTS_NAME}), got a file")
     else:
-        raise ConfigError(f"`--model` {name_or_path!r} is neither a directory nor a preset ({', '.join(preset_names())})")
+        raise ConfigError(f"`--model` {name_or_path!r} is neither a directory nor a preset "
+                          f"({', '.join(preset_names())})")
     return model.to(device).eval()
 
 
@@ -120,9 +121,11 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing:
-        raise CheckpointError(f"{source}: {len(missing)} tensor(s) missing for the config's architecture, e.g. {missing[0]!r}")
+        raise CheckpointError(f"{source}: {len(missing)} tensor(s) missing for the config's architecture, "
+                              f"e.g. {missing[0]!r}")
     if unexpected:
-        raise CheckpointError(f"{source}: {len(unexpected)} tensor(s) not in the config's architecture, e.g. {unexpected[0]!r}")
+        raise CheckpointError(f"{source}: {len(unexpected)} tensor(s) not in the config's architecture, "
+                              f"e.g. {unexpected[0]!r}")
     for k, v in expected.items():
         if tuple(state[k].shape) != tuple(v.shape):
             raise CheckpointError(

@@ -36,7 +36,8 @@ class DenoiserConfig:
             )
         for c in self.block_out_channels:
             if c % self.norm_num_groups:
-                raise ConfigError(f"`denoiser.block_out_channels` {c} is not divisible by norm_num_groups {self.norm_num_groups}")
+                raise ConfigError(f"`denoiser.block_out_channels` {c} is not divisible by "
+                                  f"norm_num_groups {self.norm_num_groups}")
         return self
 
     @property
@@ -78,7 +79,8 @@ class ResidualDenoiser(nn.Module):
             nn.init.zeros_(self.unet.conv_out.weight)
             nn.init.zeros_(self.unet.conv_out.bias)
 
-    def forward(self, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor,
+                scale: torch.Tensor | None = None) -> torch.Tensor:
         """Args:
             x_t: noisy latent [B,C,h,w]; y: the LR latent [B,C,h,w]; t: 0-based steps [B];
             scale: optional per-sample input scale [B,1,1,1] (ResShift's 1/sqrt(kappa^2 eta_t + 1)).

@@ -52,7 +52,8 @@ class BicubicPhases(nn.Module):
         super().__init__()
         taps, self.pad = phase_taps(scale)
         n = taps.shape[1]
-        kernel = (taps[:, None, :, None] * taps[None, :, None, :]).reshape(scale * scale, 1, n, n)  # row phase i, column j
+        # row phase i, column phase j
+        kernel = (taps[:, None, :, None] * taps[None, :, None, :]).reshape(scale * scale, 1, n, n)
         # not saved: fixed, so checkpoints keep their keys
         self.register_buffer("weight", kernel.repeat(channels, 1, 1, 1).float(), persistent=False)
         self.scale, self.channels = scale, channels

@@ -221,7 +221,8 @@ class OnnxRuntimeRunner(Runner):
         acts: dict[str, int] = {}
         for node in source.node:
             if node.op_type == "QuantizeLinear" and len(node.input) > 2 and node.input[2] in inits:
-                kind = {onnx.TensorProto.INT8: "int8", onnx.TensorProto.UINT8: "uint8"}.get(inits[node.input[2]], "other")
+                zero_point_type = inits[node.input[2]]
+                kind = {onnx.TensorProto.INT8: "int8", onnx.TensorProto.UINT8: "uint8"}.get(zero_point_type, "other")
                 acts[kind] = acts.get(kind, 0) + 1
         return {"engine": "onnxruntime", "ops": ops,
                 "int8_ops": sum(ops.get(k, 0) for k in _INT8_OPS),

@@ -11,7 +11,7 @@ descheduled thread. `AUTO` (the default) keeps both: LATENCY for a single image 
 THROUGHPUT compile of the same model, made on the first call with more than one tile.
 
 Why the precision is always pinned: OpenVINO's CPU plugin picks bf16 by default on CPUs with
-AMX/AVX512-BF16 (FACTS.md: ~4e-3 off torch here) and f32 elsewhere, so an unpinned model gives
+AMX/AVX512-BF16 (outputs ~4e-3 off torch fp32) and f32 elsewhere, so an unpinned model gives
 drift figures that change from one CPU to the next. We set `INFERENCE_PRECISION_HINT` on every
 compile and check that the compiled model reports it back.
 """
@@ -100,7 +100,8 @@ class OpenVINORunner(Runner):
         try:
             self._model = core.read_model(str(self.path))
         except RuntimeError as e:
-            raise ArtifactError(f"{self.path}: OpenVINO cannot read it ({str(e).strip().splitlines()[0][:300]})") from None
+            first = str(e).strip().splitlines()[0][:300]
+            raise ArtifactError(f"{self.path}: OpenVINO cannot read it ({first})") from None
         self.compiled = self._compile(None)
         self.execution_precision = _OV_PRECISION[self.precision]
         if self.performance_hint == "THROUGHPUT":
@@ -113,7 +114,8 @@ class OpenVINORunner(Runner):
         try:
             compiled = self._core.compile_model(self._model, self.device, self.config(self._supported, hint))
         except RuntimeError as e:
-            raise ArtifactError(f"{self.path}: OpenVINO cannot compile it ({str(e).strip().splitlines()[0][:300]})") from None
+            first = str(e).strip().splitlines()[0][:300]
+            raise ArtifactError(f"{self.path}: OpenVINO cannot compile it ({first})") from None
         want = _OV_PRECISION[self.precision]
         got = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         if got != want:

@@ -15,7 +15,6 @@ needs 10.12 or later; 12 is a major release we have not seen.
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -47,7 +46,8 @@ def version_tuple(version: str) -> tuple[int, ...]:
 
 
 def same_release(a: str, b: str) -> bool:
-    """True when two TensorRT versions are the same major.minor.patch (engines are tied to it; the build number is not)."""
+    """True when two TensorRT versions are the same major.minor.patch (engines are tied to it; the
+    build number is not)."""
     return _pad(version_tuple(a)[:3]) == _pad(version_tuple(b)[:3])
 
 
@@ -59,8 +59,9 @@ def check_supported(version: str) -> None:
     """Raise CapabilityError (one line) for a TensorRT this code does not support."""
     v = version_tuple(version)
     if _pad(v, 2)[:2] < MIN_TENSORRT:
-        raise CapabilityError(f"TensorRT {version} is older than {MIN_TENSORRT[0]}.{MIN_TENSORRT[1]}, which vpdsr needs "
-                              f"(strongly typed networks; {PYPROJECT_BOUND}): pip install 'vpdsr[gpu]'")
+        raise CapabilityError(f"TensorRT {version} is older than {MIN_TENSORRT[0]}.{MIN_TENSORRT[1]}, "
+                              f"which vpdsr needs (strongly typed networks; {PYPROJECT_BOUND}): "
+                              "pip install 'vpdsr[gpu]'")
     if v[0] > MAX_TENSORRT_MAJOR:
         raise CapabilityError(f"TensorRT {version} is newer than the {MAX_TENSORRT_MAJOR}.x this vpdsr was written "
                               f"against ({PYPROJECT_BOUND})")
@@ -99,8 +100,10 @@ def ort_profile_options(shapes: dict[str, dict[str, list[int]]]) -> dict[str, st
 
 
 def cache_root() -> Path:
-    """$VPDSR_CACHE, or ~/.cache/vpdsr."""
-    return Path(os.environ.get("VPDSR_CACHE") or Path.home() / ".cache" / "vpdsr")
+    """vpdsr's cache folder (:func:`vpdsr.env.cache_dir`)."""
+    from vpdsr.env import cache_dir
+
+    return cache_dir()
 
 
 def _slug(text: str) -> str:

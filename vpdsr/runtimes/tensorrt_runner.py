@@ -3,8 +3,9 @@
 Device buffers are torch CUDA tensors (torch is a hard dependency, so no pycuda/cuda-python is
 needed); the stream is a torch stream on the engine's GPU (`device="cuda:N"`: deserialised, run and
 timed there), whose handle TensorRT enqueues on. Timing uses CUDA events on that stream.
-TensorRT cannot be installed on the CPU development machines (FACTS.md): this module imports
-`tensorrt` only inside `activate`, and its tests skip where it is missing.
+TensorRT's PyPI packages fetch its libraries from NVIDIA's own index at install time, so it is
+missing from many machines (CPU ones included): this module imports `tensorrt` only inside
+`activate`, and its tests skip where it is missing or there is no CUDA device.
 
 An engine only runs on the TensorRT release and the GPU architecture it was built for. The
 export writes that beside the engine (`vpdsr.artifacts.engine_record`: tensorrt_version, gpu_name,
@@ -56,9 +57,27 @@ def check_engine_compatibility(meta: dict, trt_version: str, gpu_name: str, comp
         hw = str(meta.get("hardware_compatibility", "")).lower()
         if not (hw in ("ampere+", "ampere_plus") and version_tuple(here_cc) >= (8, 0)):
             raise ArtifactError(f"{source}: built for {meta.get('gpu_name', 'a GPU')} (compute capability "
-                                f"{capability_text(built_cc)}), this GPU is {gpu_name} ({here_cc}); rebuild the engine here")
+                                f"{capability_text(built_cc)}), this GPU is {gpu_name} ({here_cc}); "
+                                "rebuild the engine here")
 
 
+# Why the execution below is ours and not Polygraphy's `TrtRunner` (polygraphy 0.53), which drives
+# the same calls (set_input_shape, set_tensor_address, execute_async_v3): it does not keep the
+# Runner contract (vpdsr/runtimes/base.py) in five places.
+# - I/O: ours is numpy float32 in and out, cast on the GPU for an fp16/bf16 engine tensor; TrtRunner
+#   copies the bytes it is given, so the feed must already have the engine's dtype, and returns it.
+# - Device: ours runs on `cuda:N`; TrtRunner has no device argument and allocates its stream and
+#   buffers on whatever device is current in the calling thread.
+# - Timing: ours is CUDA events on the engine's stream; TrtRunner's `inference_time` is host
+#   `time.time()` around copies, execution and a stream synchronise.
+# - Errors: ours are one line (InputError for a shape outside the profile, ArtifactError else);
+#   TrtRunner logs multi-line messages to stdout (`G_LOGGER.critical`) before raising.
+# - CUDA runtime: ours needs only torch; TrtRunner's stream and copies go through Polygraphy's ctypes
+#   libcudart, which it looks for in LD_LIBRARY_PATH, /usr/local/cuda/lib64, /usr/lib and
+#   site-packages/nvidia/cuda_runtime/lib, not in site-packages/nvidia/cu13/lib where torch's CUDA 13
+#   wheels put it: a pip-only install without a CUDA toolkit cannot create its stream.
+# The first four could be bridged by a wrapper as long as this loop; the fifth only by changing the
+# user's environment. Polygraphy stays what the export uses to build (vpdsr/export/tensorrt_engine.py).
 class TensorRTRunner(Runner):
     """Runs a serialized TensorRT engine.
 
@@ -121,7 +140,8 @@ class TensorRTRunner(Runner):
         meta = {}
         for n in self._inputs:
             dtype = self._dtype[n]
-            meta[n] = ("float32" if dtype in _HALF_IO else dtype, tuple(dim(d) for d in self.engine.get_tensor_shape(n)))
+            meta[n] = ("float32" if dtype in _HALF_IO else dtype,
+                       tuple(dim(d) for d in self.engine.get_tensor_shape(n)))
         return meta
 
     def _check_profile(self, name: str, shape: tuple) -> None:

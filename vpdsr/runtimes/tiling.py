@@ -16,8 +16,9 @@ it does not depend on the tiling either.
 ``fit=True`` (dynamic-shape engines) treats ``tile`` as the largest side: each image gets the
 fewest tiles of at most that side that cover it, each shrunk to the smallest size that still
 covers it with the overlap, so an image 100 pixels high and 150 wide at tile 128 is cut into two
-100 x 79 tiles instead of two 128 x 128 ones (1.05x the pixels instead of 2.2x). :func:`plan_tiles` is that arithmetic alone: the tile shape, positions and
-engine calls of an image, and what they cost in computed pixels (the tiling overhead).
+100 x 79 tiles instead of two 128 x 128 ones (1.05x the pixels instead of 2.2x). :func:`plan_tiles`
+is that arithmetic alone: the tile shape, positions and engine calls of an image, and what they cost
+in computed pixels (the tiling overhead).
 """
 
 from __future__ import annotations

@@ -50,8 +50,8 @@ class TorchRunner(Runner):
         max_graphs: CUDA graphs kept at most (one per input shape; each holds its activations' memory).
 
     Example:
-        >>> with TorchRunner(from_pretrained("base"), device="cuda", precision="fp16", compile="max-autotune-no-cudagraphs",
-        ...                  cuda_graphs=True) as runner:
+        >>> with TorchRunner(from_pretrained("base"), device="cuda", precision="fp16",
+        ...                  compile="max-autotune-no-cudagraphs", cuda_graphs=True) as runner:
         ...     sr = runner.infer({"lr": lr, "noise": noise})["sr"]
     """
 

@@ -68,8 +68,8 @@ def make_inputs(h: int, w: int, channels: int, seed: int) -> tuple[torch.Tensor,
 def reference_params(cfg, sinsr: bool) -> dict:
     """Our config as the reference constructors' keyword arguments (ResShift's or SinSR's layout)."""
     u, a, d = cfg.denoiser, cfg.autoencoder, cfg.diffusion
-    unet = dict(image_size=u.image_size, in_channels=u.in_channels + (3 if sinsr else 0), model_channels=u.model_channels,
-                out_channels=u.out_channels, num_res_blocks=list(u.num_res_blocks),
+    unet = dict(image_size=u.image_size, in_channels=u.in_channels + (3 if sinsr else 0),
+                model_channels=u.model_channels, out_channels=u.out_channels, num_res_blocks=list(u.num_res_blocks),
                 attention_resolutions=list(u.attention_resolutions), dropout=0, channel_mult=list(u.channel_mult),
                 conv_resample=u.conv_resample, dims=2, use_fp16=False, num_heads=u.num_heads,
                 num_head_channels=u.num_head_channels, use_scale_shift_norm=u.use_scale_shift_norm,
@@ -95,7 +95,9 @@ def write_resshift_yaml(cfg, path: Path, sinsr: bool = False, **unet_changes) ->
     unet = {**p["unet"], "out_channels": "${autoencoder.params.embed_dim}", **unet_changes}
     path.write_text("\n".join([
         "model:", "  target: models.unet.UNetModelSwin", "  params: " + json.dumps(unet),
-        "autoencoder:", "  target: ldm.models.autoencoder.VQModelTorch", "  use_fp16: true", "  params: " + json.dumps(p["vq"]),
-        "diffusion:", "  target: models.script_util.create_gaussian_diffusion", "  params: " + json.dumps(p["diffusion"]),
+        "autoencoder:", "  target: ldm.models.autoencoder.VQModelTorch", "  use_fp16: true",
+        "  params: " + json.dumps(p["vq"]),
+        "diffusion:", "  target: models.script_util.create_gaussian_diffusion",
+        "  params: " + json.dumps(p["diffusion"]),
         "trainer: {target: trainer.TrainerDifIR}"]))
     return path

@@ -88,8 +88,9 @@ def reference_one_step(diffusion, unet, vq, lq, noise, sinsr_api: bool):
 def reference_teacher(diffusion, unet, vq, lq, noise, seed: int):
     """(sr in [0, 1], the final latent): `p_sample_loop`'s steps, then its decode."""
     torch.manual_seed(seed)
+    kwargs = {"lq": lq} if unet.cond_lq else None
     for step in diffusion.p_sample_loop_progressive(y=lq, model=unet, first_stage_model=vq, noise=noise,
-                                                    clip_denoised=False, model_kwargs={"lq": lq} if unet.cond_lq else None):
+                                                    clip_denoised=False, model_kwargs=kwargs):
         z = step["sample"]
     return diffusion.decode_first_stage(z, vq).clamp(-1.0, 1.0) * 0.5 + 0.5, z
 
@@ -127,7 +128,8 @@ def main(argv=None) -> int:
 
         doc = OmegaConf.to_container(OmegaConf.load(args.yaml), resolve=True)
         sinsr = is_sinsr_layout(doc["model"]["params"])
-        params = {"unet": doc["model"]["params"], "vq": doc["autoencoder"]["params"], "diffusion": doc["diffusion"]["params"]}
+        params = {"unet": doc["model"]["params"], "vq": doc["autoencoder"]["params"],
+                  "diffusion": doc["diffusion"]["params"]}
     else:
         cfg = builtin_config(args.config)
         sinsr = (args.reference / "main_distill.py").exists()  # SinSR's checkout
@@ -173,8 +175,10 @@ def main(argv=None) -> int:
         z_ours = ours.student_step(ours.encode(lr), noise, lr)
         # decoded without the codebook lookup: all of the network but the argmin
         plain_ref = ref_vq.decode(z_ref / ref_diff.scale_factor, force_not_quantize=True).clamp(-1, 1) * 0.5 + 0.5
-        plain_ours = ours.autoencoder.decode(z_ours / ours.config.diffusion.scale_factor, quantize=False).clamp(-1, 1) * 0.5 + 0.5
-        entry = {"one_step": {**diff(mine, ref), "latent": diff(z_ours, z_ref), "code_flips": code_flips(ours, z_ours, z_ref),
+        plain_ours = ours.autoencoder.decode(z_ours / ours.config.diffusion.scale_factor,
+                                             quantize=False).clamp(-1, 1) * 0.5 + 0.5
+        entry = {"one_step": {**diff(mine, ref), "latent": diff(z_ours, z_ref),
+                              "code_flips": code_flips(ours, z_ours, z_ref),
                               "decoded_without_codebook": diff(plain_ours, plain_ref)},
                  "sr_mean": float(ref.mean()), "sr_std": float(ref.std()),
                  "clamped_fraction": float(((ref <= 0) | (ref >= 1)).float().mean()),

@@ -85,7 +85,8 @@ def test_yaml_layouts_read_as_the_builtin(tmp_path, sinsr):
     from vpdsr.models.resshift.yaml_config import load_resshift_yaml
 
     cfg = load_resshift_yaml(write_resshift_yaml(get_preset("resshift-tiny"), tmp_path / "c.yaml", sinsr=sinsr))
-    assert cfg.denoiser == get_preset("resshift-tiny").denoiser and cfg.autoencoder == get_preset("resshift-tiny").autoencoder
+    tiny = get_preset("resshift-tiny")
+    assert cfg.denoiser == tiny.denoiser and cfg.autoencoder == tiny.autoencoder
     assert (cfg.diffusion.etas_start_cap is not None) == sinsr
 
 
@@ -115,7 +116,8 @@ def _convert_fails(capsys, tmp_path, unet, vq, config="resshift-tiny") -> str:
 def test_refusals_are_one_line_and_leave_nothing(official, tmp_path, capsys):
     unet, vq, states = official
     pickled = tmp_path / "pickled.pth"
-    torch.save({"state_dict": states["unet"], "opt": torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=1)}, pickled)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=1)
+    torch.save({"state_dict": states["unet"], "opt": optimizer}, pickled)
     assert "refused: it needs more than tensors" in _convert_fails(capsys, tmp_path, pickled, vq)
 
     partial = dict(states["unet"])
@@ -128,14 +130,16 @@ def test_refusals_are_one_line_and_leave_nothing(official, tmp_path, capsys):
     assert "1 unexpected (e.g. extra.weight)" in err
 
     wider = write_resshift_yaml(get_preset("resshift-tiny"), tmp_path / "wider.yaml", model_channels=64)
-    assert "'time_embed.0.weight' has shape (128, 32), the config expects (256, 64)" in _convert_fails(capsys, tmp_path, unet, vq, str(wider))
+    assert ("'time_embed.0.weight' has shape (128, 32), the config expects (256, 64)"
+            in _convert_fails(capsys, tmp_path, unet, vq, str(wider)))
     assert "keys do not match" in _convert_fails(capsys, tmp_path, vq, unet)
 
     tampered = dict(states["unet"])
     key = "input_blocks.1.1.blocks.1.attn_mask"
     tampered[key] = torch.zeros_like(tampered[key])
     torch.save(tampered, tmp_path / "tampered.pth")
-    assert "differs from the mask this config implies" in _convert_fails(capsys, tmp_path, tmp_path / "tampered.pth", vq)
+    tampered_error = _convert_fails(capsys, tmp_path, tmp_path / "tampered.pth", vq)
+    assert "differs from the mask this config implies" in tampered_error
     assert "neither a ResShift YAML file nor a built-in name" in _convert_fails(capsys, tmp_path, unet, vq, "v9")
 
 
@@ -144,8 +148,10 @@ def test_yaml_errors_name_the_field(tmp_path):
     from vpdsr.models.resshift.yaml_config import load_resshift_yaml
 
     bad = tmp_path / "bad.yaml"
-    bad.write_text("model: {target: models.unet.UNetModel, params: {}}\nautoencoder: {params: {}}\ndiffusion: {params: {}}\n")
-    with pytest.raises(ConfigError, match="`model.target` is 'models.unet.UNetModel'; this converter reads UNetModelSwin"):
+    bad.write_text("model: {target: models.unet.UNetModel, params: {}}\n"
+                   "autoencoder: {params: {}}\ndiffusion: {params: {}}\n")
+    with pytest.raises(ConfigError,
+                       match="`model.target` is 'models.unet.UNetModel'; this converter reads UNetModelSwin"):
         load_resshift_yaml(bad)
     bad.write_text("model: {target: x}\n")
     with pytest.raises(ConfigError, match="missing `model.params`"):

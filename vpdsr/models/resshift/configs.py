@@ -115,7 +115,8 @@ class VQConfig:
                               f"got {list(self.num_res_blocks)}")
         bad = sorted({self.ch * m for m in self.ch_mult if self.ch * m % GROUPS})
         if bad:
-            raise ConfigError(f"`autoencoder` widths {bad} are not divisible by {GROUPS} (the VQGAN's GroupNorm groups)")
+            raise ConfigError(f"`autoencoder` widths {bad} are not divisible by {GROUPS} "
+                              "(the VQGAN's GroupNorm groups)")
         if self.in_channels != 3 or self.out_ch != 3:
             raise ConfigError("`autoencoder.in_channels` and `out_ch` must be 3 (RGB)")
         return self
@@ -150,13 +151,16 @@ class DiffusionConfig:
 
     def validate(self) -> DiffusionConfig:
         if self.schedule_name != "exponential":
-            raise ConfigError(f"`diffusion.schedule_name` {self.schedule_name!r} is not supported (expected 'exponential')")
+            raise ConfigError(f"`diffusion.schedule_name` {self.schedule_name!r} is not supported "
+                              "(expected 'exponential')")
         if self.predict_type not in PREDICT_TYPES:
-            raise ConfigError(f"`diffusion.predict_type` {self.predict_type!r} is not supported (expected one of {PREDICT_TYPES})")
+            raise ConfigError(f"`diffusion.predict_type` {self.predict_type!r} is not supported "
+                              f"(expected one of {PREDICT_TYPES})")
         if self.steps < 2:
             raise ConfigError(f"`diffusion.steps` must be >= 2, got {self.steps}")
         if self.timestep_respacing is not None and not 1 <= self.timestep_respacing <= self.steps:
-            raise ConfigError(f"`diffusion.timestep_respacing` must be in 1..{self.steps}, got {self.timestep_respacing}")
+            raise ConfigError(f"`diffusion.timestep_respacing` must be in 1..{self.steps}, "
+                              f"got {self.timestep_respacing}")
         if not 0 < self.etas_end <= 1 or self.kappa <= 0 or self.power <= 0 or self.min_noise_level <= 0:
             raise ConfigError("`diffusion` needs 0 < etas_end <= 1 and kappa, power, min_noise_level > 0")
         if not self.scale_factor or not math.isfinite(self.scale_factor):
@@ -186,9 +190,10 @@ class ResShiftConfig:
             # The latent then has the LR image's size: the deploy graph's `noise` is [B, C, h, w].
             raise ConfigError(f"`diffusion.sf` {self.diffusion.sf} must equal the autoencoder's downsampling "
                               f"factor {self.autoencoder.factor} (the latent has the LR image's size)")
-        if self.denoiser.in_channels != self.autoencoder.embed_dim or self.denoiser.out_channels != self.autoencoder.embed_dim:
+        embed = self.autoencoder.embed_dim
+        if self.denoiser.in_channels != embed or self.denoiser.out_channels != embed:
             raise ConfigError(f"`denoiser.in_channels`/`out_channels` ({self.denoiser.in_channels}/"
-                              f"{self.denoiser.out_channels}) must equal `autoencoder.embed_dim` {self.autoencoder.embed_dim}")
+                              f"{self.denoiser.out_channels}) must equal `autoencoder.embed_dim` {embed}")
         return self
 
     def to_dict(self) -> dict:
@@ -276,5 +281,6 @@ BUILTIN = ("resshift-v1", "resshift-v2", "resshift-v3", "sinsr", "resshift-tiny"
 def builtin_config(name: str) -> ResShiftConfig:
     """A named config of this family (one-line ConfigError for another name)."""
     if name not in BUILTIN:
-        raise ConfigError(f"`--config` {name!r} is neither a ResShift YAML file nor a built-in name ({', '.join(BUILTIN)})")
+        raise ConfigError(f"`--config` {name!r} is neither a ResShift YAML file nor a built-in name "
+                          f"({', '.join(BUILTIN)})")
     return replace(get_preset(name))

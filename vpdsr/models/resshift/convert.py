@@ -112,8 +112,10 @@ def convert(config: str, unet: str | Path, autoencoder: str | Path, out: str | P
 def register_cli(kinds) -> None:
     p = kinds.add_parser("resshift", help="ResShift v1/v2/v3 or SinSR .pth (Swin-UNet + VQGAN-f4)")
     p.add_argument("--config", required=True,
-                   help=f"a ResShift/SinSR YAML config, or one of {', '.join(n for n in BUILTIN if n != 'resshift-tiny')}")
-    p.add_argument("--unet", required=True, help="the diffusion network's .pth (e.g. resshift_realsrx4_s4_v3.pth, SinSR_v1.pth)")
+                   help="a ResShift/SinSR YAML config, or one of "
+                        + ", ".join(n for n in BUILTIN if n != "resshift-tiny"))
+    p.add_argument("--unet", required=True,
+                   help="the diffusion network's .pth (e.g. resshift_realsrx4_s4_v3.pth, SinSR_v1.pth)")
     p.add_argument("--autoencoder", required=True, help="the VQGAN's .pth (autoencoder_vq_f4.pth)")
     p.add_argument("--out", required=True, help="model directory to write (config.json + model.safetensors)")
     p.add_argument("--preset", default=None, help="name recorded as the model's preset (default: the config's)")
@@ -122,5 +124,5 @@ def register_cli(kinds) -> None:
 
 def _run(args) -> int:
     out = convert(args.config, args.unet, args.autoencoder, args.out, args.preset)
-    print(f"converted: {out} (load it with --model {out})")
+    print(f"converted: {out} (load it with --model {out})")  # noqa: T201 (the command's result)
     return 0

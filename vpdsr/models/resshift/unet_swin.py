@@ -76,7 +76,8 @@ class SwinUNet(nn.Module):
                     layers.append(res(ch, ch, up=True) if cfg.resblock_updown else Upsample(ch, cfg.conv_resample, ch))
                     ds *= 2
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
-        self.out = nn.Sequential(GroupNorm32(ch), nn.SiLU(), nn.Conv2d(int(cfg.channel_mult[0] * mc), cfg.out_channels, 3, padding=1))
+        self.out = nn.Sequential(GroupNorm32(ch), nn.SiLU(),
+                                 nn.Conv2d(int(cfg.channel_mult[0] * mc), cfg.out_channels, 3, padding=1))
         self.size_multiple = self._size_multiple()
 
     def _size_multiple(self) -> int:
@@ -108,7 +109,8 @@ class SwinUNet(nn.Module):
         emb = self.time_embed(timestep_embedding(t, self.cfg.model_channels).to(self.time_embed[0].weight.dtype))
         if self.cfg.cond_lq:
             if lq is None:
-                raise ValueError("this UNet is conditioned on the LR image (`cond_lq`): pass `lq` (or `lr` to the model)")
+                raise ValueError("this UNet is conditioned on the LR image (`cond_lq`): "
+                                 "pass `lq` (or `lr` to the model)")
             x = torch.cat([x, lq.to(x.dtype)], dim=1)
         hs, h = [], x
         for module in self.input_blocks:

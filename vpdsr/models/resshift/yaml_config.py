@@ -33,7 +33,8 @@ _REF = re.compile(r"^\$\{([A-Za-z0-9_.]+)\}$")
 UNET_DEFAULTS = {"channel_mult": (1, 2, 4, 8), "conv_resample": True, "num_heads": 1, "num_head_channels": -1,
                  "use_scale_shift_norm": False, "resblock_updown": False, "swin_depth": 2, "swin_embed_dim": 96,
                  "window_size": 8, "mlp_ratio": 2.0, "patch_norm": False, "cond_lq": True}
-UNET_REQUIRED = ("image_size", "in_channels", "model_channels", "out_channels", "num_res_blocks", "attention_resolutions")
+UNET_REQUIRED = ("image_size", "in_channels", "model_channels", "out_channels", "num_res_blocks",
+                 "attention_resolutions")
 VQ_DEFAULTS = {"ch_mult": (1, 2, 4, 8), "in_channels": 3, "out_ch": 3}
 VQ_REQUIRED = ("embed_dim", "n_embed", "ch", "num_res_blocks", "attn_resolutions", "resolution", "z_channels")
 DIFFUSION_DEFAULTS = {"sf": 4, "min_noise_level": 0.01, "steps": 1000, "kappa": 1.0, "etas_end": 0.99,
@@ -122,7 +123,8 @@ def _diffusion(p: dict) -> DiffusionConfig:
         raise ConfigError(f"`diffusion.params.schedule_kwargs` {sorted(kwargs)}: only `power` is supported")
     if "power" in kwargs:
         p["power"] = kwargs["power"]
-    return _fields(DiffusionConfig, {**DIFFUSION_DEFAULTS, **p}, DIFFUSION_IGNORED, "diffusion.params", DIFFUSION_REQUIRED)
+    return _fields(DiffusionConfig, {**DIFFUSION_DEFAULTS, **p}, DIFFUSION_IGNORED, "diffusion.params",
+                   DIFFUSION_REQUIRED)
 
 
 def _fields(cls, p: dict, ignored: set[str], where: str, required: tuple[str, ...]):

@@ -312,6 +312,7 @@ def prepare(model, feeds: list[dict], tile: int, activations: str | None = None)
 
     activations = activations or ort_int8_format().activations
     model = copy.deepcopy(model).float().eval()
+    _trainable(model)  # a frozen teacher's copy would be frozen too
     set_form(model, tile)
     inputs = [tuple(torch.from_numpy(f[k]) for k in model.input_names) for f in feeds]
     scheme = plan(model, inputs[0], activations, list(float_patterns("int8", family=type(model).__name__)), tile)
@@ -319,6 +320,13 @@ def prepare(model, feeds: list[dict], tile: int, activations: str | None = None)
     log.info(f"fake-quantized {type(model).__name__}: {sum(q.kind == 'weight' for q in scheme.quantizers)} layers "
              f"INT8, {len(scheme.kept_float)} kept in float, activations {activations}")
     return qat, scheme
+
+
+def _trainable(model: nn.Module) -> nn.Module:
+    """Every floating-point parameter trainable (NNCF's integer bookkeeping parameters cannot be)."""
+    for p in model.parameters():
+        p.requires_grad_(p.dtype.is_floating_point)
+    return model
 
 
 def set_form(model, tile: int) -> None:
@@ -390,7 +398,7 @@ def load(folder: str | Path) -> tuple[nn.Module, QatScheme, dict]:
     if missing or unexpected:
         raise ArtifactError(f"{folder / WEIGHTS_NAME}: does not match {QAT_NAME} (missing {missing[:3]}, "
                             f"unexpected {unexpected[:3]})")
-    return qat.eval(), scheme, record
+    return _trainable(qat).eval(), scheme, record
 
 
 def _nncf_config(cfg: dict) -> dict:

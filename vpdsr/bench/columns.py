@@ -55,6 +55,12 @@ def _roofline(key: str) -> Callable[[dict], object]:
     return lambda b: (b.get("roofline") or {}).get(key)
 
 
+def _colour_worst(b: dict) -> str | None:
+    q = b.get("quality") or {}
+    v = q.get("colour_shift_vs_ref_worst")
+    return None if v is None else f"{v:+.2f} ({q.get('colour_shift_vs_ref_worst_at', '')})"
+
+
 # After the text columns (backend, precision, device, status).
 NUMERIC_COLUMNS: tuple[Column, ...] = (
     Column("p50 ms", _latency("p50"), "{:.1f}"),
@@ -84,6 +90,8 @@ NUMERIC_COLUMNS: tuple[Column, ...] = (
     Column("MS-SSIM vs ref min", _quality("ms_ssim_vs_ref_min"), "{:.4f}"),
     Column("GMSD vs ref", _quality("gmsd_vs_ref"), "{:.4f}"),
     Column("LPIPS vs ref", _quality("lpips_vs_ref"), "{:.4f}"),
+    # vpdsr/bench/quality.py colour_shift: mean SR - reference per channel, the worst image's worst channel
+    Column("colour shift /255 worst", _colour_worst),
     Column("PSNR vs HR dB", _quality("psnr_vs_hr")),
 )
 TEXT_HEADERS = ("backend", "precision", "device", "status")

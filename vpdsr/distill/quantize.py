@@ -160,11 +160,15 @@ def distill_config(cfg: QuantizeConfig, model_config):
     """The student loop's config for this run (outputs of the fp32 model as targets, no EMA, no eval)."""
     from vpdsr.distill.config import load_config
     from vpdsr.models import preset_names
+    from vpdsr.models.families import family_of
 
-    preset = model_config.preset if model_config.preset in preset_names() else "tiny"
+    # the loop checks the crop against `model.preset`'s size rule and knows the diffusion families' presets;
+    # for any other model (a GAN) that check is `quantize`'s own (`_check_crop`)
+    own = family_of(model_config).name in ("VPDSR", "ResShiftSR") and model_config.preset in preset_names()
+    preset = model_config.preset if own else "tiny"
     return load_config({
         "seed": cfg.seed,
-        "model": {"preset": preset},  # the loop checks the crop size against this preset's size rule
+        "model": {"preset": preset},
         "data": {"images": [cfg.images], "crop_size": cfg.crop_size, "batch_size": cfg.batch_size, "augment": True},
         "degradation": {"mode": "bicubic"},  # the held-out photos' degradation, what a user sends
         "student": {"steps": cfg.steps, "targets": "outputs", "teacher_call": "forward", "init_from_teacher": False,
@@ -212,6 +216,7 @@ def quantize(cfg: QuantizeConfig, out: str | Path, resume: bool = False, progres
     acc = make_accelerator(dcfg, 1)
     teacher = plan.load(dcfg, acc.device)  # MODEL in fp32, frozen: the reference and the targets
     fp32 = teacher.model
+    _check_crop(cfg, fp32)
     if cfg.target_crops and fp32.latent_channels:
         raise ConfigError("`target_crops` needs a model without noise: a pool's targets come from noise of their own")
     init = run_dir / "init"
@@ -263,6 +268,16 @@ def export_trained(fp32, qat, scheme, out: Path, cfg: QuantizeConfig, progress: 
     specs = qat_specs(cfg.targets, model_sha256(qat))
     return export(fp32, out, specs, tile=scheme.tile, progress=progress, quantized=(qat, scheme),
                   validation=validation)
+
+
+def _check_crop(cfg: QuantizeConfig, model) -> None:
+    multiple = int(model.scale) * int(model.size_multiple)
+    if cfg.crop_size % multiple:
+        raise ConfigError(f"`crop_size` {cfg.crop_size}: this {type(model).__name__} takes HR crops that are multiples "
+                          f"of {multiple} (x{model.scale}, LR sides a multiple of {model.size_multiple})")
+    from vpdsr.export.onnx_graph import check_tile
+
+    check_tile(model, cfg.tile)
 
 
 def _discriminator(dcfg, acc):

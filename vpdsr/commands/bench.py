@@ -36,7 +36,9 @@ def register(sub) -> None:
     p = sub.add_parser("bench", help="latency and PIQE/CLIPIQA/fidelity drift per backend, with regression gates",
                        epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="tiny", help="model directory or preset: the torch backends (default tiny)")
-    p.add_argument("--artifacts", help="`vpdsr export` output folder (manifest.json); omit for torch backends only")
+    p.add_argument("--artifacts", help="`vpdsr export` output folder (manifest.json); omit for torch backends only. "
+                                       "A comma list of folders (each DIR or LABEL=DIR, e.g. ptq=art,qat=art-qat) runs "
+                                       "the artifacts of one model side by side, rows named LABEL/entry")
     p.add_argument("--images", default="samples:holdout",
                    help="LR images: a folder, a file, or samples[:subset] (default samples:holdout)")
     p.add_argument("--hr", help="folder of HR images named like the LR ones (4x their size): adds PSNR/SSIM vs HR")

@@ -2,11 +2,12 @@
 
 Order of work (so that bad input costs nothing): :func:`vpdsr.bench.plan.make_plan` reads the config
 once and decides the run (images read and checked, backends and their tilings, threads, metrics, the
-gates checked against them, the model loaded once); then per backend: load it (memory sampling
+gates checked against them, the model and the teacher loaded once); then per backend: load it (memory sampling
 starts), upscale every image tiled with the same :class:`NoiseField` seed, score the outputs against
 the reference's, then time repeated upscales of the first image. The reference runs first; its
 outputs are kept for the comparisons, the others' are scored as they come and dropped (only crops are
-kept). Then the baselines, the gates and the verdict.
+kept). Then the gates and the verdict; then the baselines (what a user would ship instead, outside the
+gates) and, with `--teacher-artifacts`, the teacher's engines, timed as the backends were.
 
 Roofline figures (:mod:`vpdsr.bench.roofline`): the machine's matmul peaks are measured once per
 machine and thread count (cached, :mod:`vpdsr.bench.peak`), the model's FLOPs are counted from the

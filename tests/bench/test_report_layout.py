@@ -49,7 +49,8 @@ def test_summary_first_then_every_column_in_one_group():
     assert sections[:5] == ["Summary", *(g.title for g in GROUPS)]
     assert md.index(SUMMARY_HEADERS) < md.index("## Latency")
     headers = [c.header for c in NUMERIC_COLUMNS]
-    assert len(headers) == len(set(headers)) == 26  # the 26 numeric columns of the old single table, each once
+    # the 26 numeric columns of the old single table and the colour check, each once
+    assert len(headers) == len(set(headers)) == 27 and "colour shift /255 worst" in headers
     for g in GROUPS:  # each group's table: the text columns, then its own columns
         body = md.split(f"## {g.title}\n", 1)[1]
         assert body.lstrip().startswith("| backend | precision | device | status | "

@@ -157,15 +157,21 @@ class _TeacherSampler(torch.nn.Module):
 
 
 def teacher_row(cfg: BaselineConfig, images: list[BenchImage], suite: MetricSuite, tile: int | None,
-                overlap: int) -> dict | None:
-    """The teacher's T-step samples, or a skipped row saying why not; None when no teacher was given."""
+                overlap: int, model=None) -> dict | None:
+    """The teacher's T-step samples, or a skipped row saying why not; None when no teacher was given.
+
+    `model`: the teacher as the bench plan loaded it (a :class:`vpdsr.bench.plan.BenchModel`); None: loaded here.
+    """
     if cfg.teacher is None:
         return None
     name = "teacher"  # short on the plane; the model is the row's `source`
     try:
-        from vpdsr.models import from_pretrained
+        if model is None:
+            from vpdsr.models import from_pretrained
 
-        model = from_pretrained(cfg.teacher)
+            model = from_pretrained(cfg.teacher)
+        else:
+            model = model.checked()
     except VpdsrError as e:
         return {**skipped_row(name, "teacher", " ".join(str(e).split())[:300]), "source": str(cfg.teacher)}
     t0 = time.perf_counter()
@@ -196,7 +202,7 @@ def _run_torch(module, lr: np.ndarray, seed: int, tile: int | None = None, overl
 
 
 def other_baselines(cfg: BaselineConfig, model: str, images: list[BenchImage], suite: MetricSuite,
-                    tile: int | None = None, overlap: int = 8) -> list[dict]:
+                    tile: int | None = None, overlap: int = 8, teacher_model=None) -> list[dict]:
     """The baseline rows after bicubic, in report order: GAN, teacher, HR (those that apply).
 
     Args:
@@ -205,8 +211,9 @@ def other_baselines(cfg: BaselineConfig, model: str, images: list[BenchImage], s
         images: the bench images (HR optional).
         suite: the learned metrics available here.
         tile, overlap: the teacher's tiling (the bench's, so it sees what the student sees).
+        teacher_model: the teacher, loaded once by the bench plan (None: loaded here).
     """
-    teacher = teacher_row(cfg, images, suite, tile, overlap)
+    teacher = teacher_row(cfg, images, suite, tile, overlap, teacher_model)
     if teacher is not None and cfg.gan is not None and _same_model(str(cfg.gan), str(cfg.teacher)):
         gan = skipped_row(str(cfg.gan), "gan", "it is the teacher: see the `teacher` row")  # not run twice
     else:

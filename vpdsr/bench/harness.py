@@ -2,11 +2,12 @@
 
 Order of work (so that bad input costs nothing): :func:`vpdsr.bench.plan.make_plan` reads the config
 once and decides the run (images read and checked, backends and their tilings, threads, metrics, the
-gates checked against them, the model loaded once); then per backend: load it (memory sampling
+gates checked against them, the model and the teacher loaded once); then per backend: load it (memory sampling
 starts), upscale every image tiled with the same :class:`NoiseField` seed, score the outputs against
 the reference's, then time repeated upscales of the first image. The reference runs first; its
 outputs are kept for the comparisons, the others' are scored as they come and dropped (only crops are
-kept). Then the baselines, the gates and the verdict.
+kept). Then the gates and the verdict; then the baselines (what a user would ship instead, outside the
+gates) and, with `--teacher-artifacts`, the teacher's engines, timed as the backends were.
 
 Roofline figures (:mod:`vpdsr.bench.roofline`): the machine's matmul peaks are measured once per
 machine and thread count (cached, :mod:`vpdsr.bench.peak`), the model's FLOPs are counted from the
@@ -29,7 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ from vpdsr.bench.backends import BackendSpec, one_line, open_runner, set_torch_t
 from vpdsr.bench.baselines import bicubic_row, other_baselines
 from vpdsr.bench.config import BenchConfig
 from vpdsr.bench.flops import FlopCounter
-from vpdsr.bench.gates import GateConfig, apply_required, evaluate, latency_change_pct, verdict
+from vpdsr.bench.gates import apply_required, evaluate, latency_change_pct, verdict
 from vpdsr.bench.inputs import BenchImage
 from vpdsr.bench.int8_flags import collect_kernels, flag_int8_rows
 from vpdsr.bench.latency import (
@@ -56,7 +57,6 @@ from vpdsr.bench.plane_report import plane_section
 from vpdsr.bench.quality import MetricSuite, aggregate, image_scores
 from vpdsr.bench.roofline import roofline
 from vpdsr.errors import CapabilityError, VpdsrError
-from vpdsr.runtimes.tiling import TilePlan
 from vpdsr.runtimes.upscale import Upscaler
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,6 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
         VpdsrError: the reference backend could not run.
     """
     plan = make_plan(cfg)
-    teacher_plan = _teacher_plan(cfg, plan)  # before anything runs: bad input costs nothing
     set_torch_threads(plan.latency.threads)
     suite = plan.suite
     log.info(f"bench: {len(plan.images)} image(s), backends: {', '.join(b.spec.name for b in plan.backends)}; "
@@ -129,7 +128,7 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     outcome = verdict(rows, gates, plan.policy)
     # what a user would ship instead (bicubic, a GAN, the teacher) and HR itself, scored like the backends
     baselines = [bicubic, *other_baselines(plan.baselines, plan.model.source, plan.images, suite, plan.baseline_tile,
-                                           plan.tiling.overlap), *_teacher_engines(teacher_plan)]
+                                           plan.tiling.overlap, plan.teacher_model), *_teacher_engines(plan.teacher)]
     report = {
         "schema": SCHEMA,
         "model": _model_info(plan.model),
@@ -174,15 +173,6 @@ def _run_backends(plan: BenchPlan, roof: _Roofline, crops: dict) -> tuple[list[d
                 raise VpdsrError(f"the reference backend {bp.spec.name} {rows[-1]['status']}: {rows[-1]['reason']}")
             reference, box = _Reference(outputs, rows[-1]["quality"]["per_image"]), choose_crop(outputs[0], CROP_SIZE)
     return rows, box
-
-
-def _teacher_plan(cfg: BenchConfig, plan: BenchPlan) -> BenchPlan | None:
-    """The run of the teacher's own engines (`teacher_artifacts`): the same images, tiling and threads, no gates."""
-    if not cfg.teacher or not cfg.teacher_artifacts:
-        return None
-    return make_plan(replace(cfg, model=cfg.teacher, artifacts=cfg.teacher_artifacts, backends=None, teacher=None,
-                             teacher_artifacts=None, gan_baseline=None, gates=GateConfig(), baseline_path=None,
-                             latency=plan.latency))
 
 
 def _teacher_engines(plan: BenchPlan | None) -> list[dict]:
@@ -290,12 +280,10 @@ def _measure_backend(runner, bp: BackendPlan, plan: BenchPlan, roof: _Roofline, 
     upscaler = Upscaler(runner, bp.tiles, plan.seed, on_call=times.record, flops=roof.flops_fn,
                         noise_cache_mb=bp.noise_cache_mb)
     row["quality"] = _score(upscaler, bp.spec.name, plan.images, plan.suite, reference, mem, outputs)
-    first = plan.images[0]
-    tiles = upscaler.plan(*first.lr.shape[:2])
-    row["tiling"] = {"mode": "auto" if upscaler.auto else "fixed",
-                     "config": asdict(upscaler.tiles_for_size(*first.lr.shape[:2])), "plan": tiles.to_dict(),
-                     "auto": upscaler.auto.choices if upscaler.auto else None}
-    stats, calls = _time(upscaler, first, plan.latency, mem, times, tiles, row)
+    stats, calls = _time(upscaler, plan.images[0], plan.latency, mem, times, row)
+    tiles = upscaler.last_plan  # the timed image's: chosen once, when it was first upscaled
+    row["tiling"] = {"mode": "auto" if upscaler.auto else "fixed", "config": asdict(upscaler.last_tiles),
+                     "plan": tiles.to_dict(), "auto": upscaler.auto.choices if upscaler.auto else None}
     if bp.spec.precision == "int8":
         try:
             row["kernels"] = collect_kernels(runner)
@@ -325,7 +313,7 @@ def _score(upscaler: Upscaler, name: str, images: tuple[BenchImage, ...], suite:
 
 
 def _time(upscaler: Upscaler, image: BenchImage, latency: LatencyConfig, mem: PeakMemory, times: _EngineTimes,
-          tiles: TilePlan, row: dict) -> tuple[LatencyStats, list[float]]:
+          row: dict) -> tuple[LatencyStats, list[float]]:
     """Repeated upscales of `image`: the row's latency figures; returns the stats and the engine call times."""
     times.clear()
 
@@ -338,6 +326,7 @@ def _time(upscaler: Upscaler, image: BenchImage, latency: LatencyConfig, mem: Pe
     row["latency_ms"] = stats.latency_dict()
     row["throughput_ips"] = stats.throughput_ips
     calls = [t for t in times.calls if t is not None]
+    tiles = upscaler.last_plan
     if calls:
         tile = tiles.tile_h if tiles.tile_h == tiles.tile_w else [tiles.tile_h, tiles.tile_w]
         row["call_latency_ms"] = {**summarize(calls, tiles.batch).latency_dict(), "tiles_per_call": tiles.batch,

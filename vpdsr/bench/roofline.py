@@ -89,8 +89,10 @@ def peak_line(summary: dict | None) -> str | None:
                      else f"{precision} none usable")
     notes = sorted({f["note"].split(" (")[0] for f in summary.get("figures") or [] if f.get("note")})
     load = summary.get("loadavg")
+    bw = summary.get("bandwidth")
+    memory = f"; memory bandwidth {bw['gbps']:.1f} GB/s ({bw['op']}, {bw['array_mb']} MiB arrays)" if bw else ""
     return (f"Machine peak (best {summary.get('size', 1024)}^2 matmul, {summary.get('threads')} thread(s), "
-            f"{summary.get('measured')}, load average {load[0] if load else '?'}): " + ", ".join(parts)
+            f"{summary.get('measured')}, load average {load[0] if load else '?'}): " + ", ".join(parts) + memory
             + (f"; other figures: {', '.join(notes)}" if notes else "") + ".")
 
 

@@ -1,7 +1,7 @@
 """The settings of the MLPerf scenarios of one benchmark run: one frozen dataclass, checked when made.
 
 Defaults are short, to suit a 2-core machine: every LoadGen run lasts at least `min_duration_s`
-(5 s) and at least `min_queries` queries. MLPerf's own minimums are 600 s per run and, per
+(3 s) and at least `min_queries` queries. MLPerf's own minimums are 600 s per run and, per
 scenario, thousands of queries (its early-stopping rule needs 64 queries for a p90 and 662 for a
 p99 even when none is over its bound), so a short run is usually INVALID by LoadGen's verdict
 (the report prints LoadGen's reason and says the durations are shorter than MLPerf's).
@@ -42,11 +42,11 @@ class ScenarioConfig:
     """
 
     scenarios: tuple[str, ...] = ()
-    min_duration_s: float = 5.0
+    min_duration_s: float = 3.0
     max_duration_s: float = 60.0
     min_queries: int = 16
     latency_bound_ms: float | None = None
-    server_runs: int = 6
+    server_runs: int = 5
     server_precision: float = 0.1
     multi_stream_samples: int = 4
     lanes: int | str = AUTO

@@ -12,7 +12,7 @@ import pytest
 
 from vpdsr.bench.scenarios.config import OFFLINE, SERVER, SINGLE_STREAM, ScenarioConfig
 from vpdsr.bench.scenarios.loadgen import DETAIL, SUMMARY
-from vpdsr.bench.scenarios.run import run_offline, run_pooled, run_server
+from vpdsr.bench.scenarios.run import run_offline, run_pooled, run_server, server_row, why_disagree
 from vpdsr.bench.scenarios.sut import InlineSUT, OutputCheck, PoolSUT, SampleLibrary
 from vpdsr.runtimes.base import Runner
 from vpdsr.runtimes.tiling import TileConfig
@@ -64,10 +64,11 @@ def test_server_search_lands_below_what_the_slow_backend_serves(tmp_path):
     with PoolSUT([_lane(SlowRunner())], qsl) as sut:
         # a p90 of 2x the engine's time: the default bound (2x p90) leaves room for queueing at low rates
         result = run_pooled(sut, cfg, [SERVER], None, {"p90": 2000 * DELAY, "mean": 1000 * DELAY}, tmp_path, "lg")
-    row, search = result["scenarios"][SERVER], result["server_search"]
-    print([(round(r["target_qps"], 2), r["p99_ms"], r["held"]) for r in search["runs"]])
-    assert row["status"] == "ok", row
-    assert result["bound_ms"] == pytest.approx(4 * 1000 * DELAY)  # default: 2x the single-stream p90
+    search = result["server_search"]
+    assert SERVER not in result["scenarios"] and search["failed"] is None
+    assert search["bound_ms"] == pytest.approx(4 * 1000 * DELAY)  # default: 2x the single-stream p90
+    row = server_row({"throughput": search}, search["bound_ms"], "lg/server")
+    assert row["status"] == "ok" and row["configuration"] == "throughput", row
     capacity = 1.0 / DELAY
     assert search["capacity_qps"] <= capacity * 1.02  # the warm-up measured what one slow lane serves
     assert all(r["target_qps"] <= 1.05 * search["capacity_qps"] for r in search["runs"])
@@ -85,9 +86,26 @@ def test_an_overloaded_server_run_fails_the_bound(tmp_path):
     qsl = SampleLibrary(_images())
     cfg = ScenarioConfig(scenarios=(SERVER,), min_duration_s=1.0, min_queries=8, server_runs=1)
     with PoolSUT([_lane(SlowRunner())], qsl) as sut:
-        row, search = run_server(sut, cfg, 3.0 / DELAY, 2000 * DELAY, tmp_path, "lg")  # first run: 1.5x capacity
+        search = run_server(sut, cfg, 3.0 / DELAY, 2000 * DELAY, tmp_path, "lg")  # first run: 1.5x capacity
     assert search["runs"][0]["target_qps"] > 1.0 / DELAY and not search["runs"][0]["held"]
+    row = server_row({"throughput": search}, 2000 * DELAY, "lg/server")
     assert row["max_qps"] is None and "no target QPS held" in row["verdict_reason"]
+
+
+def test_the_latency_configuration_serves_one_image_at_a_time_on_the_callers_thread(tmp_path):
+    import threading
+
+    seen = set()
+
+    class Where(SlowRunner):
+        def infer_impl(self, feed):
+            seen.add(threading.get_ident())
+            return super().infer_impl(feed)
+
+    qsl = SampleLibrary(_images())
+    cfg = ScenarioConfig(scenarios=(SERVER,), min_duration_s=0.5, min_queries=4, server_runs=1)
+    search = run_server(InlineSUT(_lane(Where(delay=0.01)), qsl), cfg, 20.0, 100.0, tmp_path, "lg")
+    assert seen == {threading.get_ident()} and search["runs"][0]["extra"]["queries"] >= 4
 
 
 def test_a_backend_that_breaks_under_concurrent_requests_fails(tmp_path):
@@ -129,6 +147,22 @@ def test_wrong_output_under_concurrency_fails():
             sut.run_direct([0, 1])
 
 
+def test_the_batcher_merges_calls_of_one_shape_and_keeps_each_answer():
+    from vpdsr.bench.scenarios.lanes import BatchingRunner
+
+    inner = SlowRunner(delay=0.02, exclusive=True).activate()  # it would raise if two lanes reached it at once
+    batcher = BatchingRunner(inner, max_batch=4, clients=4).activate()
+    images = _images(2) + [np.full((12, 8, 3), 0.9, np.float32)]  # two 8x8 images and one of another shape
+    qsl = SampleLibrary(images)
+    expected = [_lane(SlowRunner(delay=0.0))(im) for im in images]
+    lanes = [Upscaler(batcher, TileConfig(tile=None), seed=0) for _ in range(4)]
+    with PoolSUT(lanes, qsl, OutputCheck(expected), serve=batcher.serve) as sut:
+        sut.run_direct([0, 1, 0, 1, 2, 0, 1, 2])
+    assert sut.error is None and sut.samples == 8 and sut.check.worst_psnr_db == float("inf")
+    assert batcher.samples == 8 and batcher.calls < 8  # merged: fewer engine calls than images
+    assert inner.calls == batcher.calls
+
+
 def test_single_stream_inline(tmp_path):
     from vpdsr.bench.scenarios import loadgen
 
@@ -136,8 +170,15 @@ def test_single_stream_inline(tmp_path):
     sut = InlineSUT(_lane(SlowRunner(delay=0.01)), qsl)
     cfg = ScenarioConfig(scenarios=(SINGLE_STREAM,), min_duration_s=0.3, min_queries=10)
     r = loadgen.run_test(sut.issue, sut.flush, len(qsl), loadgen.test_settings(SINGLE_STREAM, cfg,
-                         expected_latency_s=0.01), tmp_path, SINGLE_STREAM, qsl.load, qsl.unload)
+                         expected_latency_s=0.01), tmp_path, SINGLE_STREAM, qsl.load, qsl.unload, serve=sut.serve)
     assert sut.error is None and sut.samples >= 10
     assert r.figures["result_percentile"] == 90.0
     assert 10.0 <= r.figures["result_ms"] < 1000.0  # at least the engine's own 10 ms
     assert qsl.asked == {0, 1} and qsl.loaded == set()  # LoadGen loaded both samples, and unloaded them at the end
+
+
+def test_a_disagreement_is_split_into_its_factors():
+    own = {"all": {"p90": 80.0}, "per_image": {"big": {"p90": 100.0}, "small": {"p90": 50.0}}}
+    why = why_disagree(84.0, 100.0, own, "big")  # LoadGen 0.84x the column: the small image pulls the p90 down
+    assert why.startswith("0.84x = 0.80 the image mix") and why.endswith("mostly the image mix")
+    assert "1.05 LoadGen's time" in why and "1.00 the backend's own speed" in why

@@ -9,9 +9,9 @@ own way of running many requests (`--scenario-lanes N` sets how many; "auto" is 
   each lane's request runs one image's tiles while the other streams run other images;
 - ONNX Runtime (``sessions``): N inference sessions (auto: one per CPU), each with CPUs / N intra-op
   threads, one image per session, so no image waits at another's thread barrier;
-- torch (``batched``): N lanes (auto: 4) over one model, whose concurrent engine calls of the same input
-  shape are merged into one batch (:class:`BatchingRunner`, a dynamic batcher as serving engines have:
-  images of one size form one call);
+- torch (``batched``): N lanes (auto: 2 on a CPU, 4 on a GPU) over one model, whose concurrent engine calls
+  of the same input shape are merged into one batch (:class:`BatchingRunner`, a dynamic batcher as serving
+  engines have: images of one size form one call), run on the benchmark's own thread;
 - anything else (``serial``): the latency column's runner as the one lane (TensorRT engines, split
   OpenVINO artifacts without a compiled model of their own).
 
@@ -36,7 +36,10 @@ from vpdsr.runtimes.upscale import Upscaler
 
 log = logging.getLogger(__name__)
 STREAMS, SESSIONS, BATCHED, SERIAL = "streams", "sessions", "batched", "serial"
-TORCH_AUTO_LANES = 4  # images in flight for torch: the batcher's largest batch of whole images
+# images in flight for torch (the batcher's largest batch): on a CPU, batching same-shape calls gains little
+# (tiny, three held-out photos, 2 cores: 12.3 images/s one at a time, 14.4 with 2 in flight, 13.4 with 4), the
+# second image's tiling and noise overlap the first one's engine call; on a GPU the batch is what pays
+TORCH_AUTO_LANES = {"cpu": 2, "cuda": 4}
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,8 @@ def plan_lanes(spec, lanes: int | str, cpus: int | None = None) -> LanePlan:
         if spec.extra.get("cuda_graphs") and not auto and lanes > 1:
             raise InputError(f"`--scenario-lanes {lanes}`: {spec.name} replays CUDA graphs, whose static input "
                              "buffers take one batch at a time; the batcher still merges calls (leave it auto)")
-        return LanePlan(BATCHED, TORCH_AUTO_LANES if auto else int(lanes), None)
+        n = (TORCH_AUTO_LANES["cuda" if str(spec.device).startswith("cuda") else "cpu"]) if auto else int(lanes)
+        return LanePlan(BATCHED, n, None)
     if spec.backend == "openvino" and spec.stages != "split" and str(spec.device).upper().startswith("CPU"):
         return LanePlan(STREAMS, None if auto else int(lanes), None)
     if spec.backend in ("onnxruntime", "openvino"):
@@ -85,10 +89,12 @@ def plan_lanes(spec, lanes: int | str, cpus: int | None = None) -> LanePlan:
 class BatchingRunner(Runner):
     """Merges concurrent `infer` calls with equal input shapes (but the batch) into one call of `inner`.
 
-    One dispatcher thread owns `inner` (a CUDA graph or compiled model sees one caller). It takes the
-    first waiting call, then every other waiting call of the same shapes up to `max_batch` samples,
-    waiting at most `wait_s` for callers that are still computing their tiles (none when all `clients`
-    are already waiting), runs them as one batch and hands each caller its slice.
+    The calls are run by whichever thread runs :meth:`serve` (the benchmark's own thread, where the latency
+    column ran: torch's CPU thread team behaves differently on another thread, see
+    :func:`vpdsr.bench.scenarios.loadgen.run_test`), so `inner` sees one caller (a CUDA graph or a compiled
+    model too). It takes the first waiting call, then every other waiting call of the same shapes up to
+    `max_batch` samples, waiting at most `wait_s` for callers that are still computing their tiles (none
+    when all `clients` are already waiting), runs them as one batch and hands each caller its slice.
 
     Args:
         inner: an active runner with a dynamic batch dimension.
@@ -105,22 +111,11 @@ class BatchingRunner(Runner):
         self.size_multiple, self.scale = inner.size_multiple, inner.scale
         self._cv = threading.Condition()
         self._waiting: list[tuple[dict, Future]] = []
-        self._stop = False
-        self._thread: threading.Thread | None = None
         self.calls = 0
         self.samples = 0
 
     def activate_impl(self) -> None:
-        self._stop = False
-        self._thread = threading.Thread(target=self._dispatch, name="vpdsr-batcher", daemon=True)
-        self._thread.start()
-
-    def deactivate_impl(self) -> None:
-        with self._cv:
-            self._stop = True
-            self._cv.notify_all()
-        if self._thread is not None:
-            self._thread.join()
+        pass
 
     def input_metadata_impl(self) -> dict[str, tuple[str, tuple]]:
         return self.inner.get_input_metadata()
@@ -140,22 +135,21 @@ class BatchingRunner(Runner):
     def _key(feed: dict[str, np.ndarray]) -> tuple:
         return tuple((k, v.shape[1:], str(v.dtype)) for k, v in sorted(feed.items()))
 
-    def _take(self) -> list[tuple[dict, Future]] | None:
-        """The next merged batch: the first waiting call and the waiting calls of its shapes (under the lock)."""
+    def _take(self, stop: threading.Event) -> list[tuple[dict, Future]] | None:
+        """The next merged batch (the first waiting call and the waiting calls of its shapes); None once `stop`
+        is set and no call waits."""
         with self._cv:
-            while not self._waiting and not self._stop:
-                self._cv.wait()
-            if self._stop and not self._waiting:
-                return None
-            key = self._key(self._waiting[0][0])
-
-            def same():
-                return [w for w in self._waiting if self._key(w[0]) == key]
-
+            while not self._waiting:
+                if stop.is_set():
+                    return None
+                self._cv.wait(timeout=0.02)
             if len(self._waiting) < self.clients:  # others may still be cutting their tiles: wait a little
-                self._cv.wait_for(lambda: len(self._waiting) >= self.clients or self._stop, timeout=self.wait_s)
+                self._cv.wait_for(lambda: len(self._waiting) >= self.clients, timeout=self.wait_s)
+            key = self._key(self._waiting[0][0])
             batch, n = [], 0
-            for w in same():
+            for w in self._waiting:
+                if self._key(w[0]) != key:
+                    continue
                 b = next(iter(w[0].values())).shape[0]
                 if batch and n + b > self.max_batch:
                     break
@@ -165,10 +159,11 @@ class BatchingRunner(Runner):
             self._waiting = [w for w in self._waiting if id(w) not in taken]
             return batch
 
-    def _dispatch(self) -> None:
+    def serve(self, stop: threading.Event) -> None:
+        """Run the waiting calls, merged, on this thread until `stop` is set and none waits."""
         while True:
             try:
-                batch = self._take()
+                batch = self._take(stop)
             except BaseException as e:  # noqa: BLE001 - a bug here must not leave the callers waiting forever
                 with self._cv:
                     batch, self._waiting = self._waiting, []
@@ -177,25 +172,28 @@ class BatchingRunner(Runner):
                 continue
             if batch is None:
                 return
-            try:
-                if len(batch) == 1:
-                    outs = [self.inner.infer(batch[0][0])]
-                else:
-                    merged = {k: np.concatenate([f[k] for f, _ in batch]) for k in batch[0][0]}
-                    out = self.inner.infer(merged)
-                    outs, start = [], 0
-                    for f, _ in batch:
-                        b = next(iter(f.values())).shape[0]
-                        outs.append({k: v[start : start + b] for k, v in out.items()})
-                        start += b
-                self.calls += 1
-                self.samples += sum(next(iter(f.values())).shape[0] for f, _ in batch)
-                for (_, done), out in zip(batch, outs):
-                    done.set_result(out)
-            except BaseException as e:  # noqa: BLE001 - every caller of the batch gets the engine's error
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(e)
+            self._run(batch)
+
+    def _run(self, batch: list[tuple[dict, Future]]) -> None:
+        try:
+            if len(batch) == 1:
+                outs = [self.inner.infer(batch[0][0])]
+            else:
+                merged = {k: np.concatenate([f[k] for f, _ in batch]) for k in batch[0][0]}
+                out = self.inner.infer(merged)
+                outs, start = [], 0
+                for f, _ in batch:
+                    b = next(iter(f.values())).shape[0]
+                    outs.append({k: v[start : start + b] for k, v in out.items()})
+                    start += b
+            self.calls += 1
+            self.samples += sum(next(iter(f.values())).shape[0] for f, _ in batch)
+            for (_, done), out in zip(batch, outs):
+                done.set_result(out)
+        except BaseException as e:  # noqa: BLE001 - every caller of the batch gets the engine's error
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(e)
 
 
 class OpenVINORequestRunner(Runner):
@@ -240,9 +238,13 @@ class OpenLanes:
 
     plan: LanePlan
     lanes: list
-    runners: list = field(default_factory=list)  # the engine objects this pool opened (closed on exit)
     batcher: BatchingRunner | None = None
-    owned: list = field(default_factory=list)
+    owned: list = field(default_factory=list)  # the engine objects this pool opened (closed on exit)
+
+    @property
+    def serve(self):
+        """The loop the caller's thread must run while the lanes work (the batcher's), or None."""
+        return self.batcher.serve if self.batcher is not None else None
 
     def describe(self) -> dict:
         out = {"kind": self.plan.kind, "lanes": len(self.lanes), "threads_per_lane": self.plan.threads,

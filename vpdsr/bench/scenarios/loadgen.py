@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.metadata as md
 import logging
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,8 +210,16 @@ def parse_summary(text: str, scenario: str) -> LoadgenResult:
 
 
 def run_test(issue: Callable, flush: Callable, samples: int, settings, out: Path, scenario: str,
-             load: Callable | None = None, unload: Callable | None = None) -> LoadgenResult:
+             load: Callable | None = None, unload: Callable | None = None,
+             serve: Callable[[threading.Event], None] | None = None) -> LoadgenResult:
     """One LoadGen performance run; its summary and detail logs are written into `out`.
+
+    With `serve`, LoadGen runs on a helper thread and the calling thread runs `serve(done)` until `done` is
+    set (the test ended): the engine work then happens on the caller's thread. That matters for torch on
+    CPU: its OpenMP thread team behaves differently on a thread other than the one that set it up (seen
+    here: 5-20 % slower on a quiet machine, its second core idle between kernels; several times faster
+    under heavy load, when the first thread's spinning team is descheduled), so the single-stream
+    scenario serves on the thread the latency column was timed on.
 
     Args:
         issue: `issue(query_samples)`: LoadGen's IssueQuery callback (must return quickly outside
@@ -218,6 +227,7 @@ def run_test(issue: Callable, flush: Callable, samples: int, settings, out: Path
         flush: LoadGen's FlushQueries callback.
         samples: the query sample library's size (every sample is kept loaded).
         load, unload: the QSL's load/unload callbacks (the index lists LoadGen asks for).
+        serve: the caller's loop while LoadGen runs (see above), or None: LoadGen runs on the calling thread.
     """
     lg = _lg()
     out = Path(out)
@@ -231,7 +241,25 @@ def run_test(issue: Callable, flush: Callable, samples: int, settings, out: Path
     sut = lg.ConstructSUT(issue, flush)
     qsl = lg.ConstructQSL(samples, samples, load or (lambda idx: None), unload or (lambda idx: None))
     try:
-        lg.StartTestWithLogSettings(sut, qsl, settings, log_settings)
+        if serve is None:
+            lg.StartTestWithLogSettings(sut, qsl, settings, log_settings)
+        else:
+            done, errors = threading.Event(), []
+
+            def start() -> None:
+                try:
+                    lg.StartTestWithLogSettings(sut, qsl, settings, log_settings)
+                except BaseException as e:  # noqa: BLE001 - raised again on the calling thread
+                    errors.append(e)
+                finally:
+                    done.set()
+
+            helper = threading.Thread(target=start, name="vpdsr-loadgen", daemon=True)
+            helper.start()
+            serve(done)
+            helper.join()
+            if errors:
+                raise errors[0]
     finally:
         lg.DestroyQSL(qsl)
         lg.DestroySUT(sut)

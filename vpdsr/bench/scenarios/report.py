@@ -16,8 +16,8 @@ SUMMARY_HEADERS = ("backend", "single-stream p90 ms", "latency column p90 ms", "
                    "multi-stream p99 ms", "pool")
 SCENARIO_HEADERS = ("scenario", "status", "LoadGen", "figure", "p50 ms", "p90 ms", "p99 ms", "queries", "why / notes",
                     "log")
-RUN_HEADERS = ("run", "target QPS", "completed QPS", "p50 ms", "p99 ms", "bound ms", "p99 within bound", "LoadGen",
-               "why")
+RUN_HEADERS = ("configuration", "run", "target QPS", "completed QPS", "p50 ms", "p99 ms", "bound ms",
+               "p99 within bound", "LoadGen", "why")
 
 
 def rows_with_scenarios(report: dict) -> list[dict]:
@@ -77,9 +77,11 @@ def scenario_rows(b: dict) -> list[tuple]:
                       + (f", {r['vs_single_stream']:.2f}x single-stream" if r.get("vs_single_stream") else ""))
             notes, queries = "", r.get("samples")
         elif name == SERVER:
-            figure = (f"max {r['max_qps']:.3g} QPS with p99 <= {r['bound_ms']:.1f} ms" if r.get("max_qps") is not None
-                      else f"no QPS held p99 <= {num(r.get('bound_ms'), '{:.1f}')} ms")
-            notes, queries = f"{r.get('runs')} run(s); {r.get('stopped')}", "-"
+            figure = (f"max {r['max_qps']:.3g} QPS with p99 <= {r['bound_ms']:.1f} ms ({r['configuration']})"
+                      if r.get("max_qps") is not None else f"no QPS held p99 <= {num(r.get('bound_ms'), '{:.1f}')} ms")
+            per = "; ".join(f"{c}: {num(v.get('max_qps'), '{:.3g}') if v.get('max_qps') is not None else 'none'}"
+                            for c, v in (r.get("per_configuration") or {}).items())
+            notes, queries = f"{r.get('runs')} run(s); highest held QPS per configuration: {per}", "-"
         else:
             figure = f"p99 {num(r.get('p99_ms'), '{:.1f}')} ms per query of {r.get('samples_per_query')} images"
             notes, queries = "", r.get("queries")
@@ -93,15 +95,20 @@ def scenario_rows(b: dict) -> list[tuple]:
     return out
 
 
+def searches(b: dict) -> dict:
+    """{configuration: search} of a row's server scenario (latency: one image at a time; throughput: the pool)."""
+    return (b.get("scenarios") or {}).get("server_search") or {}
+
+
 def server_run_rows(b: dict) -> list[tuple]:
-    search = (b.get("scenarios") or {}).get("server_search") or {}
     out = []
-    for k, r in enumerate(search.get("runs") or [], 1):
-        extra = r.get("extra") or {}
-        held = "failed: " + r["failed"] if r.get("failed") else ("yes" if r.get("held") else "no")
-        out.append((str(k), f"{r['target_qps']:.3g}", num(r.get("completed_qps"), "{:.3g}"),
-                    num(extra.get("p50_ms"), "{:.1f}"), num(r.get("p99_ms"), "{:.1f}"),
-                    num(search.get("bound_ms"), "{:.1f}"), held, r.get("verdict") or "-", r.get("reason") or ""))
+    for config, search in searches(b).items():
+        for k, r in enumerate(search.get("runs") or [], 1):
+            extra = r.get("extra") or {}
+            held = "failed: " + r["failed"] if r.get("failed") else ("yes" if r.get("held") else "no")
+            out.append((config, str(k), f"{r['target_qps']:.3g}", num(r.get("completed_qps"), "{:.3g}"),
+                        num(extra.get("p50_ms"), "{:.1f}"), num(r.get("p99_ms"), "{:.1f}"),
+                        num(search.get("bound_ms"), "{:.1f}"), held, r.get("verdict") or "-", r.get("reason") or ""))
     return out
 
 
@@ -167,22 +174,22 @@ def p99_plot_svg(report: dict) -> str | None:
     from vpdsr.bench.plots import _figure, _svg
 
     series = []
-    for b in rows_with_scenarios(report):
-        search = b["scenarios"].get("server_search") or {}
-        runs = sorted((r for r in search.get("runs") or [] if r.get("p99_ms") is not None),
-                      key=lambda r: r["target_qps"])
-        if runs:
-            series.append((b["name"], runs, search.get("bound_ms")))
+    for k, b in enumerate(rows_with_scenarios(report)):
+        for config, search in searches(b).items():
+            runs = sorted((r for r in search.get("runs") or [] if r.get("p99_ms") is not None),
+                          key=lambda r: r["target_qps"])
+            if runs:
+                series.append((k, f"{b['name']} ({config})", config, runs, search.get("bound_ms")))
     if not series:
         return None
     fig = _figure(8, 4.5)
     ax = fig.add_subplot()
     colors = [f"C{k}" for k in range(10)]
-    for k, (name, runs, bound) in enumerate(series):
+    for k, name, config, runs, bound in series:
         c = colors[k % len(colors)]
         x = [r["target_qps"] for r in runs]
         y = [r["p99_ms"] for r in runs]
-        ax.plot(x, y, "-", color=c, lw=1, label=name)
+        ax.plot(x, y, "-" if config == "throughput" else ":", color=c, lw=1, label=name)
         ax.scatter([r["target_qps"] for r in runs if r["held"]], [r["p99_ms"] for r in runs if r["held"]],
                    color=c, s=30, zorder=3)
         ax.scatter([r["target_qps"] for r in runs if not r["held"]], [r["p99_ms"] for r in runs if not r["held"]],
@@ -192,7 +199,8 @@ def p99_plot_svg(report: dict) -> str | None:
     ax.set_yscale("log")
     ax.set_xlabel("offered load, queries per second (Poisson arrivals)")
     ax.set_ylabel("p99 latency, ms (log)")
-    ax.set_title("server runs: filled = p99 within the bound (dashed), hollow = over it", fontsize=9)
+    ax.set_title("server runs (solid: the throughput pool, dotted: one image at a time): filled = p99 within "
+                 "the bound (dashed), hollow = over it", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return _svg(fig)

@@ -2,20 +2,26 @@
 
 Order (each scenario's figures and LoadGen verdict go into one dict per scenario):
 
-1. single-stream: :class:`InlineSUT` with the latency column's own upscaler; LoadGen's p90 is set beside
-   today's p90 (they must agree within :data:`AGREE_PCT`; when they do not, the samples' own per-image
-   times say why: a mix of image sizes, the backend itself running at another speed, or LoadGen's
-   overhead);
-2. the pool (:mod:`.lanes`) opens once for offline, multi-stream and server; two untimed passes over the
-   images warm it up and give a first images/s (the offline query's size and the server search's start);
-3. offline: one query of every sample; images/s and output megapixels/s, and the ratio to single-stream;
-4. multi-stream: queries of `multi_stream_samples` images, one after the other; LoadGen's p99 per query;
-5. server: :func:`search_max_qps` over LoadGen server runs at the latency bound (default 2x the
-   single-stream p90), every run kept.
+1. single-stream: :class:`InlineSUT` with the latency column's own upscaler, on the same thread; LoadGen's
+   p90 is set beside the latency column's p90 (they must agree within :data:`AGREE_PCT`; when they do not,
+   :func:`why_disagree` splits the ratio into its factors from the samples' own times: the mix of image
+   sizes, the backend's own speed, LoadGen's time around each sample);
+2. server, *latency* configuration: the same upscaler answering one image at a time, first in first out
+   (the engine tuned for one request: all threads on each image);
+3. the pool (:mod:`.lanes`, the engine tuned for many requests) opens once; two untimed passes warm it up
+   and give a first images/s (the offline query's size and the server search's start);
+4. offline: one query of every sample; images/s and output megapixels/s, and the ratio to single-stream;
+5. multi-stream: queries of `multi_stream_samples` images, one after the other; LoadGen's p99 per query;
+6. server, *throughput* configuration: the same search on the pool.
 
-LoadGen's summary and detail logs go to `<log_root>/<backend>/<scenario>/` (server: one folder per run).
-A scenario whose system under test raised is ``failed`` with the error; where LoadGen is not installed
-every scenario is ``skipped`` with that reason.
+The server searches (:func:`search_max_qps`) use the latency bound (default 2x the single-stream p90);
+the scenario's answer is the higher of the two configurations' highest held QPS, and every run of both
+is kept. Which one wins depends on the bound: the pool's lanes each have fewer threads, so one image
+takes longer there, and a tight bound leaves no room for that.
+
+LoadGen's summary and detail logs go to `<log_root>/<backend>/<scenario>/` (server: one folder per
+configuration and run). A scenario whose system under test raised is ``failed`` with the error; where
+LoadGen is not installed every scenario is ``skipped`` with that reason.
 """
 from __future__ import annotations
 
@@ -36,6 +42,8 @@ from vpdsr.bench.scenarios.sut import InlineSUT, OutputCheck, PoolSUT, SampleLib
 log = logging.getLogger(__name__)
 AGREE_PCT = 10.0  # single-stream: LoadGen's p90 and the latency column's p90 agree within this
 BOUND_FACTOR = 2.0  # the server's default latency bound: this times the single-stream p90
+OFFLINE_HEADROOM = 2.0  # the offline query's size: this times the warm-up's images/s
+LATENCY, THROUGHPUT = "latency", "throughput"  # the server's two configurations
 
 
 @dataclass
@@ -71,12 +79,20 @@ def not_run(cfg: ScenarioConfig, status: str, reason: str) -> dict:
             "bound_ms": None, "server_search": None}
 
 
+def server_bound(cfg: ScenarioConfig, ss: dict | None, today: dict | None) -> float | None:
+    """`--latency-bound-ms`, else 2x LoadGen's single-stream p90 (else the latency column's p90)."""
+    if cfg.latency_bound_ms is not None:
+        return cfg.latency_bound_ms
+    p90 = (ss or {}).get("p90_ms") or (today or {}).get("p90")
+    return BOUND_FACTOR * p90 if p90 else None
+
+
 def run_backend(ctx: BackendScenarios, cfg: ScenarioConfig) -> dict:
     """Run every scenario of `cfg` for one backend; see the module docstring.
 
     Returns:
         {"scenarios": {name: {"status", "reason", "verdict", "verdict_reason", "log", ...figures}},
-         "lanes": the pool's description, "bound_ms": the server bound, "server_search": every run}
+         "lanes": the pool's description, "bound_ms": the server bound, "server_search": {configuration: runs}}
     """
     missing = loadgen.missing_reason()
     if missing:
@@ -86,41 +102,58 @@ def run_backend(ctx: BackendScenarios, cfg: ScenarioConfig) -> dict:
     expected = [ctx.upscaler(im) for im in ctx.images]
     root = ctx.log_root / _folder_name(ctx.spec.name)
     rel = f"{ctx.rel_root}/{_folder_name(ctx.spec.name)}"
-    out = {"scenarios": {}, "lanes": None, "bound_ms": None, "server_search": None}
+    out: dict = {"scenarios": {}, "lanes": None, "bound_ms": None, "server_search": None}
     ss = None
     if SINGLE_STREAM in cfg.scenarios:
         ss = out["scenarios"][SINGLE_STREAM] = _single_stream(ctx, cfg, qsl, root / SINGLE_STREAM,
                                                                f"{rel}/{SINGLE_STREAM}")
+    searches: dict = {}
+    bound = None
+    if SERVER in cfg.scenarios:
+        bound = out["bound_ms"] = server_bound(cfg, ss, ctx.latency_ms)
+        ss_ips = _single_stream_ips(ss, ctx.latency_ms)
+        if bound is not None and ss_ips:
+            searches[LATENCY] = run_server(InlineSUT(ctx.upscaler, qsl), cfg, ss_ips, bound, root / SERVER / LATENCY,
+                                           f"{rel}/{SERVER}/{LATENCY}")
     pooled = [s for s in cfg.scenarios if s != SINGLE_STREAM]
-    if not pooled:
-        return out
-    try:
-        plan = plan_lanes(ctx.spec, cfg.lanes)
-        pool = open_lanes(ctx.spec, ctx.runner, ctx.upscaler, [im.shape[:2] for im in ctx.images],
-                          LaneOptions(seed=ctx.seed), plan)
-    except Exception as e:  # noqa: BLE001 - a pool that cannot open fails these scenarios, not the benchmark
-        why = f"the {plan_lanes(ctx.spec, cfg.lanes).kind} pool did not open: {_one_line(e)}"
-        out["scenarios"].update({s: {"status": "failed", "reason": why} for s in pooled})
-        return out
-    with pool, PoolSUT(pool.lanes, qsl, OutputCheck(expected)) as sut:
-        out.update(run_pooled(sut, cfg, pooled, ss, ctx.latency_ms, root, rel))
-        out["lanes"] = {**pool.describe(), **out["lanes"]}
+    if pooled:
+        try:
+            plan = plan_lanes(ctx.spec, cfg.lanes)
+            pool = open_lanes(ctx.spec, ctx.runner, ctx.upscaler, [im.shape[:2] for im in ctx.images],
+                              LaneOptions(seed=ctx.seed), plan)
+        except Exception as e:  # noqa: BLE001 - a pool that cannot open fails these scenarios, not the benchmark
+            why = f"the {plan_lanes(ctx.spec, cfg.lanes).kind} pool did not open: {_one_line(e)}"
+            out["scenarios"].update({s: {"status": "failed", "reason": why} for s in pooled})
+            return out
+        with pool, PoolSUT(pool.lanes, qsl, OutputCheck(expected), serve=pool.serve) as sut:
+            pooled_out = run_pooled(sut, cfg, pooled, ss, ctx.latency_ms, root, rel, bound)
+            described = pool.describe()  # before the pool closes: its lanes and the batcher's counts
+        out["scenarios"].update(pooled_out["scenarios"])
+        out["lanes"] = {**described, **pooled_out["lanes"]}
+        if pooled_out["server_search"] is not None:
+            searches[THROUGHPUT] = pooled_out["server_search"]
+    if SERVER in cfg.scenarios and (out["scenarios"].get(SERVER) or {}).get("status") != "failed":
+        out["scenarios"][SERVER] = server_row(searches, bound, f"{rel}/{SERVER}")
+    out["server_search"] = searches or None
     return out
 
 
 def run_pooled(sut: PoolSUT, cfg: ScenarioConfig, scenarios: list[str], ss: dict | None, today: dict | None,
-               root: Path, rel: str) -> dict:
-    """Offline, multi-stream and server (those of `scenarios`) on an entered :class:`PoolSUT`.
+               root: Path, rel: str, bound_ms: float | None = None) -> dict:
+    """Offline, multi-stream and the server's throughput search (those of `scenarios`) on an entered
+    :class:`PoolSUT`.
 
     Args:
         ss: the single-stream row of this backend, if it ran (its p90 sets the default server bound).
         today: the latency column's figures (p90, mean), used where single-stream did not run.
         root, rel: the LoadGen log folder of this backend, and how the report names it.
+        bound_ms: the server's p99 bound (None: :func:`server_bound`).
 
     Returns:
-        {"scenarios": {name: row}, "bound_ms", "server_search", "lanes": {"output_psnr_vs_single_stream_db"}}
+        {"scenarios": {name: row}, "server_search": the throughput search or None,
+         "lanes": {"output_psnr_vs_single_stream_db"}}; the server row only when it failed here.
     """
-    out: dict = {"scenarios": {}, "bound_ms": None, "server_search": None, "lanes": {}}
+    out: dict = {"scenarios": {}, "server_search": None, "lanes": {}}
     try:
         ips = _warm_up(sut, len(sut.qsl), len(sut.lanes))
     except Exception as e:  # noqa: BLE001 - the pool crashed on its first concurrent requests
@@ -137,20 +170,40 @@ def run_pooled(sut: PoolSUT, cfg: ScenarioConfig, scenarios: list[str], ss: dict
     if MULTI_STREAM in scenarios:
         out["scenarios"][MULTI_STREAM] = run_multi_stream(sut, cfg, ips, root / MULTI_STREAM, f"{rel}/{MULTI_STREAM}")
     if SERVER in scenarios:
-        bound = cfg.latency_bound_ms
-        if bound is None:
-            p90 = (ss or {}).get("p90_ms") or (today or {}).get("p90")
-            bound = BOUND_FACTOR * p90 if p90 else None
-        out["bound_ms"] = bound
+        bound = bound_ms if bound_ms is not None else server_bound(cfg, ss, today)
         if bound is None:
             out["scenarios"][SERVER] = {"status": "failed", "reason": "no single-stream p90 to set the bound "
                                         "from (pass --latency-bound-ms)"}
         else:
-            out["scenarios"][SERVER], out["server_search"] = run_server(sut, cfg, ips, bound, root / SERVER,
-                                                                        f"{rel}/{SERVER}")
+            out["server_search"] = run_server(sut, cfg, ips, bound, root / SERVER / THROUGHPUT,
+                                              f"{rel}/{SERVER}/{THROUGHPUT}")
     if sut.check is not None:
         out["lanes"]["output_psnr_vs_single_stream_db"] = sut.check.worst_psnr_db  # inf: identical
     return out
+
+
+def server_row(searches: dict, bound_ms: float | None, rel: str) -> dict:
+    """The server scenario's row from its searches ({configuration: search}): the higher highest-held QPS."""
+    if bound_ms is None:
+        return {"status": "failed", "reason": "no single-stream p90 to set the bound from (pass --latency-bound-ms)"}
+    failed = next((f"{c}: {s['failed']}" for c, s in searches.items() if s.get("failed")), None)
+    if failed:
+        return {"status": "failed", "reason": f"runtime error under concurrent requests ({failed})",
+                "bound_ms": bound_ms}
+    held = [(s["max_qps"], c, s) for c, s in searches.items() if s.get("max_qps") is not None]
+    runs = sum(len(s["runs"]) for s in searches.values())
+    row = {"status": "ok", "reason": None, "bound_ms": bound_ms, "runs": runs, "log": rel,
+           "per_configuration": {c: {"max_qps": s.get("max_qps"), "capacity_qps": s.get("capacity_qps"),
+                                     "stopped": s.get("stopped")} for c, s in searches.items()}}
+    if not held:
+        lowest = min((r["target_qps"] for s in searches.values() for r in s["runs"]), default=None)
+        return {**row, "max_qps": None, "configuration": None, "p99_ms": None, "verdict": None,
+                "verdict_reason": f"no target QPS held the p99 bound ({runs} run(s)"
+                                  + (f", lowest {lowest:.3g} QPS)" if lowest is not None else ")")}
+    qps, config, search = max(held, key=lambda t: t[0])
+    best = search["best"]
+    return {**row, "max_qps": qps, "configuration": config, "p99_ms": best["p99_ms"], "verdict": best["verdict"],
+            "verdict_reason": best["reason"], "stopped": search["stopped"]}
 
 
 def _one_line(e: BaseException) -> str:
@@ -173,7 +226,7 @@ def _single_stream(ctx: BackendScenarios, cfg: ScenarioConfig, qsl: SampleLibrar
     sut = InlineSUT(ctx.upscaler, qsl)
     expected_s = (today.get("p50") or 10.0) / 1000.0
     r = loadgen.run_test(sut.issue, sut.flush, len(qsl), loadgen.test_settings(SINGLE_STREAM, cfg,
-                         expected_latency_s=expected_s), folder, SINGLE_STREAM, qsl.load, qsl.unload)
+                         expected_latency_s=expected_s), folder, SINGLE_STREAM, qsl.load, qsl.unload, serve=sut.serve)
     if sut.error is not None:
         return _failed(sut, "runtime error")
     f = r.figures
@@ -185,26 +238,28 @@ def _single_stream(ctx: BackendScenarios, cfg: ScenarioConfig, qsl: SampleLibrar
     if p90 and today.get("p90"):
         row["vs_today_pct"] = 100.0 * (p90 / today["p90"] - 1.0)
         row["agrees"] = abs(row["vs_today_pct"]) <= AGREE_PCT
-        row["why"] = None if row["agrees"] else _why_disagree(p90, today["p90"], own, ctx.names)
+        row["why"] = None if row["agrees"] else why_disagree(p90, today["p90"], own, ctx.names[0])
     return row
 
 
-def _why_disagree(p90: float, today: float, own: dict, names: list[str]) -> str:
-    """Why LoadGen's single-stream p90 and the latency column's p90 differ by more than AGREE_PCT."""
-    def near(a, b):
-        return a is not None and b is not None and abs(a / b - 1.0) * 100 <= AGREE_PCT
+def why_disagree(p90: float, today: float, own: dict, first: str) -> str:
+    """Why LoadGen's single-stream p90 and the latency column's p90 differ, as the product of three factors
+    read from the samples' own times (`own`, :meth:`.sut._Recorder.own_times_ms`), the largest named first:
 
-    first = (own.get("per_image") or {}).get(names[0], {}).get("p90")
-    overall = (own.get("all") or {}).get("p90")
-    if len(own.get("per_image") or {}) > 1 and near(first, today):
-        return (f"the images differ: LoadGen's p90 is over every image, the latency column times the first only; "
-                f"the first image's samples here took p90 {first:.1f} ms, as the column ({today:.1f} ms)")
-    if near(overall, p90):
-        return (f"the backend itself ran at another speed during the LoadGen run (its samples' own p90 "
-                f"{overall:.1f} ms against the column's {today:.1f} ms): the machine's load changed")
-    if overall is not None:
-        return (f"LoadGen's time around each sample: its p90 {p90:.1f} ms, the samples' own p90 {overall:.1f} ms")
-    return "no sample completed"
+    - image mix: the p90 over every image's samples / the first image's (the column times the first only);
+    - the backend's own speed: the first image's samples here / the column's p90;
+    - LoadGen: its p90 / the samples' own p90 (its time around each sample, the hand-off to the thread).
+    """
+    one = ((own.get("per_image") or {}).get(first) or {}).get("p90")
+    every = (own.get("all") or {}).get("p90")
+    if not one or not every:
+        return f"the first image ({first}) was not among LoadGen's samples: no split into factors"
+    factors = {"the image mix (LoadGen samples every image, the column times the first)": every / one,
+               "the backend's own speed during the run (the machine's load)": one / today,
+               "LoadGen's time around each sample": p90 / every}
+    ranked = sorted(factors.items(), key=lambda kv: -abs(np.log(kv[1])))
+    return (f"{p90 / today:.2f}x = " + " x ".join(f"{v:.2f} {k}" for k, v in ranked)
+            + f"; mostly {ranked[0][0].split(' (')[0]}")
 
 
 def _single_stream_ips(ss: dict | None, today: dict | None) -> float | None:
@@ -215,8 +270,8 @@ def _single_stream_ips(ss: dict | None, today: dict | None) -> float | None:
 
 
 def _warm_up(sut: PoolSUT, images: int, lanes: int) -> float:
-    """Two untimed passes of max(images, 2 x lanes) samples through the pool; images/s of the second."""
-    n = max(images, 2 * lanes)
+    """Two untimed passes of max(images, 4 x lanes) samples through the pool; images/s of the second."""
+    n = max(images, 4 * lanes)
     indices = [i % images for i in range(n)]
     sut.run_direct(indices)
     seconds = sut.run_direct(indices)
@@ -226,8 +281,11 @@ def _warm_up(sut: PoolSUT, images: int, lanes: int) -> float:
 
 def run_offline(sut: PoolSUT, cfg: ScenarioConfig, ips: float, folder: Path, rel: str) -> dict:
     sut.reset()
-    r = loadgen.run_test(sut.issue, sut.flush, len(sut.qsl), loadgen.test_settings(OFFLINE, cfg, expected_qps=ips),
-                         folder, OFFLINE, sut.qsl.load, sut.qsl.unload)
+    # LoadGen's one query holds 1.1 x min duration x the expected rate: a rate above the warm-up's keeps a
+    # faster-than-estimated pool from finishing before the minimum duration (INVALID)
+    expected = OFFLINE_HEADROOM * ips
+    r = loadgen.run_test(sut.issue, sut.flush, len(sut.qsl), loadgen.test_settings(OFFLINE, cfg, expected_qps=expected),
+                         folder, OFFLINE, sut.qsl.load, sut.qsl.unload, serve=sut.serve)
     if sut.error is not None:
         return _failed(sut, "runtime error under concurrent requests")
     rate = r.figures.get("samples_per_s")
@@ -240,7 +298,8 @@ def run_multi_stream(sut: PoolSUT, cfg: ScenarioConfig, ips: float, folder: Path
     sut.reset()
     expected = cfg.multi_stream_samples / ips
     r = loadgen.run_test(sut.issue, sut.flush, len(sut.qsl), loadgen.test_settings(MULTI_STREAM, cfg,
-                         expected_latency_s=expected), folder, MULTI_STREAM, sut.qsl.load, sut.qsl.unload)
+                         expected_latency_s=expected), folder, MULTI_STREAM, sut.qsl.load, sut.qsl.unload,
+                         serve=sut.serve)
     if sut.error is not None:
         return _failed(sut, "runtime error under concurrent requests")
     f = r.figures
@@ -249,8 +308,13 @@ def run_multi_stream(sut: PoolSUT, cfg: ScenarioConfig, ips: float, folder: Path
             "queries": int(sut.samples / cfg.multi_stream_samples)}
 
 
-def run_server(sut: PoolSUT, cfg: ScenarioConfig, capacity: float, bound_ms: float, folder: Path,
-            rel: str) -> tuple[dict, dict]:
+def run_server(sut, cfg: ScenarioConfig, capacity: float, bound_ms: float, folder: Path, rel: str) -> dict:
+    """The server search on `sut` (:class:`PoolSUT` or :class:`InlineSUT`): every run, the highest held QPS.
+
+    Returns:
+        the :class:`SearchResult` as a dict, with "bound_ms", "capacity_qps" and "failed" (the system under
+        test's error, or None).
+    """
     count = [0]
 
     def one(qps: float) -> ServerRun:
@@ -260,7 +324,7 @@ def run_server(sut: PoolSUT, cfg: ScenarioConfig, capacity: float, bound_ms: flo
         t0 = time.perf_counter()
         r = loadgen.run_test(sut.issue, sut.flush, len(sut.qsl), loadgen.test_settings(
             SERVER, cfg, target_qps=qps, latency_bound_s=bound_ms / 1000.0), folder / name, SERVER,
-            sut.qsl.load, sut.qsl.unload)
+            sut.qsl.load, sut.qsl.unload, serve=sut.serve)
         failed = None if sut.error is None else _one_line(sut.error)
         held = failed is None and bool(r.constraints.get("performance"))
         log.info(f"bench: server {qps:.3g} QPS: p99 {r.figures.get('p99_ms', float('nan')):.1f} ms "
@@ -272,17 +336,5 @@ def run_server(sut: PoolSUT, cfg: ScenarioConfig, capacity: float, bound_ms: flo
                                 "queries": sut.samples})
 
     result = search_max_qps(one, capacity, cfg.server_runs, cfg.server_precision)
-    search = {**result.to_dict(), "bound_ms": bound_ms, "capacity_qps": capacity}
-    failed = next((r.failed for r in result.runs if r.failed), None)
-    if failed:
-        return {"status": "failed", "reason": f"runtime error under concurrent requests: {failed}",
-                "bound_ms": bound_ms}, search
-    best = result.best
-    row = {"status": "ok", "reason": None, "bound_ms": bound_ms, "max_qps": result.max_qps,
-           "runs": len(result.runs), "stopped": result.stopped, "capacity_qps": capacity,
-           "p99_ms": None if best is None else best.p99_ms,
-           "verdict": None if best is None else best.verdict,
-           "verdict_reason": (f"no target QPS held the p99 bound ({len(result.runs)} run(s), lowest "
-                              f"{min(r.target_qps for r in result.runs):.3g} QPS)") if best is None else best.reason,
-           "log": rel}
-    return row, search
+    return {**result.to_dict(), "bound_ms": bound_ms, "capacity_qps": capacity,
+            "failed": next((r.failed for r in result.runs if r.failed), None)}

@@ -6,9 +6,9 @@ for). A sample is one whole image, upscaled with the same tiling and noise as th
 
 Two systems under test:
 
-- :class:`InlineSUT` (single-stream): the sample runs on LoadGen's issuing thread with the very
-  upscaler the latency column timed, and is completed before the callback returns, as LoadGen's
-  single-stream waits for each query anyway;
+- :class:`InlineSUT` (single-stream): the very upscaler the latency column timed, on the thread it was
+  timed on (LoadGen runs on a helper thread meanwhile, see :func:`.loadgen.run_test`), one sample at a
+  time, as LoadGen's single-stream waits for each answer;
 - :class:`PoolSUT` (offline, server, multi-stream): the issue callback only queues samples; one worker
   thread per *lane* (an upscaler over its own engine request, session or batch slot, see
   :mod:`.lanes`) takes the next one as soon as it is free, first in, first out.
@@ -137,6 +137,13 @@ class _Recorder:
             self.mpix += self.qsl.output_mpix(index)
             self.samples += 1
 
+    def reset(self) -> None:
+        """Forget the figures (not the output checks) before the next LoadGen run."""
+        with self.lock:
+            self.times.clear()
+            self.mpix = 0.0
+            self.samples = 0
+
     def own_times_ms(self) -> dict:
         """{"all": {p50, p90, n}, "per_image": {name: {p50, p90, n}}} of the samples' own times."""
         def stats(values):
@@ -149,19 +156,32 @@ class _Recorder:
 
 
 class InlineSUT(_Recorder):
-    """Single-stream: each sample runs on LoadGen's thread, with `lane` (the latency column's upscaler)."""
+    """Single-stream: each sample runs with `lane` (the latency column's upscaler) on the thread that calls
+    :meth:`serve` (pass it to :func:`.loadgen.run_test`: the thread the latency column was timed on)."""
 
     def __init__(self, lane: Lane, qsl: SampleLibrary, check: OutputCheck | None = None):
         super().__init__(qsl, check)
         self.lane = lane
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
 
     def issue(self, samples) -> None:
         for s in samples:
-            self.run(self.lane, s.index)
-            loadgen.complete([s.id])
+            self._queue.put((s.id, s.index))
 
     def flush(self) -> None:
         pass
+
+    def serve(self, done: threading.Event) -> None:
+        """Answer the queued samples until `done` is set and none is left."""
+        while True:
+            try:
+                sample_id, index = self._queue.get(timeout=0.02)
+            except queue.Empty:
+                if done.is_set():
+                    return
+                continue
+            self.run(self.lane, index)
+            loadgen.complete([sample_id])
 
 
 class PoolSUT(_Recorder):
@@ -170,9 +190,11 @@ class PoolSUT(_Recorder):
     Use as a context manager (the threads start on enter and are joined on exit).
     """
 
-    def __init__(self, lanes: list[Lane], qsl: SampleLibrary, check: OutputCheck | None = None):
+    def __init__(self, lanes: list[Lane], qsl: SampleLibrary, check: OutputCheck | None = None,
+                 serve: Callable[[threading.Event], None] | None = None):
         super().__init__(qsl, check)
         self.lanes = lanes
+        self.serve = serve  # the loop the caller's thread runs while the lanes work (a batcher's), or None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
 
@@ -209,8 +231,7 @@ class PoolSUT(_Recorder):
     def run_direct(self, indices: list[int]) -> float:
         """Run these samples through the lanes without LoadGen (warm-up, a first throughput estimate);
         returns the seconds it took. Raises the first lane error."""
-        done = threading.Semaphore(0)
-        pending = queue.SimpleQueue()
+        pending: queue.SimpleQueue = queue.SimpleQueue()
         for i in indices:
             pending.put(i)
 
@@ -221,21 +242,23 @@ class PoolSUT(_Recorder):
                 except queue.Empty:
                     return
                 self.run(lane, i)
-                done.release()
 
         t0 = time.perf_counter()
         threads = [threading.Thread(target=work, args=(lane,), daemon=True) for lane in self.lanes]
         for t in threads:
             t.start()
+        if self.serve is not None:
+            done = threading.Event()
+
+            def watch() -> None:
+                for t in threads:
+                    t.join()
+                done.set()
+
+            threading.Thread(target=watch, daemon=True).start()
+            self.serve(done)
         for t in threads:
             t.join()
         if self.error is not None:
             raise self.error
         return time.perf_counter() - t0
-
-    def reset(self) -> None:
-        """Forget the figures (not the output checks) before the next LoadGen run."""
-        with self.lock:
-            self.times.clear()
-            self.mpix = 0.0
-            self.samples = 0

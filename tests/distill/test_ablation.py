@@ -89,7 +89,7 @@ def test_eval_stage_scores_a_model_and_needs_one(tmp_path, train_images, capsys)
 
 def test_shipped_teacher_by_name_and_the_student_named_after_its_preset(tmp_path, train_images):
     from vpdsr.distill.api import run_distill
-    from vpdsr.distill.trainer import resolve_model_dir
+    from vpdsr.distill.teachers import resolve_model_dir
     from vpdsr.errors import CheckpointError
     from vpdsr.models.checkpoint import load_config as load_model_config
 

@@ -139,6 +139,17 @@ def test_resume_is_exact(tmp_path, train_images, teacher_dir, run):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_draw_worker_gives_the_same_student(tmp_path, train_images, teacher_dir, run, capfd):
+    # the same student loop as VPDSR's: the teacher's targets (and the crops, latents, noise) drawn ahead in
+    # the worker process give the weights of the in-process run
+    cfg = resshift_config(train_images)
+    cfg["accelerate"] = {**cfg["accelerate"], "num_threads": 1, "draw_worker": "on"}
+    worker = train_student(load_config(cfg), teacher_dir, tmp_path / "w", progress=False)
+    assert "draw worker stopped" not in capfd.readouterr().err
+    a, b = load_file(str(run.model_dir / "model.safetensors")), load_file(str(worker.model_dir / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def _cli(args: list[str], capsys) -> tuple[int, str]:
     code = main(args)
     return code, capsys.readouterr().err.strip()

@@ -50,3 +50,36 @@ def test_q_sample_endpoints_and_posterior():
 def test_bad_schedule(bad):
     with pytest.raises(ConfigError):
         ScheduleConfig(**bad).validate()
+
+
+# The residual-shift schedule is written twice: vpdsr.models.schedule (our VPDSR family: torch tables,
+# a step index per batch element for training, eta_1/eta_T as config fields) and
+# vpdsr.models.resshift.schedule (ResShift's reference numbers read exactly as its code reads them:
+# float64 numpy tables cast to float32 at each use, respacing, its config keys). The shipped tiny weights
+# were trained on the first and ResShift parity is checked on the second, so neither can take the
+# other's arithmetic without moving bits; this test keeps the two the same schedule.
+@pytest.mark.parametrize("steps", [2, 4, 15])
+@pytest.mark.parametrize(("kappa", "power", "min_noise", "etas_end"), [
+    (2.0, 0.3, 0.04, 0.99), (1.0, 0.3, 0.2, 0.99), (0.5, 1.0, 0.04, 0.9), (2.0, 2.0, 0.1, 1.0)])
+def test_the_two_schedules_agree(steps, kappa, power, min_noise, etas_end):
+    import numpy as np
+
+    from vpdsr.models.resshift.configs import DiffusionConfig
+    from vpdsr.models.resshift.schedule import ResShiftDiffusion
+
+    rcfg = DiffusionConfig(steps=steps, kappa=kappa, power=power, min_noise_level=min_noise, etas_end=etas_end)
+    theirs = ResShiftDiffusion(rcfg)
+    start = min(min_noise / kappa, min_noise)  # sqrt(eta_1), as ResShift derives it
+    ours = ResShiftSchedule(ScheduleConfig(steps=steps, kappa=kappa, power=power, eta_start=start ** 2,
+                                           eta_end=etas_end ** 2))
+    np.testing.assert_allclose(ours.etas.numpy(), theirs.etas, rtol=1e-12, atol=0)
+    assert np.array_equal(ours.etas.float().numpy(), theirs.etas.astype(np.float32))  # the values the nets see
+    g = torch.Generator().manual_seed(steps)
+    x_t, x0, y, noise = (torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64) for _ in range(4))
+    assert torch.allclose(ours.prior_sample(y, noise), theirs.prior_sample(y, noise), rtol=1e-6, atol=1e-6)
+    for t in range(steps):
+        tt = torch.full((2,), t)
+        assert torch.allclose(ours.q_sample(x0, y, tt, noise), theirs.q_sample(x0, y, t, noise), rtol=1e-6, atol=1e-6)
+        assert torch.allclose(x_t * ours.input_scale(tt, x_t), theirs.scale_input(x_t, t), rtol=1e-6, atol=1e-7)
+        (m1, s1), (m2, s2) = ours.posterior(x_t, x0, t), theirs.posterior(x_t, x0, t)
+        assert torch.allclose(m1, m2, rtol=1e-6, atol=1e-6) and math.isclose(s1, s2, rel_tol=1e-6, abs_tol=1e-9)

@@ -32,10 +32,10 @@ def register(sub) -> None:
     p.add_argument("--config", help="run config YAML, or the name of a packaged one (tiny, tiny-perceptual, base, "
                                     "resshift, resshift-tiny; default: tiny)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--teacher", help="the trained teacher (model directory, teacher run directory or shipped name "
-                                     "such as tiny-teacher), or a converted ResShift model directory with a ResShift "
-                                     "config (--config resshift or resshift-tiny); default: the config's "
-                                     "student.teacher")
+    p.add_argument("--teacher", metavar="MODEL",
+                   help="the model to distil: a model directory, a teacher run directory, a shipped checkpoint "
+                        "(tiny-teacher), a converted ResShift/SinSR folder or a preset with real weights "
+                        "(realesrgan-x4plus); default: the config's student.teacher")
     p.add_argument("--model", help="`eval`: the student to score (model directory or shipped name such as tiny)")
     p.add_argument("--compare", action="append", default=[], metavar="MODEL",
                    help="`eval`: also score this one-step model beside --model (repeatable; e.g. tiny)")
@@ -98,7 +98,7 @@ def _eval(cfg, args) -> int:
     from pathlib import Path
 
     from vpdsr.distill.evaluate import evaluate_run
-    from vpdsr.distill.trainer import resolve_model_dir
+    from vpdsr.distill.teachers import resolve_model_dir
     from vpdsr.errors import ConfigError
     from vpdsr.models.checkpoint import load_directory
 

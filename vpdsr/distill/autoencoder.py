@@ -29,8 +29,9 @@ def train_autoencoder(cfg, out: str | Path, progress: bool = True) -> Path:
     from vpdsr.data.degrade import DegradationConfig
     from vpdsr.distill.config import StageConfig
     from vpdsr.distill.data import CropDataset
+    from vpdsr.distill.loop import make_accelerator
     from vpdsr.distill.losses import hfp_loss, pixel_loss
-    from vpdsr.distill.stage import lr_lambda, make_accelerator, make_optimizer
+    from vpdsr.distill.optim import lr_lambda, make_optimizer
     from vpdsr.errors import ConfigError
     from vpdsr.models.autoencoder import DiffusersAutoencoder
 

@@ -7,7 +7,8 @@ Layout of a config file (every field optional; see configs/tiny.yaml and configs
     data:         {images: [samples:train], crop_size: 128, batch_size: 32}
     degradation:  {mode: bicubic | realesrgan, ...}                 # vpdsr.data.degrade.DegradationConfig
     teacher:      {steps, grad_accum, loss, optim: {...}, ema: {...}, checkpoint_every, log_every}
-    student:      {steps, grad_accum, optim, ema, ..., init_from_teacher, teacher, init_from}
+    student:      {steps, grad_accum, optim, ema, ..., init_from_teacher, teacher, init_from,
+                   targets, teacher_call, target_crops, target_cache}          # any model as teacher
     losses:       {distill, recon, ess, hfp (+ hfp_kind, hfp_levels), grid, adv (+ adv_loss, adv_start_step,
                    adv_ramp_steps), feature_match weights and their choices}
     discriminator: {channels, layers, spectral_norm, lead_steps, optim: {...}}
@@ -76,18 +77,34 @@ class TeacherConfig(StageConfig):
 
 @dataclass
 class StudentConfig(StageConfig):
-    """One-step distillation, initialised from the teacher.
+    """One-step distillation from any teacher (vpdsr.distill.teachers).
 
     Attributes:
-        teacher: a trained teacher to distil from (model directory or shipped checkpoint name such as
-            `tiny-teacher`); `vpdsr distill all` then trains no teacher. null = train one (or `--teacher`).
+        teacher: the model to distil from: a model directory, a shipped checkpoint (`tiny-teacher`) or a
+            preset with real weights (`realesrgan-x4plus`); `vpdsr distill all` then trains no teacher.
+            null = train one (or `--teacher`).
         init_from: start the student from this model (directory or shipped name, e.g. `tiny`, the PSNR
             student) instead of the teacher; null = the teacher (or a fresh init, `init_from_teacher: false`).
+        targets: auto | sampled | outputs. sampled: the teacher's T-step sampling from the student's x_T
+            (a teacher of the student's own family); outputs: its SR output on the LR crop (any model);
+            auto: sampled for the student's family, outputs otherwise.
+        teacher_call: outputs only: auto | forward | sample (auto: `teacher_sample` for a model that
+            has one and takes noise, one forward call otherwise; set forward for a one-step model such
+            as SinSR).
+        target_crops: outputs only: this many training crops are drawn once and the teacher's output
+            on each is computed (or read from the cache) before training; steps draw their batches from
+            them. 0 = a fresh crop every step, its output computed (and cached) as it is drawn.
+        target_cache: outputs only: the folder of the teacher-output cache (null: $VPDSR_CACHE/
+            teacher-targets), or `off`.
     """
 
     init_from_teacher: bool = True
     teacher: str | None = None
     init_from: str | None = None
+    targets: str = "auto"
+    teacher_call: str = "auto"
+    target_crops: int = 0
+    target_cache: str | None = None
 
 
 @dataclass
@@ -328,6 +345,10 @@ class DistillConfig:
                 raise ConfigError(f"`{stage}.steps` must be >= 0 and `{stage}.grad_accum` >= 1")
             _choice(f"{stage}.optim.schedule", s.optim.schedule, ("cosine", "constant"))
         _choice("teacher.loss", self.teacher.loss, ("l1", "l2"))
+        _choice("student.targets", self.student.targets, ("auto", "sampled", "outputs"))
+        _choice("student.teacher_call", self.student.teacher_call, ("auto", "forward", "sample"))
+        if self.student.target_crops < 0:
+            raise ConfigError(f"`student.target_crops` must be >= 0, got {self.student.target_crops}")
         if not 0 <= self.discriminator.lead_steps <= self.losses.adv_start_step:
             raise ConfigError(f"`discriminator.lead_steps` must be in 0..losses.adv_start_step "
                               f"({self.losses.adv_start_step}), got {self.discriminator.lead_steps}")

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from vpdsr.errors import ConfigError, InputError
 
-STAGE_IDS = {"teacher": 1, "student": 2, "eval": 3, "test": 9}
+STAGE_IDS = {"teacher": 1, "student": 2, "eval": 3, "targets": 4, "test": 9}
 
 
 def step_generator(seed: int, stage: str, step: int, micro: int = 0, device: str = "cpu") -> torch.Generator:
@@ -30,6 +30,7 @@ def step_generator(seed: int, stage: str, step: int, micro: int = 0, device: str
 class Batch:
     hr: torch.Tensor  # [B,3,H,W] in [0,1]
     lr: torch.Tensor  # [B,3,H/4,W/4] in [0,1]
+    target: torch.Tensor | None = None  # the teacher's output on lr, where it was computed ahead (TargetPool)
 
 
 class CropDataset:

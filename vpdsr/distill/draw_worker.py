@@ -71,16 +71,24 @@ def build_draw(spec: DrawSpec) -> Callable:
     """The draw a spec describes, built as the training process built its own."""
     from vpdsr.distill.config import load_config
     from vpdsr.distill.data import CropDataset
-    from vpdsr.distill.stage import StudentDraw, TeacherDraw
     from vpdsr.models.checkpoint import load_directory
 
     cfg = load_config(spec.config)
-    data = CropDataset(cfg.data.images, cfg.data.crop_size, cfg.degradation_config(), cfg.seed, cfg.data.augment)
     model = load_directory(Path(spec.model_dir)).requires_grad_(False).train(spec.model_training)
     if spec.stage == "teacher":
+        from vpdsr.distill.trainer import TeacherDraw
+
+        data = CropDataset(cfg.data.images, cfg.data.crop_size, cfg.degradation_config(), cfg.seed, cfg.data.augment)
         return TeacherDraw(cfg, data, model, "cpu")
-    teacher = load_directory(Path(spec.teacher_dir)).eval().requires_grad_(False) if spec.teacher_dir else None
-    return StudentDraw(cfg, data, model, teacher, "cpu")
+    from vpdsr.distill.student import StudentDraw, student_net, training_data
+    from vpdsr.distill.teachers import plan_teacher
+
+    teacher = plan_teacher(cfg, spec.teacher_dir).load(cfg, "cpu") if spec.teacher_dir else None
+    if teacher is not None:
+        data = training_data(cfg, teacher, progress=False)
+    else:
+        data = CropDataset(cfg.data.images, cfg.data.crop_size, cfg.degradation_config(), cfg.seed, cfg.data.augment)
+    return StudentDraw(cfg, data, student_net(model, cfg), teacher, "cpu", teacher is not None)
 
 
 class StepDraws:

@@ -1,8 +1,9 @@
-"""Distil a one-step student from a converted ResShift teacher (SinSR's recipe with the VPD-SR terms).
+"""A one-step student of a converted ResShift teacher (SinSR's recipe with the VPD-SR terms): the
+ResShift family's part of the one student loop (vpdsr.distill.student).
 
-`vpdsr distill student --teacher DIR` lands here when DIR is a ResShiftSR model directory (the output
-of `vpdsr convert resshift`, or any saved ResShift-family model) and the config's `model.preset` is
-the same network (configs/resshift.yaml, configs/resshift-tiny.yaml).
+`vpdsr distill student --teacher DIR` distils this way when DIR is a ResShiftSR model directory (the
+output of `vpdsr convert resshift`, or any saved ResShift-family model) and the config's `model.preset`
+is the same network (configs/resshift.yaml, configs/resshift-tiny.yaml).
 
 The student is the teacher's own network (SinSR initialises it from ResShift's weights) run once at
 t = T-1 from x_T = y + kappa sqrt(eta_T) noise: exactly `ResShiftSR.forward`. One training step:
@@ -13,24 +14,22 @@ t = T-1 from x_T = y + kappa sqrt(eta_T) noise: exactly `ResShiftSR.forward`. On
     x0     = the student's UNet at T-1;  sr = D(x0) through the codebook (`resshift.pixel_decode`)
     loss   = distill(x0, target) [+ gt_latent |x0 - E(hr)|^2] + recon/HFP/grid/ESS/adversarial on sr vs hr
 
-Only the UNet trains; the VQGAN stays the teacher's (frozen). Checkpoints, exact resume, EMA, the
-log and the held-out evaluation are the VPDSR student's (vpdsr.distill.trainer). The saved model
-is an ordinary ResShiftSR directory (config.json is the teacher's config): `from_pretrained`,
-`vpdsr export` and `vpdsr bench` take it.
+Only the UNet trains; the VQGAN stays the teacher's (frozen). The saved model is an ordinary ResShiftSR
+directory (config.json is the teacher's config): `from_pretrained`, `vpdsr export` and `vpdsr bench`
+take it.
 
 Not here: SinSR's consistency-preserving loss needs the teacher's deterministic ODE sampler and a
 learned inverse (`learn_xT`); the targets here come from ResShift's own posterior sampler.
 """
 from __future__ import annotations
 
-import copy
-import time
 from pathlib import Path
 
 import torch
 
 from vpdsr.distill.config import DistillConfig
-from vpdsr.distill.data import CropDataset
+from vpdsr.distill.losses import pixel_loss
+from vpdsr.distill.students import StudentBatch, StudentNet
 from vpdsr.errors import ConfigError
 
 FAMILY = "ResShiftSR"
@@ -39,11 +38,11 @@ PIXEL_TERMS = ("recon", "hfp", "grid", "ess", "adv")
 
 # ----------------------------------------------------------------------------- checks
 
-def load_teacher(cfg: DistillConfig, teacher_dir: Path):
-    """The teacher of `teacher_dir`, after checking that it is a ResShift model and that the config's
-    `model` section describes the same network and schedule (one-line ConfigError otherwise)."""
-    from vpdsr.distill.stage import family_name
-    from vpdsr.models.checkpoint import load_config, load_directory
+def check_teacher(cfg: DistillConfig, teacher_dir: Path) -> None:
+    """That `teacher_dir` holds a ResShift model and that the config's `model` section describes the
+    same network and schedule (one-line ConfigError otherwise); reads config.json only."""
+    from vpdsr.distill.teachers import family_name
+    from vpdsr.models.checkpoint import load_config
 
     family = family_name(teacher_dir)
     if family != FAMILY:
@@ -59,7 +58,6 @@ def load_teacher(cfg: DistillConfig, teacher_dir: Path):
     if mismatch:
         raise ConfigError(f"config `model` (preset {cfg.model.get('preset')!r}) contradicts the teacher {teacher_dir} "
                           f"({tcfg.preset}): {mismatch}")
-    return load_directory(teacher_dir)
 
 
 def first_difference(mine: dict, theirs: dict) -> str | None:
@@ -72,24 +70,13 @@ def first_difference(mine: dict, theirs: dict) -> str | None:
     return None
 
 
-def init_student(cfg: DistillConfig, teacher):
-    """The student before training: `student.init_from` (same network), the teacher's weights
-    (SinSR's init, the default) or a fresh seeded init (`init_from_teacher: false`)."""
-    from vpdsr.distill.stage import resolve_model_dir
-    from vpdsr.models import build
-    from vpdsr.models.checkpoint import load_directory
-
-    sc = cfg.student
-    if not sc.init_from:
-        return copy.deepcopy(teacher) if sc.init_from_teacher else build(teacher.config, seed=cfg.seed)
-    src = resolve_model_dir(sc.init_from)
-    model = load_directory(src)
+def check_init_from(model, teacher) -> None:
+    """`student.init_from` must be the teacher's network (same family and sections)."""
     other = model.config.to_dict() if hasattr(model.config, "to_dict") else {}
     same_family = other.get("_class_name") == FAMILY
     mismatch = first_difference(other, teacher.config.to_dict()) if same_family else "another family"
     if mismatch:
-        raise ConfigError(f"`student.init_from` {src} is not the teacher's network: {mismatch}")
-    return model
+        raise ConfigError(f"`student.init_from` is not the teacher's network: {mismatch}")
 
 
 # ----------------------------------------------------------------------------- one step
@@ -128,92 +115,42 @@ def decode_for_loss(model, x0: torch.Tensor, mode: str) -> torch.Tensor:
     return (ae.decode(z, quantize=False) + 1.0) * 0.5
 
 
-def needs_pixels(cfg: DistillConfig, ess) -> bool:
-    lc = cfg.losses
-    return (lc.distill > 0 and lc.distill_space == "pixel") or any(
-        (ess is not None) if term == "ess" else getattr(lc, term) > 0 for term in PIXEL_TERMS)
+class ResShiftStudent(StudentNet):
+    """ResShift's Swin-UNet as the one-step student (only the UNet trains)."""
 
+    def __init__(self, model, cfg: DistillConfig):
+        super().__init__(model, model.unet)
+        self.rc = cfg.resshift
+        self.extra_weights = {"gt_latent": self.rc.gt_latent}
 
-def probe(model, unet, data: CropDataset, cfg: DistillConfig, device):
-    """One forward + backward pass of the student on the first batch (for `num_threads: auto`); no state changes."""
-    batch = data.batch(1, 0, cfg.data.batch_size, "student")
-    lr, hr = batch.lr.to(device), batch.hr.to(device)
-    params = [p for p in unet.parameters() if p.requires_grad]
+    def gt(self, hr: torch.Tensor) -> torch.Tensor | None:
+        if self.rc.gt_latent <= 0:
+            return None
+        return self.model.autoencoder.encode(self.model.to_lq(hr)) * self.model.config.diffusion.scale_factor
 
-    def step() -> None:
-        with torch.no_grad():
-            y = model.encode(lr)
-        sr = decode_for_loss(model, student_x0(unet, model, y, torch.zeros_like(y), lr), cfg.resshift.pixel_decode)
-        (sr - hr).abs().mean().backward()
-        for p in params:
-            p.grad = None
+    def needs_pixels(self, lc, ess) -> bool:
+        return (lc.distill > 0 and lc.distill_space == "pixel") or any(
+            (ess is not None) if term == "ess" else getattr(lc, term) > 0 for term in PIXEL_TERMS)
 
-    return step
+    def forward(self, module, batch: StudentBatch, pixels: bool = True):
+        x0 = student_x0(module, self.model, batch.y, batch.noise, batch.lr)
+        return (decode_for_loss(self.model, x0, self.rc.pixel_decode) if pixels else None), x0
 
-
-# ----------------------------------------------------------------------------- the stage
-
-def train_resshift_student(cfg: DistillConfig, teacher_dir: Path, out: str | Path, resume: bool = False,
-                           progress: bool = True, stop_at: int | None = None):
-    """Distil the ResShift teacher in `teacher_dir` into a one-step ResShiftSR student; writes OUT as
-    the VPDSR student stage does (config.yaml, log.csv, checkpoint/, model/, eval.json/.md)."""
-    from vpdsr.distill.evaluate import evaluate_run
-    from vpdsr.distill.losses import pixel_loss
-    from vpdsr.distill.stage import (
-        StageResult,
-        _save_model,
-        choose_threads,
-        make_accelerator,
-        run_loop,
-        setup_student,
-        student_draw,
-        student_update,
-    )
-
-    teacher_model = load_teacher(cfg, Path(teacher_dir))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    scfg, lc, rc = cfg.student, cfg.losses, cfg.resshift
-    acc = make_accelerator(cfg, scfg.grad_accum)
-    torch.manual_seed(cfg.seed + 1)
-    teacher_model = teacher_model.to(acc.device).eval().requires_grad_(False)
-    model = init_student(cfg, teacher_model).to(acc.device)
-    parts = setup_student(cfg, acc, model, model.unet, out)
-    unet, opt, disc, d_opt, ess, data = parts.module, parts.opt, parts.disc, parts.d_opt, parts.ess, parts.data
-    pixels = needs_pixels(cfg, ess)
-    scale_factor = model.config.diffusion.scale_factor
-
-    choose_threads(cfg, acc, "student", out, probe(model, unet, data, cfg, acc.device), progress)
-
-    def step_fn(step: int, micro: int) -> dict[str, float]:
-        hr, lr, y, noise, tg = student_draw(cfg, data, acc.device, model, step, micro)
-        with torch.no_grad():
-            target = teacher_target(teacher_model, y, noise, lr, tg, rc.teacher_noise) if lc.distill > 0 else None
-            gt = model.autoencoder.encode(model.to_lq(hr)) * scale_factor if rc.gt_latent > 0 else None
-        x0 = student_x0(unet, model, y, noise, lr)
-        sr = decode_for_loss(model, x0, rc.pixel_decode) if pixels else None
+    def distill_terms(self, lc, sr, x0, batch: StudentBatch, target_space: str) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}
+        m, target = self.model, batch.target
         if lc.distill > 0:
             if lc.distill_space == "latent":
+                if target_space == "pixel":
+                    with torch.no_grad():
+                        target = m.autoencoder.encode(m.to_lq(target)) * m.config.diffusion.scale_factor
                 terms["distill"] = pixel_loss(x0, target, lc.distill_kind)
             else:
-                terms["distill"] = pixel_loss(sr, model.decode(target), lc.distill_kind)
-        if gt is not None:
-            terms["gt_latent"] = pixel_loss(x0, gt, "l2")
-        return student_update(cfg, acc, step, terms, sr, hr, model.config.scale, unet, opt, disc, d_opt, ess,
-                              weights={"gt_latent": rc.gt_latent})
+                terms["distill"] = pixel_loss(sr, m.decode(target) if target_space == "latent" else target,
+                                              lc.distill_kind)
+        if batch.gt is not None:
+            terms["gt_latent"] = pixel_loss(x0, batch.gt, "l2")
+        return terms
 
-    step = run_loop("student", cfg, scfg, out, acc, parts.trained, parts.optimizers, parts.schedulers, step_fn,
-                    parts.ema, resume, progress, stop_at, parts.disabled)
-    ema, disabled = parts.ema, parts.disabled
-    if step < scfg.steps:
-        return StageResult(out, None, step, time.perf_counter() - t_start, disabled_terms=disabled)
-    final = copy.deepcopy(model).cpu().eval()
-    final.unet.load_state_dict(ema.shadow if ema is not None else acc.unwrap_model(unet).state_dict())
-    final.requires_grad_(False)
-    model_dir = _save_model(final, out / "model", acc)
-    result = None
-    if cfg.eval.enabled and acc.is_main_process:
-        result = evaluate_run(cfg, out, teacher=teacher_model, student=final, device=acc.device)
-    return StageResult(out, model_dir, step, time.perf_counter() - t_start, result, disabled)
+    def trained_part(self, model) -> torch.nn.Module:
+        return model.unet

@@ -19,13 +19,18 @@ wins and is written to threads.json. The run reproduces with that count (set it 
 """
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from vpdsr.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,3 +76,20 @@ def parse_num_threads(value) -> int | str:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"`accelerate.num_threads` must be auto or an integer >= 0, got {value!r}")
     return value
+
+
+def choose_threads(cfg, acc, stage: str, out: Path, step: Callable[[], None], progress: bool) -> None:
+    """`accelerate.num_threads: auto` on CPU: probe the counts with `step`, keep the fastest, record it in
+    OUT/threads.json (the weights depend on the count: pin it there to repeat the run)."""
+    from vpdsr.env import available_cpus
+    from vpdsr.utils import atomic_write_text
+
+    if cfg.accelerate.num_threads != "auto" or acc.device.type != "cpu":
+        return
+    result = probe_threads(step, tuple(range(1, available_cpus() + 1)))
+    # on the terminal when progress is shown, in the log file always
+    log.log(logging.INFO if progress else logging.DEBUG, f"{stage}: {result.summary()}")
+    atomic_write_text(out / "threads.json", json.dumps(
+        {"num_threads": result.chosen, "seconds_per_probe_step": result.seconds,
+         "note": "the weights depend on the thread count: set accelerate.num_threads to this to repeat the run"},
+        indent=1) + "\n")

@@ -6,6 +6,12 @@ with the "exponential" schedule of ResShift's reference code:
     sqrt(eta_t) = sqrt(eta_1) * b0 ** beta_t,   beta_t = ((t-1)/(T-1)) ** p * (T-1),
     b0 = (sqrt(eta_T)/sqrt(eta_1)) ** (1/(T-1)),
 so sqrt(eta) grows geometrically (warped by the power p) from sqrt(eta_1) to sqrt(eta_T).
+
+vpdsr.models.resshift.schedule writes the same schedule a second time, on purpose: that one reproduces
+ResShift's reference code number for number (float64 numpy tables read as float32, respacing, its
+config keys) for converted checkpoints, while this one serves our own family (torch tables, one step
+index per batch element in training) and the shipped tiny weights were trained on its arithmetic.
+tests/models/test_schedule.py::test_the_two_schedules_agree keeps them the same schedule.
 """
 from __future__ import annotations
 

@@ -8,6 +8,9 @@ so eta_T = etas_end ** 2 (0.9801 for the realsr configs). Sampling draws x_T = y
 and steps through the posterior q(x_{t-1} | x_t, x0_hat); the network sees
 x_t / sqrt(kappa^2 eta_t + 1) (`normalize_input` with `latent_flag`). `timestep_respacing` keeps
 k of the T steps (ResShift's `space_timesteps`) and feeds the network the original step index.
+
+The same schedule is written for our own family in vpdsr.models.schedule (see its docstring for why
+both exist); tests/models/test_schedule.py::test_the_two_schedules_agree checks that they agree.
 """
 from __future__ import annotations
 

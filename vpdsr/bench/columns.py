@@ -68,6 +68,9 @@ NUMERIC_COLUMNS: tuple[Column, ...] = (
     Column("GFLOP/s", _roofline("gflops"), "{:.1f}"),
     Column("% peak", _roofline("peak_pct"), "{:.1f}"),
     Column("% peak best", _roofline("peak_pct_best"), "{:.1f}"),
+    # the limit with memory in it (roofline.attainable): per layer max(FLOPs / peak, bytes / bandwidth)
+    Column("attain ms", _roofline("attainable_ms"), "{:.1f}"),
+    Column("% attain best", _roofline("attainable_pct_best"), "{:.1f}"),
     Column("ms/MP out", _roofline("ms_per_mpix"), "{:.0f}"),
     Column("tiling x", _roofline("tiling_overhead"), "{:.2f}"),
     # end to end vs the single-call rate: what is lost between engine calls

@@ -49,6 +49,9 @@ from vpdsr.bench.peak import machine_peaks
 from vpdsr.bench.plane_report import plane_section
 from vpdsr.bench.quality import MetricSuite, aggregate, image_scores
 from vpdsr.bench.roofline import roofline
+from vpdsr.bench.scenarios import hook as scenarios
+from vpdsr.bench.scenarios.config import ScenarioConfig
+from vpdsr.bench.scenarios.plan import check_gates, plan_scenarios
 from vpdsr.env import probe_threads
 from vpdsr.errors import CapabilityError, InputError, MissingWeightsError, VpdsrError
 from vpdsr.runtimes.autotile import AutoTileConfig
@@ -86,6 +89,7 @@ class BenchConfig:
     gan_baseline: str | None = DEFAULT_GAN  # a noise-free SR network's row (None: none), see bench/baselines.py
     teacher: str | None = None  # a diffusion model whose T-step samples are a row
     roofline: bool = True
+    scenarios: ScenarioConfig = field(default_factory=ScenarioConfig)  # MLPerf scenarios (vpdsr.bench.scenarios)
 
 
 @dataclass
@@ -95,6 +99,7 @@ class BenchResult:
     report: dict
     crops: dict[str, np.ndarray]
     crop_box: tuple[int, int, int] | None = None  # (y, x, size) in SR pixels of the first image
+    loadgen_dir: Path | None = None  # LoadGen's logs (report.write_report moves them into the report folder)
 
     @property
     def failed_gates(self) -> list[dict]:
@@ -116,6 +121,9 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
                              cfg.torch_compile, cfg.cuda_graphs)
     policy = replace(cfg.gates, require=resolve_names(cfg.gates.require, specs, "--require"),
                      allow_failed=resolve_names(cfg.gates.allow_failed, specs, "--allow-failed"))
+    check_gates(cfg.scenarios, cfg.gates.min_offline_ips, cfg.gates.max_server_p99_ms)
+    scenario_plan = plan_scenarios(cfg.scenarios, specs, gated=cfg.gates.min_offline_ips is not None
+                                   or cfg.gates.max_server_p99_ms is not None)
     probe = None
     if cfg.latency.threads == AUTO:  # after the input checks: bad input costs nothing
         probe = probe_threads()
@@ -130,9 +138,17 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
         f"PIQE {'on' if suite.reason('piqe') is None else 'off'}")
 
     bicubic, bicubic_out = bicubic_row(images, suite)
-    state = _RunState(images=images, suite=suite, cfg=cfg)
+    state = _RunState(images=images, suite=suite, cfg=cfg, scenarios=scenario_plan)
+    if scenario_plan.backends and not scenario_plan.skipped:
+        import tempfile
+
+        state.loadgen_dir = Path(tempfile.mkdtemp(prefix="vpdsr-loadgen-"))
     if cfg.roofline:
         state.peaks, state.flops = _roofline_inputs(cfg)
+        if state.flops is not None:
+            from vpdsr.bench.layers import LayerCounter
+
+            state.layers = LayerCounter(state.flops.model, state.flops.noise_channels)
     state.crops["bicubic"] = bicubic_out[0]
     if images[0].hr is not None:
         state.crops["hr"] = images[0].hr
@@ -151,8 +167,10 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
             if row["name"] in base_rows:
                 row["latency_change_pct"] = latency_change_pct(row, base_rows[row["name"]])
     flag_int8_rows(rows, state.peaks)
+    scenarios.fail_rows(rows)
     apply_required(rows, policy.require)
     gates = evaluate(rows, cfg.reference, policy)
+    gates += scenarios.scenario_gates(rows, scenario_plan, policy.min_offline_ips, policy.max_server_p99_ms)
     outcome = verdict(rows, gates, policy)
     # what a user would ship instead (bicubic, a GAN, the teacher) and HR itself, scored like the backends
     # `--tile auto` chooses per engine; the baselines' torch runs then pick their own (whole image when small)
@@ -170,6 +188,7 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
         "seed": cfg.seed,
         "tiling": {"tile": cfg.tile, "overlap": cfg.overlap, "batch": cfg.batch},
         "roofline": _roofline_summary(state),
+        "scenarios": scenario_plan.summary(),
         "latency_config": asdict(cfg.latency),
         "metrics": suite.availability(),
         "bicubic": bicubic["quality"],
@@ -184,7 +203,7 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
                         "loadavg_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    return BenchResult(report=report, crops=state.crops, crop_box=state.crop_box)
+    return BenchResult(report=report, crops=state.crops, crop_box=state.crop_box, loadgen_dir=state.loadgen_dir)
 
 
 @dataclass
@@ -199,6 +218,9 @@ class _RunState:
     peaks: dict | None = None
     flops: FlopCounter | None = None
     peaks_at: dict = field(default_factory=dict)  # {threads: machine_peaks} of rows at another count
+    layers: object | None = None  # vpdsr.bench.layers.LayerCounter (the attainable time)
+    scenarios: object | None = None  # vpdsr.bench.scenarios.plan.ScenarioPlan
+    loadgen_dir: Path | None = None
 
 
 def _empty_row(spec: BackendSpec) -> dict:
@@ -350,7 +372,9 @@ def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: P
         engine_ms = 1000.0 * sum(calls) / stats.n if len(calls) == plan.calls * stats.n else None
         peaks = _engine_default_peaks(st) if untuned else st.peaks
         row["roofline"] = roofline(row, plan, flops_fn, peaks, runner.scale, engine_ms,
-                                   single_call_ms(runner, plan, calls))
+                                   single_call_ms(runner, plan, calls),
+                                   st.layers.layers if st.layers is not None else None)
+    scenarios.run_for_row(st.scenarios, spec, runner, upscaler, st.images, row, st.loadgen_dir, cfg.seed)
     q = row["quality"]
     fidelity = "" if is_ref else f", PSNR vs ref {q['psnr_vs_ref']:.2f} dB"
     if q.get("piqe") is not None:
@@ -419,6 +443,7 @@ def _roofline_summary(st: _RunState) -> dict | None:
     return {"peak": peaks.get("peak"), "figures": peaks.get("figures"), "threads": peaks.get("threads"),
             "size": peaks.get("size"),
             "measured": peaks.get("measured"), "loadavg": peaks.get("loadavg"), "cached": peaks.get("cached"),
+            "bandwidth": peaks.get("bandwidth"),
             "flops_error": st.flops.error if st.flops is not None else "no model to count"}
 
 

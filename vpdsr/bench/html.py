@@ -55,6 +55,30 @@ def _table(report: dict) -> str:
     return "\n".join(out)
 
 
+def _scenarios(report: dict) -> str:
+    """The MLPerf scenarios: the settings, a summary table, one table per backend, the p99 plot."""
+    from vpdsr.bench.scenarios import report as sr
+
+    sc = report.get("scenarios")
+    if not sc:
+        return ""
+    out = ["<h2>MLPerf scenarios (LoadGen)</h2>", f"<p class='note'>{_e(sr.settings_line(report) or '')}</p>"]
+    if sc.get("skipped"):
+        out.append(f"<p class='note'>Every scenario skipped: {_e(sc['skipped'])}</p>")
+    for t in sr.tables(report):
+        head = "".join(f"<th>{_e(h)}</th>" for h in t["headers"])
+        out.append(f"<h3>{_e(t['title'].strip('`'))}</h3><table><tr>{head}</tr>")
+        out += ["<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in t["rows"]]
+        out.append("</table>" + (f"<p class='note'>{_e(t['note'])}</p>" if t["note"] else ""))
+    try:
+        svg = sr.p99_plot_svg(report)
+    except ImportError:
+        svg = None
+    if svg:
+        out.append(f"<div class='fig'>{svg}</div>")
+    return "\n".join(out)
+
+
 def _plane(report: dict) -> str:
     """The perception-distortion plane: figure, Pareto front and who dominates whom."""
     from vpdsr.bench.plane_report import section_svg
@@ -169,7 +193,7 @@ def render_html(result, out=None) -> str:
         f"({env['cpu']['cores']} cores, torch threads {env['torch_threads']}), "
         f"{_e(', '.join(g['name'] for g in env['gpus']) or 'no GPU')}, {_e(report['created'])}.</p>",
         f"<p class='note'>{_e(stats_line(report['model']))}</p>" if stats_line(report["model"]) else "",
-        "<h2>Backends</h2>", _table(report), _roofline(report),
+        "<h2>Backends</h2>", _table(report), _roofline(report), _scenarios(report),
         ("<p class='note'>Per-layer INT8 sensitivity: " + ", ".join(f"<a href='{_e(p)}'>{_e(n)}</a>" for n, p in links)
          + "</p>" if links else ""),
         _not_run(report),

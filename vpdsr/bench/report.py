@@ -26,10 +26,13 @@ from vpdsr.bench.plane_report import markdown_lines as plane_lines
 from vpdsr.bench.plane_report import section_svg
 from vpdsr.bench.quality import metric_notes
 from vpdsr.bench.roofline import markdown_section
+from vpdsr.bench.scenarios import report as scenario_report
+from vpdsr.bench.scenarios.hook import LOG_DIR
 from vpdsr.utils import atomic_directory
 
 REPORT_FILES = ("report.json", "report.md", "report.html")
-OWN_FILES = (*REPORT_FILES, PLANE_SVG, "bench.log")  # `vpdsr bench` writes its log beside the report
+# `vpdsr bench` writes its log beside the report; LoadGen's logs go in a folder of their own
+OWN_FILES = (*REPORT_FILES, PLANE_SVG, scenario_report.SVG_NAME, "bench.log", LOG_DIR)
 
 
 def json_safe(obj):
@@ -93,6 +96,7 @@ def markdown(report: dict, out: str | Path | None = None) -> str:
         lines += ["", "Per-layer INT8 sensitivity (export `--sensitivity`): "
                   + ", ".join(f"[{name}]({path})" for name, path in links) + "."]
     lines += markdown_section(report)
+    lines += scenario_report.markdown_lines(report)
     lines += ["", "## Gates", ""]
     if report["gates"]:
         lines += ["| gate | backend | threshold | value | result |", "|---|---|---:|---:|---|"]
@@ -142,6 +146,10 @@ def write_report(out: str | Path, result) -> Path:
     plane = section_svg(result.report.get("plane"))
     if plane is not None:  # report.md embeds it
         texts[PLANE_SVG] = plane
+    p99 = scenario_report.p99_plot_svg(result.report)
+    if p99 is not None:
+        texts[scenario_report.SVG_NAME] = p99
+    logs = getattr(result, "loadgen_dir", None)
     out = Path(out)
     if not out.exists() or {p.name for p in out.iterdir()} <= set(OWN_FILES):
         with atomic_directory(out) as tmp:  # a fresh folder, or only an older report in it
@@ -150,14 +158,24 @@ def write_report(out: str | Path, result) -> Path:
             os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a report folder is not
             for name, text in texts.items():
                 (tmp / name).write_text(text)
+            _move_logs(logs, tmp / LOG_DIR)
         return out
     # The folder holds other files: never replace it. Write every file first, then rename each.
     tmp = Path(tempfile.mkdtemp(prefix=".report.tmp-", dir=out))
     try:
         for name, text in texts.items():
             (tmp / name).write_text(text)
-        for name in texts:
+        _move_logs(logs, tmp / LOG_DIR)
+        shutil.rmtree(out / LOG_DIR, ignore_errors=True)  # the older run's LoadGen logs
+        for name in [*texts, *([LOG_DIR] if (tmp / LOG_DIR).exists() else [])]:
             os.replace(tmp / name, out / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _move_logs(src: Path | None, dst: Path) -> None:
+    """LoadGen's logs of this run (kept in a temporary folder while it ran) into the report folder."""
+    if src is not None and Path(src).is_dir():
+        shutil.copytree(src, dst)
+        shutil.rmtree(src, ignore_errors=True)

@@ -21,10 +21,10 @@ LOG_DIR = "loadgen"  # the report folder's sub-folder with LoadGen's logs
 def run_for_row(sp: ScenarioPlan | None, spec, runner, upscaler, images, row: dict, log_root: Path | None,
                 seed: int) -> None:
     """Run the row's scenarios (when the plan has them for it) into `row["scenarios"]`."""
-    if sp is None or not sp.runs(spec.name) or log_root is None:
+    if sp is None or not sp.runs(spec.name):
         return
-    if sp.skipped:
-        row["scenarios"] = not_run(sp.config, "skipped", sp.skipped)
+    if sp.skipped or log_root is None:
+        row["scenarios"] = not_run(sp.config, "skipped", sp.skipped or "no folder for LoadGen's logs")
         return
     log.info(f"bench: {spec.name}: scenarios {', '.join(sp.config.scenarios)} through LoadGen")
     ctx = BackendScenarios(spec=spec, runner=runner, upscaler=upscaler, images=[im.lr for im in images],

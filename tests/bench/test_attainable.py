@@ -53,6 +53,8 @@ def test_attainable_takes_the_larger_of_compute_and_memory_per_layer():
     int8 = attainable(plan, lambda h, w, b: layers, "int8", 1.0, {"gbps": 1.0}, p50_ms=10.0, best_ms=5.0)
     assert int8["attainable_ms"] == pytest.approx(1.0 + 1.0)  # a quarter of the bytes
     assert "near its limit" in limit_verdict(r) and "memory-bound" in limit_verdict(r)
+    too_fast = {**r, "attainable_pct_best": 150.0}  # faster than the limit: the roofs were measured too low
+    assert "below what this machine reaches now" in limit_verdict(too_fast)
 
 
 def test_every_engine_call_of_the_plan_counts():

@@ -113,6 +113,7 @@ def attainable(plan, layers_fn, precision: str, peak_gflops: float | None, bandw
 
 NEAR_LIMIT_PCT = 70.0  # % attainable at which a row is near what this machine can do for its graph
 FAR_PCT = 40.0
+STALE_FACTOR = 1.05  # above 105 % of the attainable time's rate, the roofs themselves are wrong
 
 
 def limit_verdict(r: dict) -> str | None:
@@ -123,6 +124,9 @@ def limit_verdict(r: dict) -> str | None:
     roof = (f"memory-bound ({r['memory_bound_pct']:.0f} % of it in layers whose bytes set the floor)"
             if r["memory_bound_pct"] >= 50 else f"compute-bound ({100 - r['memory_bound_pct']:.0f} % of it in layers "
             "whose FLOPs set the floor)")
+    if pct > 100.0 * STALE_FACTOR:  # faster than the machine's limit: the cached roofs are too low
+        return (f"attainable {r['attainable_ms']:.1f} ms per image, but the fastest run took {100 / pct:.2f}x that: "
+                "the cached peak or bandwidth is below what this machine reaches now (measured under more load)")
     where = "near its limit" if pct >= NEAR_LIMIT_PCT else "far from its limit" if pct < FAR_PCT else \
         "part of the way to its limit"
     return (f"attainable {r['attainable_ms']:.1f} ms per image, {roof}; the fastest run is at {pct:.0f} % of it: "

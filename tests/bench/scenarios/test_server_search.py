@@ -9,7 +9,7 @@ def model(limit: float, calls: list | None = None):
     def run(qps: float) -> ServerRun:
         if calls is not None:
             calls.append(qps)
-        return ServerRun(target_qps=qps, p99_ms=10.0 if qps <= limit else 100.0, held=qps <= limit)
+        return ServerRun(target_qps=qps, p99_ms=10.0 if qps <= limit else 100.0 * qps / limit, held=qps <= limit)
     return run
 
 
@@ -31,7 +31,10 @@ def test_every_run_is_kept_and_the_search_never_exceeds_the_ceiling():
 
 
 def test_no_rate_holds():
-    result = search_max_qps(model(0.0), capacity_qps=10.0, max_runs=4)
+    def slow_at_any_rate(qps):  # p99 falls as the load falls, but never below the bound
+        return ServerRun(target_qps=qps, p99_ms=100.0 + 40 * qps, held=False)
+
+    result = search_max_qps(slow_at_any_rate, capacity_qps=10.0, max_runs=4)
     assert result.max_qps is None and result.best is None and len(result.runs) == 4
     assert [r.target_qps for r in result.runs] == [5.0, 2.5, 1.25, 0.625]
 
@@ -46,3 +49,11 @@ def test_a_failed_system_stops_the_search():
 def test_bad_capacity():
     with pytest.raises(ValueError):
         search_max_qps(model(1.0), capacity_qps=0.0)
+
+
+def test_a_p99_that_does_not_fall_with_the_load_stops_the_search():
+    def cold(qps):  # every image alone takes longer than the bound
+        return ServerRun(target_qps=qps, p99_ms=300.0, held=False)
+
+    result = search_max_qps(cold, capacity_qps=10.0, max_runs=8)
+    assert len(result.runs) == 2 and result.max_qps is None and "did not come down" in result.stopped

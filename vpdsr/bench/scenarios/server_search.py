@@ -10,7 +10,8 @@ fail. The search brackets the answer and halves the bracket:
    held, the rate halves;
 3. once both are known, the next rate is the middle of (highest held, lowest failed);
 4. it stops when the bracket is within `precision` of the highest held rate, when the next rate would
-   be no higher than the highest held one by that much, or after `max_runs` runs.
+   be no higher than the highest held one by that much, when halving a rate that failed did not bring the
+   p99 down by 10 % (the queue is not what exceeds the bound: one image alone does), or after `max_runs` runs.
 
 The answer is the highest rate that held (None when none did); every run is kept for the report.
 Only the logic lives here: what a run is, is the caller's (a LoadGen run, or a model of one in tests).
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 CEILING = 1.05  # the search never asks for more than this times the capacity estimate
+FLAT = 0.9  # halving the rate that failed cut the p99 by less than 10 %: the load is not what holds it up
 
 
 @dataclass
@@ -97,5 +99,11 @@ def search_max_qps(run: Callable[[float], ServerRun], capacity_qps: float, max_r
                 break
             qps = nxt
         else:
+            previous = next((p for p in reversed(runs[:-1]) if p.p99_ms is not None), None)
+            if previous is not None and r.p99_ms is not None and r.p99_ms >= FLAT * previous.p99_ms:
+                stopped = (f"p99 did not come down with the load ({previous.p99_ms:.1f} ms at "
+                           f"{previous.target_qps:.3g} QPS, {r.p99_ms:.1f} ms at {qps:.3g}): one image takes longer "
+                           "than the bound at any rate")
+                break
             qps = 0.5 * qps
     return SearchResult(max_qps=None if held is None else held.target_qps, best=held, runs=runs, stopped=stopped)

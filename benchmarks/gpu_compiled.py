@@ -1,4 +1,4 @@
-"""Prepared GPU check (issue 12, GPU path): `base` preset, LR 128 -> SR 512, torch eager fp16 vs compiled +
+"""Prepared GPU check of the torch GPU path: `base` preset, LR 128 -> SR 512, torch eager fp16 vs compiled +
 CUDA graphs fp16/bf16, in ms (CUDA events) and % of this GPU's own peak.
 
 Run on a CUDA machine (a few minutes; rows are written to the JSON as they finish):

@@ -36,8 +36,8 @@ def history_path(arg: str) -> Path:
 
 def run_suite(args) -> int:
     from vpdsr.bench.backends import with_untuned
+    from vpdsr.bench.config import BenchConfig
     from vpdsr.bench.gates import GateConfig
-    from vpdsr.bench.harness import BenchConfig
     from vpdsr.bench.latency import LatencyConfig
     from vpdsr.bench.scenarios.config import ScenarioConfig, parse_scenarios
     from vpdsr.commands.bench import bench_and_report

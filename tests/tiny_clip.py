@@ -34,7 +34,7 @@ _built: dict[int, Path] = {}  # seed -> first file built in this process (later 
 
 
 def make_tiny_clip(path: str | Path, seed: int = 0) -> Path:
-    """Build (or copy from this session's cache) a tiny CLIP archive at ``path``; returns ``path``."""
+    """Build (or copy from this test run's cache) a tiny CLIP archive at ``path``; returns ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cached = _built.get(seed)

@@ -52,6 +52,7 @@ PACKAGES: tuple[Package, ...] = (
     Package("polygraphy", "polygraphy", "polygraphy", "gpu"),
     Package("pyiqa", "pyiqa", "pyiqa", "metrics"),
     Package("accelerate", "accelerate", "accelerate"),
+    Package("ray", "ray", "ray", "ray"),
     Package("kornia", "kornia", "kornia"),
 )
 _BY_NAME = {p.name: p for p in PACKAGES}

@@ -1,14 +1,12 @@
 """INT8 slower than fp32: flagged with what the engine really runs; the ORT format chosen by a CPU probe."""
 from __future__ import annotations
 
-import platform
-
 import numpy as np
 import pytest
 
 from tests.runtimes.tiny_artifacts import export_fused_onnx, inputs
 from vpdsr.bench.int8_flags import collect_kernels, flag_int8_rows, int8_reasons
-from vpdsr.runtimes.int8_formats import MATRIX_OPS, ort_int8_format
+from vpdsr.runtimes.int8_formats import MATRIX_OPS, choose_format, fallback_format, ort_int8_format
 
 ort = pytest.importorskip("onnxruntime", reason="pip install 'vpdsr[onnx]'")
 
@@ -31,13 +29,29 @@ def row(name, backend, precision, p50, kernels=None):
             "kernels": kernels}
 
 
-def test_the_probe_picks_the_fast_activation_type_and_only_matrix_ops():
-    fmt = ort_int8_format()
-    assert fmt.op_types == MATRIX_OPS and "GOP/s" in fmt.reason
-    if platform.machine().lower() in ("x86_64", "amd64"):
-        assert fmt.activations == "uint8" and not fmt.symmetric_activations  # MLAS's x86 kernels are u8 x s8
+@pytest.mark.parametrize("u8, s8, activations, symmetric", [
+    (225.0, 13.0, "uint8", False),  # MLAS on x86 (as measured on an AVX512-VNNI EPYC): u8 x s8 is the fast kernel
+    (40.0, 90.0, "int8", True),  # e.g. ARM with `sdot`: s8 x s8 wins, symmetric activations
+])
+def test_the_faster_kernel_of_the_probe_decides_the_format(u8, s8, activations, symmetric):
+    fmt = choose_format(u8, s8)
+    assert (fmt.activations, fmt.symmetric_activations, fmt.op_types) == (activations, symmetric, MATRIX_OPS)
+    assert f"{max(u8, s8):.0f} vs" in fmt.reason and "GOP/s" in fmt.reason
     args = fmt.quantize_static_args()
     assert args["op_types_to_quantize"] == list(MATRIX_OPS) and args["extra_options"]["WeightSymmetric"] is True
+    assert args["extra_options"]["ActivationSymmetric"] is symmetric
+
+
+@pytest.mark.parametrize("machine, activations", [("x86_64", "uint8"), ("AMD64", "uint8"), ("aarch64", "int8")])
+def test_without_a_probe_the_platform_default(machine, activations):
+    fmt = fallback_format(machine, "probe failed (RuntimeError)")
+    assert fmt.activations == activations and fmt.symmetric_activations == (activations == "int8")
+    assert fmt.reason == f"probe failed (RuntimeError); {machine} default"
+
+
+def test_this_machine_probe_gives_one_of_the_two_formats():
+    fmt = ort_int8_format()  # a real measurement: which one wins is this CPU's business (benchmarks/)
+    assert fmt.activations in ("uint8", "int8") and fmt.op_types == MATRIX_OPS and "GOP/s" in fmt.reason
 
 
 def test_kernel_summary_shows_fused_int8_kernels_and_leftover_qdq(tmp_path):

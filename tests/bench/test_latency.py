@@ -1,8 +1,6 @@
 """Latency statistics, the warm-up/count/budget loop and the peak-memory sampler."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -40,11 +38,34 @@ def test_measure_runs_warmup_then_the_count():
     assert all(s >= 0 for s in samples)
 
 
+class Clock:
+    """Seconds that pass only when a call says so."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_measure_stops_at_the_time_budget():
-    samples = measure(lambda: time.sleep(0.03), LatencyConfig(warmup=0, iters=100, budget_s=0.07))
-    assert 1 <= len(samples) <= 4  # the call that crosses the budget is the last
-    assert sum(samples) >= 0.07
-    assert min(samples) >= 0.025
+    clock = Clock()
+
+    def call():
+        clock.now += 0.03
+
+    samples = measure(call, LatencyConfig(warmup=2, iters=100, budget_s=0.07), clock=clock)
+    assert samples == pytest.approx([0.03, 0.03, 0.03])  # 0.09 s crosses the budget: the third call is the last
+    assert clock.now == pytest.approx(0.15)  # the warm-up calls ran, untimed
+
+
+def test_measure_times_each_call_on_its_clock():
+    clock, costs = Clock(), iter([0.5, 0.01, 0.02, 0.04])
+
+    def call():
+        clock.now += next(costs)
+
+    assert measure(call, LatencyConfig(warmup=1, iters=3), clock=clock) == pytest.approx([0.01, 0.02, 0.04])
 
 
 @pytest.mark.parametrize("kwargs", [{"warmup": -1}, {"iters": 0}, {"budget_s": 0}, {"threads": 0}])

@@ -88,3 +88,28 @@ def test_bad_points_are_one_line_input_errors():
         pareto([PlanePoint("a", 1, float("nan"))])
     with pytest.raises(InputError, match="only allowed for kind `hr`"):
         pareto([PlanePoint("a", math.inf, 2)])
+
+
+def test_a_hundredth_of_a_db_decides_nothing():
+    """Within the PSNR tolerance two points tie, whichever side the difference falls: 0.01 dB above or below the
+    other point gives the same verdict (it used to decide it)."""
+    a = PlanePoint("a", 29.00, 70.0)
+    assert dominates(a, PlanePoint("b", 28.99, 71.0), "piqe")
+    assert dominates(a, PlanePoint("c", 29.01, 71.0), "piqe")  # 0.01 dB better, 1.0 PIQE worse: a still wins
+    assert not dominates(PlanePoint("f", 29.0, 70.0), PlanePoint("g", 29.04, 70.4), "piqe")  # within both
+    assert not dominates(a, PlanePoint("h", 29.06, 71.0), "piqe")  # 0.06 dB is beyond the tolerance: a trade-off
+
+
+def test_the_report_section_says_which_tolerances_decided():
+    from vpdsr.bench.plane_report import markdown_lines, plane_section
+
+    def row(name, psnr, piqe, kind=None):
+        out = {"name": name, "status": "ok", "quality": {"psnr_vs_hr": psnr, "piqe": piqe, "clipiqa": None}}
+        return {**out, "kind": kind} if kind else out
+
+    section = plane_section([row("onnx", 28.26, 76.3), row("ort-int8", 28.27, 77.3)], [row("bicubic", 27.2, 81.0,
+                                                                                           "bicubic")])
+    assert section["tolerance"] == {"psnr_db": 0.05, "piqe": 0.5}
+    assert section["dominated"]["ort-int8"] == ["onnx"]  # 0.01 dB less, 1.0 PIQE better: onnx dominates
+    text = "\n".join(markdown_lines(section))
+    assert "tolerances: 0.05 dB PSNR, 0.5 PIQE" in text

@@ -80,7 +80,8 @@ def test_static_artifact_takes_its_own_tile(setup, static_artifact):
 
 
 def test_static_onnx_artifact_run_by_openvino_takes_its_own_tile(setup, static_artifact):
-    """Issue 9's exact case: `--backend openvino --artifact <static artifact>` without `--tile` (was a shape error)."""
+    """`--backend openvino --artifact <static ONNX artifact>` without `--tile` takes the artifact's tile (was
+    a shape error)."""
     pytest.importorskip("openvino", reason="openvino not installed")
     assert main(["upscale", str(setup / "photo.png"), "--backend", "openvino", "--artifact", str(static_artifact),
                  "--out", str(setup / "static-ov"), "--overlap", "2"]) == 0

@@ -1,4 +1,4 @@
-"""Issue 9's audit list through the CLI: each user error is one line on stderr, exit 2, found before any
+"""User errors of every command, through the CLI: each is one line on stderr, exit 2, found before any
 expensive work (no model loaded, nothing written), and no two inputs write the same output."""
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def test_output_name_carries_the_models_scale(tmp_path, photo):
     assert read_image(tmp_path / "out" / "photo_x2.png").shape == (24, 24, 3)
 
 
-MALFORMED = {  # what a hand-edited or hostile manifest.json can hold (issue 9's list)
+MALFORMED = {  # what a hand-edited or hostile manifest.json can hold
     "artifacts is a string": (lambda m: m.update(artifacts="abc"), "`artifacts` must be a list"),
     "artifacts is a number": (lambda m: m.update(artifacts=5), "`artifacts` must be a list"),
     "options is a string": (lambda m: m["artifacts"][0].update(options="abc"), "`options` must be an object"),

@@ -33,7 +33,7 @@ def _config(images: Path, mode: str) -> dict:
     return cfg
 
 
-def test_worker_draws_give_the_weights_of_in_process_draws(tmp_path, train_images, capfd):
+def test_worker_draws_give_the_weights_of_in_process_draws(tmp_path, train_images, caplog):
     off = _config(train_images, "off")
     on = _config(train_images, "on")
     t_off = train_teacher(load_config(off), tmp_path / "off" / "teacher", progress=False)
@@ -45,14 +45,14 @@ def test_worker_draws_give_the_weights_of_in_process_draws(tmp_path, train_image
     train_student(load_config(on), t_on.model_dir, part, progress=False, stop_at=2)
     resumed = train_student(load_config(on), t_on.model_dir, part, resume=True, progress=False)
     _assert_identical(_weights(s_off.run_dir), _weights(resumed.run_dir))
-    assert "draw worker stopped" not in capfd.readouterr().err  # the worker ran: no fallback
+    assert "draw worker stopped" not in caplog.text  # the worker ran: no fallback
     import threading
 
     # the stopped run's worker was ahead of it: its reader thread was drained and ended, not left blocked
     assert not [t.name for t in threading.enumerate() if "_read_frames" in t.name]
 
 
-def test_a_failing_worker_falls_back_to_the_same_draws(tmp_path, capfd):
+def test_a_failing_worker_falls_back_to_the_same_draws(tmp_path, caplog):
     from vpdsr.models import build
     from vpdsr.models.presets import get_preset
 
@@ -66,8 +66,10 @@ def test_a_failing_worker_falls_back_to_the_same_draws(tmp_path, capfd):
         assert not draws.in_worker
     for (value, none), (s, m) in zip(got, [(s, m) for s in (1, 2, 3) for m in (0, 1)]):
         assert torch.equal(value, torch.full((2,), float(s * 10 + m))) and none is None
-    err = capfd.readouterr().err
-    assert "student: the draw worker stopped" in err and "no-teacher" in err, err
+    warnings = [r.getMessage() for r in caplog.records
+                if r.name == "vpdsr.distill.draw_worker" and r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "student: the draw worker stopped" in warnings[0], warnings
+    assert "no-teacher" in warnings[0]
 
 
 def test_frames_keep_dtype_shape_bits_and_none():

@@ -188,3 +188,27 @@ def test_vqmodel_directory_without_safetensors_is_refused(tmp_path):
     cfg.autoencoder.pretrained = str(tmp_path / "vqvae")
     with pytest.raises(CheckpointError, match="safetensors"):
         build(cfg)
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("denoiser", "block_out_channels", [16, "32"], "`denoiser.block_out_channels[1]` must be an integer, got '32'"),
+    ("denoiser", "attention_levels", "no", "`denoiser.attention_levels` must be a list, got 'no'"),
+    ("denoiser", "predict_residual", 1, "`denoiser.predict_residual` must be true or false, got 1"),
+    ("denoiser", "layers_per_block", True, "`denoiser.layers_per_block` must be an integer, got True"),
+    ("schedule", "kappa", "two", "`schedule.kappa` must be a number, got 'two'"),
+    ("autoencoder", "pretrained", 3, "`autoencoder.pretrained` must be a string, got 3"),
+])
+def test_config_value_types_are_checked_and_named(section, key, value, message):
+    d = TINY.to_dict()
+    d[section] = {**d[section], key: value}
+    with pytest.raises(ConfigError) as info:
+        ModelConfig.from_dict(d, source="x/config.json")
+    assert str(info.value) == f"x/config.json: {message}"
+
+
+def test_config_types_are_normalised_as_saved():
+    d = TINY.to_dict()
+    d["schedule"] = {**d["schedule"], "kappa": 2, "eta_start": "4e-4"}  # an int, and YAML 1.1's float string
+    cfg = ModelConfig.from_dict(d)
+    assert cfg.schedule.kappa == 2.0 and isinstance(cfg.schedule.kappa, float) and cfg.schedule.eta_start == 4e-4
+    assert ModelConfig.from_dict(json.loads(json.dumps(TINY.to_dict()))) == TINY

@@ -1,4 +1,8 @@
-"""`--tile auto`: whole images on dynamic engines, fitted tiles beyond the size limit, static tiles kept."""
+"""`--tile auto`: whole images on dynamic engines, fitted tiles beyond the size limit, static tiles kept.
+
+The trial calls are timed on a clock the model itself advances (`ClockedX4`), so what is "measured"
+and what fits the budget do not depend on this machine's speed or load.
+"""
 from __future__ import annotations
 
 import warnings
@@ -21,22 +25,67 @@ def image(h: int, w: int) -> np.ndarray:
     return np.random.default_rng(0).random((h, w, 3), dtype=np.float32)
 
 
+class ClockedX4(NearestX4):
+    """NearestX4 whose every call takes `per_call + per_pixel * pixels ** power` seconds on `self.clock`."""
+
+    def __init__(self, per_call: float = 1e-3, per_pixel: float = 1e-6, power: float = 1.0, **kw):
+        super().__init__(**kw)
+        self.per_call, self.per_pixel, self.power = per_call, per_pixel, power
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = lr.shape
+        self.now += b * (self.per_call + self.per_pixel * (h * w) ** self.power)
+        return super().forward(lr)
+
+
 def test_dynamic_engine_takes_a_small_image_whole():
-    model = NearestX4()
+    model = ClockedX4()
     with TorchRunner(model) as runner:
         up = Upscaler(runner, AutoTileConfig(max_tile=64, budget_s=5.0))
+        up.auto.clock = model.clock
         img = image(40, 50)
         sr = up(img)
         choice = up.auto.choices["40x50"]
     assert up.last_plan.tiles == 1 and up.last_plan.overhead == 1.0
     assert choice["config"]["tile"] is None and "whole image" in choice["why"] and "measured" in choice["why"]
+    assert choice["candidates"][0]["predicted_ms"] == pytest.approx(1.0 + 1e-3 * 40 * 50)  # the model's own cost
     assert model.seen[-1] == (1, 3, 40, 50)  # one call at the image's own size
     np.testing.assert_allclose(sr, img.repeat(4, axis=0).repeat(4, axis=1), atol=1e-6)
 
 
+@pytest.mark.parametrize("power, whole", [(1.0, True), (2.0, False)])
+def test_the_measured_times_decide_between_whole_image_and_tiles(power, whole):
+    """Cost linear in pixels: one whole call wins (no pixel computed twice); quadratic (attention-like):
+    tiles win although they compute more pixels."""
+    model = ClockedX4(per_pixel=1e-6 if power == 1.0 else 1e-10, power=power)
+    with TorchRunner(model) as runner:
+        tiler = AutoTiler(runner, AutoTileConfig(max_tile=128, max_batch=1, budget_s=5.0), clock=model.clock)
+        tiles = tiler.for_size(120, 120)
+    record = tiler.choices["120x120"]
+    assert "chosen by measured" in record["why"] and (tiles.tile is None) == whole
+    best = min(record["candidates"], key=lambda c: c["predicted_ms"])
+    assert (best["tile"] is None) == whole
+
+
+def test_trials_past_the_budget_fall_back_to_computed_pixels():
+    model = ClockedX4(per_call=3.0)  # every trial call takes 3 s: the budget of 5 s holds one shape
+    with TorchRunner(model) as runner:
+        tiler = AutoTiler(runner, AutoTileConfig(max_tile=128, max_batch=1, budget_s=5.0), clock=model.clock)
+        tiles = tiler.for_size(120, 120)
+    record = tiler.choices["120x120"]
+    assert "chosen by computed pixels" in record["why"] and tiles.tile is None  # the fewest pixels: whole
+    timed = [c["predicted_ms"] is not None for c in record["candidates"]]
+    assert len(timed) == 2 and timed == [True, False]  # whole image timed first (fewest pixels), then out of time
+
+
 def test_beyond_the_size_limit_fitted_tiles_waste_little():
-    with TorchRunner(NearestX4(size_multiple=8)) as runner:
-        tiler = AutoTiler(runner, AutoTileConfig(max_tile=64, overlap=8, budget_s=5.0))
+    model = ClockedX4(size_multiple=8)
+    with TorchRunner(model) as runner:
+        tiler = AutoTiler(runner, AutoTileConfig(max_tile=64, overlap=8, budget_s=5.0), clock=model.clock)
         tiles = tiler.for_size(150, 100)  # 15000 px > 64^2: no whole-image candidate
         plan = plan_tiles(150, 100, tiles)
         record = tiler.choices["150x100"]

@@ -43,7 +43,7 @@ def f32_artifact(tmp_path_factory):
 
 
 def test_precision_is_pinned_even_where_the_cpu_default_differs(f32_artifact):
-    """FACTS.md: on AMX CPUs OpenVINO executes bf16 unless told otherwise; the f32 artifact must run f32."""
+    """On AMX/AVX512-BF16 CPUs OpenVINO executes bf16 unless told otherwise; the f32 artifact must run f32."""
     folder = f32_artifact
     with load(folder) as r:
         assert r.config()["INFERENCE_PRECISION_HINT"] == "f32"

@@ -52,7 +52,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _export(module: torch.nn.Module, args: tuple, path: Path, names_in: list[str], names_out: list[str]) -> Path:
-    """Legacy (TorchScript) exporter, opset 17, dynamic batch/H/W (FACTS.md: dynamo needs onnxscript)."""
+    """Legacy (TorchScript) exporter, opset 17, dynamic batch/H/W (the dynamo exporter needs onnxscript)."""
     axes = {n: {0: "B", 2: "h", 3: "w"} for n in names_in + names_out}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -27,7 +27,8 @@ cache). The pair shows what the tuning is worth on this machine.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vpdsr.errors import ConfigError, InputError, VpdsrError
@@ -45,9 +46,9 @@ UNTUNED_OPTIONS = {"onnxruntime": {"session_config": {"session.intra_op.allow_sp
 UNTUNED_TILING = (64, 8, 4)  # tile, overlap, batch of `@untuned` rows (the bench's fixed default before)
 
 
-@dataclass
+@dataclass(frozen=True)
 class BackendSpec:
-    """One row of the report before it runs."""
+    """One row of the report before it runs (frozen: a variant is a new spec, see `dataclasses.replace`)."""
 
     name: str
     target: str
@@ -160,7 +161,7 @@ def resolve_backends(model: str, artifacts: str | Path | None, names: list[str] 
             return _untuned(out)
         return _on_gpu_provider(out, provider, device) if provider else out
 
-    wanted = list(entries) if not names or names == ["all"] else [n for n in names if n != reference]
+    wanted = list(entries) if not names or list(names) == ["all"] else [n for n in names if n != reference]
     specs = [spec(reference)]
     seen = {specs[0].name}
     for name in wanted:
@@ -211,10 +212,8 @@ def _on_gpu_provider(spec: BackendSpec, provider: str, device: str) -> BackendSp
     if spec.backend != "onnxruntime" or provider not in ORT_GPU_PROVIDERS:
         raise InputError(f"backend {spec.name}@{provider}: expected an ONNX artifact with @"
                          f"{' or @'.join(ORT_GPU_PROVIDERS)}")
-    spec.name = f"{spec.name}@{provider}"
-    spec.device = device if is_cuda(device) else "cuda"
-    spec.extra = {**spec.extra, "providers": ORT_GPU_PROVIDERS[provider]}
-    return spec
+    return replace(spec, name=f"{spec.name}@{provider}", device=device if is_cuda(device) else "cuda",
+                   extra={**spec.extra, "providers": ORT_GPU_PROVIDERS[provider]})
 
 
 def with_untuned(artifacts: str | Path) -> list[str]:
@@ -235,9 +234,7 @@ def _untuned(spec: BackendSpec) -> BackendSpec:
     if spec.backend not in UNTUNED_OPTIONS or spec.device.lower() != "cpu":
         raise InputError(f"backend {spec.name}@{UNTUNED}: expected a CPU artifact of "
                          f"{' or '.join(UNTUNED_OPTIONS)}, got a {spec.backend} one on {spec.device}")
-    spec.name = f"{spec.name}@{UNTUNED}"
-    spec.extra = {**spec.extra, UNTUNED: True}
-    return spec
+    return replace(spec, name=f"{spec.name}@{UNTUNED}", extra={**spec.extra, UNTUNED: True})
 
 
 def _entry_device(entry) -> str:
@@ -246,12 +243,22 @@ def _entry_device(entry) -> str:
     return str(entry.options.get("device", "cpu")) if isinstance(entry.options, dict) else "cpu"
 
 
-def open_runner(spec: BackendSpec, threads: int | None = None):
-    """An inactive Runner for ``spec``; a backend that cannot be built here raises VpdsrError."""
+def open_runner(spec: BackendSpec, threads: int | None = None, model=None):
+    """An inactive Runner for ``spec``; a backend that cannot be built here raises VpdsrError.
+
+    Args:
+        spec: the backend.
+        threads: CPU threads of an ONNX Runtime / OpenVINO engine (None: the engine's default).
+        model: torch backends: the loaded model, which the runner gets a copy of (each row its own: a
+            row that breaks half-way cannot leave it changed for the next); None: loaded from `spec.model`.
+    """
     if spec.backend == "torch":
         from vpdsr.runtimes.torch_runner import TorchRunner
 
-        runner = TorchRunner.from_pretrained(spec.model, device=spec.device, precision=spec.precision, **spec.extra)
+        if model is None:
+            runner = TorchRunner.from_pretrained(spec.model, device=spec.device, precision=spec.precision, **spec.extra)
+        else:
+            runner = TorchRunner(copy.deepcopy(model), device=spec.device, precision=spec.precision, **spec.extra)
         runner.name = spec.name
         return runner
     from vpdsr.runtimes import load

@@ -37,7 +37,7 @@ GAN_TILE, GAN_OVERLAP = 192, 16
 KINDS = ("bicubic", "gan", "teacher", "hr")
 
 
-@dataclass
+@dataclass(frozen=True)
 class BaselineConfig:
     """Which baseline rows a bench adds besides bicubic (always there).
 
@@ -53,7 +53,7 @@ class BaselineConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.gan, str) and self.gan.strip().lower() in ("", "none", "off"):
-            self.gan = None
+            object.__setattr__(self, "gan", None)  # frozen: normalised once, here
 
 
 def text_cells(row: dict) -> tuple[str, str, str, str]:

@@ -53,7 +53,7 @@ THRESHOLDS = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class GateConfig:
     """The gates of one run (None: not set) and the backend-status policy.
 

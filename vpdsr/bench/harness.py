@@ -1,18 +1,24 @@
 """The benchmark: every backend over the same images and noise, quality then latency, one report.
 
-Order of work (so that bad input costs nothing): read and check every image, resolve the
-backends and the metrics, then per backend: load it (memory sampling starts), upscale every
-image tiled with the same :class:`NoiseField` seed, score the outputs against the reference's,
-then time repeated upscales of the first image. The reference runs first; its outputs are kept
-for the comparisons, the others' are scored as they come and dropped (only crops are kept).
+Order of work (so that bad input costs nothing): :func:`vpdsr.bench.plan.make_plan` reads the config
+once and decides the run (images read and checked, backends and their tilings, threads, metrics, the
+gates checked against them, the model loaded once); then per backend: load it (memory sampling
+starts), upscale every image tiled with the same :class:`NoiseField` seed, score the outputs against
+the reference's, then time repeated upscales of the first image. The reference runs first; its
+outputs are kept for the comparisons, the others' are scored as they come and dropped (only crops are
+kept). Then the baselines, the gates and the verdict.
 
 Roofline figures (:mod:`vpdsr.bench.roofline`): the machine's matmul peaks are measured once per
 machine and thread count (cached, :mod:`vpdsr.bench.peak`), the model's FLOPs are counted from the
 torch graph per call shape (:mod:`vpdsr.bench.flops`), and every row gets GFLOP per image, effective
 GFLOP/s, % of the peak for its precision, ms per output megapixel and its tiling overhead. An INT8
 row slower than its backend's fp32 row is flagged with the reason (:mod:`vpdsr.bench.int8_flags`).
-`tile="auto"` (the default) lets each backend choose its own tiling (:mod:`vpdsr.runtimes.autotile`);
-`threads="auto"` takes the thread count from a short probe (:func:`vpdsr.env.probe_threads`).
+
+What it changes: nothing the caller holds (the config is frozen), and no report is written here (that
+is :func:`vpdsr.bench.report.write_report`). It sets torch's thread count to the run's (the torch
+backends and the metrics use it), and two caches in the user's cache folder may be filled on the way:
+the machine peaks (:mod:`vpdsr.bench.peak`) and a preset's foreign weights, converted once
+(:mod:`vpdsr.models.presets`).
 
 Example:
     >>> result = run_bench(BenchConfig(model="tiny", artifacts="artifacts", images="samples:holdout"))
@@ -23,73 +29,40 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from vpdsr import env
-from vpdsr.bench.backends import (
-    UNTUNED,
-    UNTUNED_TILING,
-    BackendSpec,
-    one_line,
-    open_runner,
-    resolve_backends,
-    resolve_names,
-    set_torch_threads,
-)
-from vpdsr.bench.baselines import DEFAULT_GAN, BaselineConfig, bicubic_row, other_baselines
+from vpdsr.bench.backends import BackendSpec, one_line, open_runner, set_torch_threads
+from vpdsr.bench.baselines import bicubic_row, other_baselines
+from vpdsr.bench.config import BenchConfig
 from vpdsr.bench.flops import FlopCounter
-from vpdsr.bench.gates import GateConfig, apply_required, evaluate, latency_change_pct, verdict
-from vpdsr.bench.inputs import BenchImage, load_bench_images
+from vpdsr.bench.gates import apply_required, evaluate, latency_change_pct, verdict
+from vpdsr.bench.inputs import BenchImage
 from vpdsr.bench.int8_flags import collect_kernels, flag_int8_rows
-from vpdsr.bench.latency import LatencyConfig, PeakMemory, cuda_peak_mb, cuda_peak_reset, measure, summarize
+from vpdsr.bench.latency import (
+    LatencyConfig,
+    LatencyStats,
+    PeakMemory,
+    cuda_peak_mb,
+    cuda_peak_reset,
+    measure,
+    summarize,
+)
 from vpdsr.bench.peak import machine_peaks
+from vpdsr.bench.plan import BackendPlan, BenchModel, BenchPlan, make_plan
 from vpdsr.bench.plane_report import plane_section
 from vpdsr.bench.quality import MetricSuite, aggregate, image_scores
 from vpdsr.bench.roofline import roofline
 from vpdsr.bench.scenarios import hook as scenarios
-from vpdsr.bench.scenarios.config import ScenarioConfig
-from vpdsr.bench.scenarios.plan import check_gates, plan_scenarios
-from vpdsr.env import probe_threads
-from vpdsr.errors import CapabilityError, InputError, MissingWeightsError, VpdsrError
-from vpdsr.runtimes.autotile import AutoTileConfig
-from vpdsr.runtimes.tiling import TileConfig
-from vpdsr.runtimes.upscale import AUTO, Upscaler
+from vpdsr.errors import CapabilityError, VpdsrError
+from vpdsr.runtimes.tiling import TilePlan
+from vpdsr.runtimes.upscale import Upscaler
 
 log = logging.getLogger(__name__)
 SCHEMA = 1
 CROP_SIZE = 96  # SR pixels of the side-by-side crops
-
-
-@dataclass
-class BenchConfig:
-    """Everything `vpdsr bench` takes (see its --help)."""
-
-    model: str
-    images: str
-    artifacts: str | None = None
-    hr: str | None = None
-    backends: list[str] | None = None
-    reference: str = "torch-fp32"
-    device: str = "cpu"
-    torch_compile: str | None = None  # torch.compile mode for the non-reference torch backends
-    cuda_graphs: bool = False  # CUDA graphs for the non-reference torch backends
-    seed: int = 0
-    tile: int | str | None = "auto"
-    overlap: int = 8
-    batch: int = 4
-    max_images: int | None = None
-    latency: LatencyConfig = field(default_factory=LatencyConfig)
-    gates: GateConfig = field(default_factory=GateConfig)
-    clip_weights: str | None = None
-    lpips_weights: str | None = None
-    baseline_path: str | None = None
-    gan_baseline: str | None = DEFAULT_GAN  # a noise-free SR network's row (None: none), see bench/baselines.py
-    teacher: str | None = None  # a diffusion model whose T-step samples are a row
-    roofline: bool = True
-    scenarios: ScenarioConfig = field(default_factory=ScenarioConfig)  # MLPerf scenarios (vpdsr.bench.scenarios)
 
 
 @dataclass
@@ -99,7 +72,7 @@ class BenchResult:
     report: dict
     crops: dict[str, np.ndarray]
     crop_box: tuple[int, int, int] | None = None  # (y, x, size) in SR pixels of the first image
-    loadgen_dir: Path | None = None  # LoadGen's logs (report.write_report moves them into the report folder)
+    loadgen_dir: Path | None = None  # LoadGen's logs of the scenarios (write_report moves them into the report)
 
     @property
     def failed_gates(self) -> list[dict]:
@@ -107,89 +80,79 @@ class BenchResult:
         return [g for g in self.report["gates"] if not g["passed"]]
 
 
+@dataclass(frozen=True)
+class _Reference:
+    """What every other row is compared with: the reference backend's outputs and per-image scores."""
+
+    outputs: list[np.ndarray]
+    per_image: list[dict]
+
+
+@dataclass(frozen=True)
+class _Roofline:
+    """The roofline's inputs: machine peaks per thread count (None where they could not be had) and the
+    model's FLOP counter (None: no FLOPs)."""
+
+    peaks: dict
+    threads: int | None = None  # the run's own
+    flops: FlopCounter | None = None
+    layers: object | None = None  # vpdsr.bench.layers.LayerCounter: the attainable time
+
+    @property
+    def run_peaks(self) -> dict | None:
+        return self.peaks.get(self.threads)
+
+    @property
+    def flops_fn(self):
+        return self.flops.flops if self.flops is not None else None
+
+    @property
+    def layers_fn(self):
+        return self.layers.layers if self.layers is not None else None
+
+
 def run_bench(cfg: BenchConfig) -> BenchResult:
-    """Run the benchmark and build the report (nothing is written here).
+    """Run the benchmark and build the report (module docstring: what it changes and writes).
 
     Raises:
         InputError: a corrupt image, an unknown backend, a gate that cannot be evaluated.
         VpdsrError: the reference backend could not run.
     """
-    if cfg.tile != AUTO:
-        TileConfig(cfg.tile, cfg.overlap, cfg.batch)  # a bad tiling is a user error before anything runs
-    images = load_bench_images(cfg.images, cfg.hr, max_images=cfg.max_images)
-    specs = resolve_backends(cfg.model, cfg.artifacts, cfg.backends, cfg.reference, cfg.device,
-                             cfg.torch_compile, cfg.cuda_graphs)
-    policy = replace(cfg.gates, require=resolve_names(cfg.gates.require, specs, "--require"),
-                     allow_failed=resolve_names(cfg.gates.allow_failed, specs, "--allow-failed"))
-    check_gates(cfg.scenarios, cfg.gates.min_offline_ips, cfg.gates.max_server_p99_ms)
-    scenario_plan = plan_scenarios(cfg.scenarios, specs, gated=cfg.gates.min_offline_ips is not None
-                                   or cfg.gates.max_server_p99_ms is not None)
-    probe = None
-    if cfg.latency.threads == AUTO:  # after the input checks: bad input costs nothing
-        probe = probe_threads()
-        cfg.latency = replace(cfg.latency, threads=probe["threads"])
-        log.debug(f"bench: {probe['threads']} thread(s) (probe: {probe['ms']} ms per 512^2 matmul, "
-                  f"load average {probe['loadavg'][0] if probe['loadavg'] else '?'})")
-    set_torch_threads(cfg.latency.threads)
-    suite = MetricSuite.build(cfg.clip_weights, cfg.lpips_weights)
-    check_gates_can_run(policy, suite, images)
-    log.info(f"bench: {len(images)} image(s), backends: {', '.join(s.name for s in specs)}; "
-        f"CLIPIQA {'on' if suite.clip else 'off'}, LPIPS {'on' if suite.lpips else 'off'}, "
-        f"PIQE {'on' if suite.reason('piqe') is None else 'off'}")
-
-    bicubic, bicubic_out = bicubic_row(images, suite)
-    state = _RunState(images=images, suite=suite, cfg=cfg, scenarios=scenario_plan)
-    if scenario_plan.backends and not scenario_plan.skipped:
-        import tempfile
-
-        state.loadgen_dir = Path(tempfile.mkdtemp(prefix="vpdsr-loadgen-"))
-    if cfg.roofline:
-        state.peaks, state.flops = _roofline_inputs(cfg)
-        if state.flops is not None:
-            from vpdsr.bench.layers import LayerCounter
-
-            state.layers = LayerCounter(state.flops.model, state.flops.noise_channels)
-    state.crops["bicubic"] = bicubic_out[0]
-    if images[0].hr is not None:
-        state.crops["hr"] = images[0].hr
-    from tqdm.auto import tqdm
-
-    rows = []
-    for spec in tqdm(specs, desc="bench", unit="backend", disable=None):  # a bar on a terminal only
-        rows.append(_run_backend(spec, state))
-        if spec.name == specs[0].name and rows[-1]["status"] != "ok":
-            raise VpdsrError(f"the reference backend {spec.name} {rows[-1]['status']}: {rows[-1]['reason']}")
-
-    baseline = cfg.gates.baseline
-    if baseline is not None:
-        base_rows = {b.get("name"): b for b in baseline.get("backends", [])}
-        for row in rows:
-            if row["name"] in base_rows:
-                row["latency_change_pct"] = latency_change_pct(row, base_rows[row["name"]])
-    flag_int8_rows(rows, state.peaks)
+    plan = make_plan(cfg)
+    set_torch_threads(plan.latency.threads)
+    suite = plan.suite
+    log.info(f"bench: {len(plan.images)} image(s), backends: {', '.join(b.spec.name for b in plan.backends)}; "
+             f"CLIPIQA {'on' if suite.clip else 'off'}, LPIPS {'on' if suite.lpips else 'off'}, "
+             f"PIQE {'on' if suite.reason('piqe') is None else 'off'}")
+    bicubic, bicubic_out = bicubic_row(plan.images, suite)
+    crops = {"bicubic": bicubic_out[0], **({"hr": plan.images[0].hr} if plan.images[0].hr is not None else {})}
+    roof = _roofline_inputs(plan)
+    logs = scenarios.log_folder(plan.scenarios)
+    rows, crop_box = _run_backends(plan, roof, crops, logs)
+    _compare_latency(rows, plan.policy.baseline)
+    flag_int8_rows(rows, roof.run_peaks)
     scenarios.fail_rows(rows)
-    apply_required(rows, policy.require)
-    gates = evaluate(rows, cfg.reference, policy)
-    gates += scenarios.scenario_gates(rows, scenario_plan, policy.min_offline_ips, policy.max_server_p99_ms)
-    outcome = verdict(rows, gates, policy)
+    apply_required(rows, plan.policy.require)
+    gates = evaluate(rows, plan.reference, plan.policy)
+    gates += scenarios.scenario_gates(rows, plan.scenarios, plan.policy.min_offline_ips,
+                                      plan.policy.max_server_p99_ms)
+    outcome = verdict(rows, gates, plan.policy)
     # what a user would ship instead (bicubic, a GAN, the teacher) and HR itself, scored like the backends
-    # `--tile auto` chooses per engine; the baselines' torch runs then pick their own (whole image when small)
-    baseline_tile = None if cfg.tile == AUTO else cfg.tile
-    baselines = [bicubic, *other_baselines(BaselineConfig(cfg.gan_baseline, cfg.teacher, cfg.seed), cfg.model,
-                                           images, suite, baseline_tile, cfg.overlap)]
+    baselines = [bicubic, *other_baselines(plan.baselines, plan.model.source, plan.images, suite, plan.baseline_tile,
+                                           plan.tiling.overlap)]
     report = {
         "schema": SCHEMA,
-        "model": _model_info(cfg.model),
+        "model": _model_info(plan.model),
         "artifacts": str(cfg.artifacts) if cfg.artifacts else None,
-        "images": len(images),
-        "image_names": [im.name for im in images],
+        "images": len(plan.images),
+        "image_names": [im.name for im in plan.images],
         "hr": cfg.hr is not None,
-        "reference": cfg.reference,
-        "seed": cfg.seed,
+        "reference": plan.reference,
+        "seed": plan.seed,
         "tiling": {"tile": cfg.tile, "overlap": cfg.overlap, "batch": cfg.batch},
-        "roofline": _roofline_summary(state),
-        "scenarios": scenario_plan.summary(),
-        "latency_config": asdict(cfg.latency),
+        "roofline": _roofline_summary(roof),
+        "scenarios": plan.scenarios.summary() if plan.scenarios is not None else None,
+        "latency_config": asdict(plan.latency),
         "metrics": suite.availability(),
         "bicubic": bicubic["quality"],
         "backends": rows,
@@ -199,28 +162,38 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
         "passed": outcome["passed"],
         "verdict": outcome,
         "baseline": cfg.baseline_path,
-        "environment": {**environment(cfg.latency.threads), "threads_probe": probe,
+        "environment": {**environment(plan.latency.threads), "threads_probe": plan.threads_probe,
                         "loadavg_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    return BenchResult(report=report, crops=state.crops, crop_box=state.crop_box, loadgen_dir=state.loadgen_dir)
+    return BenchResult(report=report, crops=crops, crop_box=crop_box, loadgen_dir=logs)
 
 
-@dataclass
-class _RunState:
-    images: list[BenchImage]
-    suite: MetricSuite
-    cfg: BenchConfig
-    ref_outputs: list[np.ndarray] | None = None
-    ref_rows: list[dict] | None = None
-    crops: dict = field(default_factory=dict)
-    crop_box: tuple[int, int, int] | None = None
-    peaks: dict | None = None
-    flops: FlopCounter | None = None
-    peaks_at: dict = field(default_factory=dict)  # {threads: machine_peaks} of rows at another count
-    layers: object | None = None  # vpdsr.bench.layers.LayerCounter (the attainable time)
-    scenarios: object | None = None  # vpdsr.bench.scenarios.plan.ScenarioPlan
-    loadgen_dir: Path | None = None
+def _run_backends(plan: BenchPlan, roof: _Roofline, crops: dict,
+                  logs: Path | None = None) -> tuple[list[dict], tuple[int, int, int]]:
+    """Every row in order, the reference first (it must run); each row's first output goes into `crops`.
+    Returns the rows and the crop box (the most detailed square of the reference's first output)."""
+    from tqdm.auto import tqdm
+
+    rows, reference, box = [], None, None
+    for bp in tqdm(plan.backends, desc="bench", unit="backend", disable=None):  # a bar on a terminal only
+        outputs: list[np.ndarray] = []
+        rows.append(_run_backend(bp, plan, roof, reference, outputs, logs))
+        if outputs:
+            crops[bp.spec.name] = outputs[0]
+        if reference is None:
+            if rows[-1]["status"] != "ok":
+                raise VpdsrError(f"the reference backend {bp.spec.name} {rows[-1]['status']}: {rows[-1]['reason']}")
+            reference, box = _Reference(outputs, rows[-1]["quality"]["per_image"]), choose_crop(outputs[0], CROP_SIZE)
+    return rows, box
+
+
+def _compare_latency(rows: list[dict], baseline: dict | None) -> None:
+    """`latency_change_pct` of every row the `--baseline` report has too."""
+    base_rows = {b.get("name"): b for b in (baseline or {}).get("backends", [])}
+    for row in rows:
+        if row["name"] in base_rows:
+            row["latency_change_pct"] = latency_change_pct(row, base_rows[row["name"]])
 
 
 def _empty_row(spec: BackendSpec) -> dict:
@@ -248,9 +221,13 @@ def _not_run(row: dict, status: str, exc: BaseException, when: str) -> dict:
     return row
 
 
-def _run_backend(spec: BackendSpec, st: _RunState) -> dict:
-    """One backend's row: ok with figures, skipped (cannot run here) or failed (should run and did not)."""
-    row = _empty_row(spec)
+def _run_backend(bp: BackendPlan, plan: BenchPlan, roof: _Roofline, reference: _Reference | None,
+                 outputs: list[np.ndarray], logs: Path | None = None) -> dict:
+    """One backend's row: ok with figures, skipped (cannot run here) or failed (should run and did not).
+
+    `outputs` receives its outputs as they come: every image's for the reference, else the first (the crop).
+    """
+    spec, row = bp.spec, _empty_row(bp.spec)
     if not spec.runs:
         log.log(logging.WARNING if spec.status == "failed" else logging.INFO,
                 f"bench: {spec.name}: {'FAILED' if spec.status == 'failed' else 'skipped'} ({spec.reason})")
@@ -259,7 +236,7 @@ def _run_backend(spec: BackendSpec, st: _RunState) -> dict:
     with PeakMemory() as mem:
         t0 = time.perf_counter()
         try:
-            runner = open_runner(spec, st.cfg.latency.threads)
+            runner = open_runner(spec, plan.latency.threads, plan.model.checked() if spec.backend == "torch" else None)
             runner.activate()
         except CapabilityError as e:
             return _not_run(row, "skipped", e, "load error")
@@ -268,7 +245,7 @@ def _run_backend(spec: BackendSpec, st: _RunState) -> dict:
         row["load_s"] = time.perf_counter() - t0
         row["device"] = getattr(runner, "device", spec.device)
         try:
-            _measure_backend(runner, spec, st, row, mem)
+            _measure_backend(runner, bp, plan, roof, reference, row, mem, outputs, logs)
         except CapabilityError as e:
             _not_run(row, "skipped", e, "runtime error")
         except Exception as e:  # noqa: BLE001 - a backend that breaks mid-run fails, the others still run
@@ -283,98 +260,91 @@ def _run_backend(spec: BackendSpec, st: _RunState) -> dict:
     return row
 
 
-def check_gates_can_run(gates: GateConfig, suite: MetricSuite, images: list[BenchImage], scale: int = 4) -> None:
-    """A gate on a metric that cannot be computed here is bad input, found before any backend runs."""
-    if gates.max_clipiqa_drift is not None and suite.clip is None:
-        raise MissingWeightsError(f"`--max-clipiqa-drift` needs CLIPIQA, which is {suite.clip_reason}")
-    for flag, metric, value in (("--max-piqe-drift", "piqe", gates.max_piqe_drift),
-                                ("--min-ms-ssim-vs-ref", "ms_ssim", gates.min_ms_ssim_vs_ref)):
-        if value is None:
-            continue
-        if suite.reason(metric):
-            raise InputError(f"`{flag}` needs {metric}, which is {suite.reason(metric)}")
-        metric_set = suite.no_ref if metric in suite.no_ref.names else suite.full_ref
-        for im in images:
-            problem = metric_set.size_problem(metric, im.lr.shape[0] * scale, im.lr.shape[1] * scale)
-            if problem:
-                raise InputError(f"`{flag}` cannot be evaluated on {im.name} (its x{scale} output): {problem}")
+class _EngineTimes:
+    """The engine's own time of every call, and of each stage of a split artifact (StagedRunner)."""
+
+    def __init__(self) -> None:
+        self.calls: list[float | None] = []
+        self.stages: dict[str, list[float]] = {}
+
+    def record(self, runner) -> None:
+        self.calls.append(runner.last_inference_time())
+        for k, v in (getattr(runner, "stage_times", None) or {}).items():  # each stage's time of the last call
+            self.stages.setdefault(k, []).append(v)
+
+    def clear(self) -> None:
+        self.calls.clear()
+        self.stages.clear()
 
 
-def _measure_backend(runner, spec: BackendSpec, st: _RunState, row: dict, mem: PeakMemory) -> None:
-    cfg = st.cfg
-    call_times: list[float] = []
-    stage_times: dict[str, list[float]] = {}
-
-    def record(r) -> None:
-        call_times.append(r.last_inference_time())
-        # split artifacts (StagedRunner) keep each stage's time of the last call in `stage_times`
-        for k, v in (getattr(r, "stage_times", None) or {}).items():
-            stage_times.setdefault(k, []).append(v)
-
-    flops_fn = st.flops.flops if st.flops is not None else None
-    untuned = bool(spec.extra.get(UNTUNED))
-    if untuned:  # the tiling and noise from before the tuning (see vpdsr.bench.backends)
-        wanted = TileConfig(*UNTUNED_TILING)
-    elif cfg.tile == AUTO:
-        wanted = AutoTileConfig(overlap=cfg.overlap, max_batch=cfg.batch)
-    else:
-        wanted = TileConfig(cfg.tile, cfg.overlap, cfg.batch)
-    upscaler = Upscaler(runner, wanted, cfg.seed, on_call=record, flops=flops_fn, noise_cache_mb=0 if untuned else 64)
-    is_ref = st.ref_outputs is None
-    per_image, outputs = [], []
-    for i, im in enumerate(st.images):
-        sr = upscaler(im.lr)
-        mem.sample_now()
-        ref = None if is_ref else st.ref_outputs[i]
-        per_image.append({"name": im.name, **image_scores(sr, ref, im.hr, st.suite)})
-        if is_ref:
-            outputs.append(sr)
-        if i == 0:
-            if is_ref:
-                st.crop_box = choose_crop(sr, CROP_SIZE)
-            st.crops[spec.name] = sr
-        log.debug(f"bench: {spec.name}: quality {i + 1}/{len(st.images)} ({im.name})")
-    if is_ref:
-        st.ref_outputs, st.ref_rows = outputs, per_image
-    row["quality"] = aggregate(per_image, None if is_ref else st.ref_rows, st.suite)
-
-    first = st.images[0]
-    plan = upscaler.plan(*first.lr.shape[:2])
+def _measure_backend(runner, bp: BackendPlan, plan: BenchPlan, roof: _Roofline, reference: _Reference | None,
+                     row: dict, mem: PeakMemory, outputs: list[np.ndarray], logs: Path | None = None) -> None:
+    """Quality over every image, latency of the first, roofline, then the MLPerf scenarios on the same runner and
+    tiling (LoadGen's logs into `logs`); the figures go into `row`."""
+    times = _EngineTimes()
+    upscaler = Upscaler(runner, bp.tiles, plan.seed, on_call=times.record, flops=roof.flops_fn,
+                        noise_cache_mb=bp.noise_cache_mb)
+    row["quality"] = _score(upscaler, bp.spec.name, plan.images, plan.suite, reference, mem, outputs)
+    first = plan.images[0]
+    tiles = upscaler.plan(*first.lr.shape[:2])
     row["tiling"] = {"mode": "auto" if upscaler.auto else "fixed",
-                     "config": asdict(upscaler.tiles_for_size(*first.lr.shape[:2])), "plan": plan.to_dict(),
+                     "config": asdict(upscaler.tiles_for_size(*first.lr.shape[:2])), "plan": tiles.to_dict(),
                      "auto": upscaler.auto.choices if upscaler.auto else None}
-    call_times.clear()
-    stage_times.clear()
-
-    def after_call(done: int, planned: int) -> None:
-        mem.sample_now()
-        if done == cfg.latency.warmup:  # engine timings of the timed calls only
-            call_times.clear()
-            stage_times.clear()
-
-    samples = measure(lambda: upscaler(first.lr), cfg.latency, after_call)
-    stats = summarize(samples, images_per_call=1)
-    row["latency_ms"] = stats.latency_dict()
-    row["throughput_ips"] = stats.throughput_ips
-    calls = [t for t in call_times if t is not None]
-    if calls:
-        row["call_latency_ms"] = {**summarize(calls, plan.batch).latency_dict(),
-                                  "tiles_per_call": plan.batch,
-                                  "tile": plan.tile_h if plan.tile_h == plan.tile_w else [plan.tile_h, plan.tile_w]}
-    if stage_times:
-        row["stage_latency_ms"] = {k: summarize(v).latency_dict() for k, v in stage_times.items()}
-    if spec.precision == "int8":
+    stats, calls = _time(upscaler, first, plan.latency, mem, times, tiles, row)
+    if bp.spec.precision == "int8":
         try:
             row["kernels"] = collect_kernels(runner)
         except (VpdsrError, RuntimeError, OSError) as e:  # evidence for a flag only: never fails the row
-            log.warning(f"bench: {spec.name}: no kernel summary ({one_line(e)})")
-    if cfg.roofline:
-        engine_ms = 1000.0 * sum(calls) / stats.n if len(calls) == plan.calls * stats.n else None
-        peaks = _engine_default_peaks(st) if untuned else st.peaks
-        row["roofline"] = roofline(row, plan, flops_fn, peaks, runner.scale, engine_ms,
-                                   single_call_ms(runner, plan, calls),
-                                   st.layers.layers if st.layers is not None else None)
-    scenarios.run_for_row(st.scenarios, spec, runner, upscaler, st.images, row, st.loadgen_dir, cfg.seed)
+            log.warning(f"bench: {bp.spec.name}: no kernel summary ({one_line(e)})")
+    if plan.roofline:
+        engine_ms = 1000.0 * sum(calls) / stats.n if len(calls) == tiles.calls * stats.n else None
+        row["roofline"] = roofline(row, tiles, roof.flops_fn, roof.peaks.get(bp.peak_threads), runner.scale,
+                                   engine_ms, single_call_ms(runner, tiles, calls), roof.layers_fn)
+    scenarios.run_for_row(plan.scenarios, bp.spec, runner, upscaler, plan.images, row, logs, plan.seed)
+    _log_figures(bp.spec, row, stats, is_ref=reference is None)
+
+
+def _score(upscaler: Upscaler, name: str, images: tuple[BenchImage, ...], suite: MetricSuite,
+           reference: _Reference | None, mem: PeakMemory, outputs: list[np.ndarray]) -> dict:
+    """Every image upscaled and scored (against the reference's output of it, when this is not the reference);
+    the row's `quality`. Outputs kept go into `outputs`: all for the reference, else the first."""
+    per_image = []
+    for i, im in enumerate(images):
+        sr = upscaler(im.lr)
+        mem.sample_now()
+        per_image.append({"name": im.name, **image_scores(sr, None if reference is None else reference.outputs[i],
+                                                          im.hr, suite)})
+        if reference is None or i == 0:
+            outputs.append(sr)
+        log.debug(f"bench: {name}: quality {i + 1}/{len(images)} ({im.name})")
+    return aggregate(per_image, None if reference is None else reference.per_image, suite)
+
+
+def _time(upscaler: Upscaler, image: BenchImage, latency: LatencyConfig, mem: PeakMemory, times: _EngineTimes,
+          tiles: TilePlan, row: dict) -> tuple[LatencyStats, list[float]]:
+    """Repeated upscales of `image`: the row's latency figures; returns the stats and the engine call times."""
+    times.clear()
+
+    def after_call(done: int, planned: int) -> None:
+        mem.sample_now()
+        if done == latency.warmup:  # engine timings of the timed calls only
+            times.clear()
+
+    stats = summarize(measure(lambda: upscaler(image.lr), latency, after_call), images_per_call=1)
+    row["latency_ms"] = stats.latency_dict()
+    row["throughput_ips"] = stats.throughput_ips
+    calls = [t for t in times.calls if t is not None]
+    if calls:
+        tile = tiles.tile_h if tiles.tile_h == tiles.tile_w else [tiles.tile_h, tiles.tile_w]
+        row["call_latency_ms"] = {**summarize(calls, tiles.batch).latency_dict(), "tiles_per_call": tiles.batch,
+                                  "tile": tile}
+    if times.stages:
+        row["stage_latency_ms"] = {k: summarize(v).latency_dict() for k, v in times.stages.items()}
+    return stats, calls
+
+
+def _log_figures(spec: BackendSpec, row: dict, stats: LatencyStats, is_ref: bool) -> None:
+    """The row's one line on the terminal: latency, throughput, fidelity to the reference, PIQE and its drift."""
     q = row["quality"]
     fidelity = "" if is_ref else f", PSNR vs ref {q['psnr_vs_ref']:.2f} dB"
     if q.get("piqe") is not None:
@@ -404,47 +374,49 @@ def single_call_ms(runner, plan, calls: list[float]) -> float | None:
     return float(np.median(times)) * 1000.0
 
 
-def _engine_default_peaks(st: _RunState) -> dict | None:
-    """The peaks an `@untuned` row is measured against: the engines' own thread count is every CPU this
-    process has, not the run's `--threads` (a 1-thread peak under a 2-thread row read above 100 %)."""
-    n = env.available_cpus()
-    if st.peaks is not None and st.peaks.get("threads") == n:
-        return st.peaks
-    if n not in st.peaks_at:
-        try:
-            st.peaks_at[n] = machine_peaks(n)
-        except Exception as e:  # noqa: BLE001 - as in _roofline_inputs: no figure, never a lost benchmark
-            log.warning(f"bench: no {n}-thread peak figures for the @untuned rows ({one_line(e)})")
-            st.peaks_at[n] = None
-    return st.peaks_at[n]
-
-
-def _roofline_inputs(cfg: BenchConfig) -> tuple[dict | None, FlopCounter | None]:
-    """The machine's peaks (cached) and a FLOP counter of the model; either is None, with a warning, when
-    it cannot be had (the rest of the benchmark does not depend on them)."""
-    peaks = counter = None
+def _roofline_inputs(plan: BenchPlan) -> _Roofline:
+    """The machine's peaks (cached) at each thread count a row is measured against, and a FLOP counter of the
+    model; each is None, with a warning, when it cannot be had (the rest of the benchmark does not need them)."""
+    if not plan.roofline:
+        return _Roofline(peaks={})
+    peaks = {plan.peak_threads: _peaks(plan.peak_threads, "no peak figures")}
+    for bp in plan.backends:  # @untuned rows: the engines' own thread count (a 1-thread peak under a 2-thread
+        if bp.spec.runs and bp.peak_threads not in peaks:  # row read above 100 %)
+            peaks[bp.peak_threads] = _peaks(bp.peak_threads, f"no {bp.peak_threads}-thread peak figures for the "
+                                                             "@untuned rows")
+    counter = None
     try:
-        peaks = machine_peaks(cfg.latency.threads)
-    except Exception as e:  # an engine failing in an unforeseen way must not cost the benchmark
-        log.warning(f"bench: no peak figures ({one_line(e)})")
-    try:
-        from vpdsr.models import from_pretrained
-
-        counter = FlopCounter(from_pretrained(cfg.model))
+        counter = FlopCounter(plan.model.module) if plan.model.module is not None else None
     except (VpdsrError, OSError, RuntimeError) as e:
-        log.warning(f"bench: no FLOP count of {cfg.model} ({one_line(e)})")
-    return peaks, counter
+        log.warning(f"bench: no FLOP count of {plan.model.source} ({one_line(e)})")
+    if plan.model.error is not None:
+        log.warning(f"bench: no FLOP count of {plan.model.source} ({one_line(plan.model.error)})")
+    layers = None
+    if counter is not None:
+        from vpdsr.bench.layers import LayerCounter
+
+        layers = LayerCounter(counter.model, counter.noise_channels)  # counter.model: the meta copy, no weights
+    return _Roofline(peaks=peaks, threads=plan.peak_threads, flops=counter, layers=layers)
 
 
-def _roofline_summary(st: _RunState) -> dict | None:
-    if st.peaks is None and st.flops is None:
+def _peaks(threads: int, missing: str) -> dict | None:
+    try:
+        return machine_peaks(threads)
+    except Exception as e:  # noqa: BLE001 - an engine failing in an unforeseen way must not cost the benchmark
+        log.warning(f"bench: {missing} ({one_line(e)})")
         return None
-    peaks = st.peaks or {}
+
+
+def _roofline_summary(roof: _Roofline) -> dict | None:
+    peaks = roof.run_peaks
+    if peaks is None and roof.flops is None:
+        return None
+    peaks = peaks or {}
     return {"peak": peaks.get("peak"), "figures": peaks.get("figures"), "threads": peaks.get("threads"),
             "size": peaks.get("size"),
             "measured": peaks.get("measured"), "loadavg": peaks.get("loadavg"), "cached": peaks.get("cached"),
             "bandwidth": peaks.get("bandwidth"),
-            "flops_error": st.flops.error if st.flops is not None else "no model to count"}
+            "flops_error": roof.flops.error if roof.flops is not None else "no model to count"}
 
 
 def choose_crop(image: np.ndarray, size: int) -> tuple[int, int, int]:
@@ -463,21 +435,19 @@ def choose_crop(image: np.ndarray, size: int) -> tuple[int, int, int]:
     return box[0], box[1], size
 
 
-def _model_info(model: str) -> dict:
-    info: dict = {"source": str(model)}
+def _model_info(model: BenchModel) -> dict:
+    """Where the model came from, its preset, and its parameters and GFLOP per LR 64x64 (when it loaded)."""
+    info: dict = {"source": model.source}
     try:
         from vpdsr.models.checkpoint import load_config
 
-        p = Path(model)
-        if p.is_dir():
-            info["preset"] = load_config(p).preset
-        else:
-            info["preset"] = str(model)
+        p = Path(model.source)
+        info["preset"] = load_config(p).preset if p.is_dir() else model.source
     except (VpdsrError, OSError):
         pass
     from vpdsr.bench.model_stats import model_stats
 
-    return {**info, **model_stats(model)}  # parameters, GFLOP per LR 64x64
+    return {**info, **(model_stats(model.module) if model.module is not None else {})}
 
 
 def environment(threads: int | None) -> dict:

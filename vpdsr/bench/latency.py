@@ -30,7 +30,7 @@ from vpdsr.errors import ConfigError
 MIB = 1024 * 1024
 
 
-@dataclass
+@dataclass(frozen=True)
 class LatencyConfig:
     """How long to measure.
 
@@ -103,13 +103,15 @@ def summarize(samples_s: list[float], images_per_call: int = 1) -> LatencyStats:
 
 
 def measure(fn: Callable[[], object], cfg: LatencyConfig,
-            on_call: Callable[[int, int], None] | None = None) -> list[float]:
+            on_call: Callable[[int, int], None] | None = None,
+            clock: Callable[[], float] = time.perf_counter) -> list[float]:
     """Call ``fn`` ``cfg.warmup`` times untimed, then time up to ``cfg.iters`` calls.
 
     Args:
         fn: one request (it must block until its result is ready).
         cfg: counts and budget.
         on_call: ``on_call(done, planned)`` after every call (warm-up included), for progress.
+        clock: seconds (tests pass one that ``fn`` advances).
 
     Returns:
         The duration of each timed call, seconds.
@@ -122,9 +124,9 @@ def measure(fn: Callable[[], object], cfg: LatencyConfig,
     samples: list[float] = []
     spent = 0.0
     while len(samples) < cfg.iters:
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        samples.append(time.perf_counter() - t0)
+        samples.append(clock() - t0)
         spent += samples[-1]
         if on_call:
             on_call(cfg.warmup + len(samples), planned)

@@ -14,11 +14,12 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 
 from vpdsr.errors import VpdsrError
 
 log = logging.getLogger(__name__)
-STATS_TILE = 64  # LR pixels a side: issue 8 quotes GFLOP per LR 64x64
+STATS_TILE = 64  # LR pixels a side: GFLOP are quoted per LR 64x64 tile throughout the docs
 
 
 def count_gflop(model, tile: int = STATS_TILE) -> tuple[float | None, int]:
@@ -35,19 +36,22 @@ def count_gflop(model, tile: int = STATS_TILE) -> tuple[float | None, int]:
     return (None if flops is None else flops / 1e9), side
 
 
-def model_stats(model: str, tile: int = STATS_TILE) -> dict:
-    """{parameters, gflop_per_tile, stats_tile} of a model directory or preset; {} when it cannot be built.
+def model_stats(model, tile: int = STATS_TILE) -> dict:
+    """{parameters, gflop_per_tile, stats_tile} of a loaded model, or of a model directory or preset; {} when
+    it cannot be built.
 
     A model that does not load here (e.g. bench of artifacts whose source is gone) has no stats: the
-    report then shows none rather than a guess.
+    report then shows none rather than a guess. The bench passes the model it loaded once.
     """
-    try:
-        from vpdsr.models import from_pretrained
+    net = model
+    if isinstance(model, (str, os.PathLike)):
+        try:
+            from vpdsr.models import from_pretrained
 
-        net = from_pretrained(str(model)).eval()
-    except VpdsrError as e:
-        log.info(f"bench: no model stats ({' '.join(str(e).split())[:200]})")
-        return {}
+            net = from_pretrained(str(model)).eval()
+        except VpdsrError as e:
+            log.info(f"bench: no model stats ({' '.join(str(e).split())[:200]})")
+            return {}
     gflop, side = count_gflop(net, tile)
     return {"parameters": int(net.num_parameters()), "gflop_per_tile": None if gflop is None else round(gflop, 3),
             "stats_tile": side}

@@ -2,9 +2,10 @@
 
 One point per backend (plus bicubic, the teacher, a GAN baseline when present). Distortion is
 PSNR against HR (higher is better); perception is PIQE (no-reference, lower is better) or CLIPIQA
-(higher is better). A point dominates another when it is at least as good on both axes and better
-by more than the tolerance on one: backends of the same model differ by hundredths of a dB, and a
-"dominance" that small says nothing.
+(higher is better). A point dominates another when its PSNR is lower by no more than the PSNR
+tolerance (within it the two are a tie), its perceptual score is no worse, and it is better by more
+than the tolerance on one axis. Backends of the same model differ by hundredths of a dB: a 0.01 dB
+difference, on either side, decides nothing.
 
 Pure functions: no report, no files. The figure is SVG text drawn on matplotlib's Agg canvas.
 
@@ -70,12 +71,21 @@ class Plane:
 
 def dominates(a: PlanePoint, b: PlanePoint, metric: str = "piqe", psnr_tol: float = PSNR_TOLERANCE_DB,
               perception_tol: float | None = None) -> bool:
-    """True when `a` is no worse than `b` on both axes and better by more than a tolerance on one."""
-    _, lower, default_tol = _metric(metric)
-    tol = default_tol if perception_tol is None else perception_tol
+    """True when `a`'s PSNR is at most `psnr_tol` below `b`'s (a tie), its perceptual score no worse, and it is
+    better by more than the tolerance on one axis."""
+    tol = tolerances(metric, psnr_tol, perception_tol)[1]
+    lower = _metric(metric)[1]
     gain = (b.perception - a.perception) if lower else (a.perception - b.perception)
     d_psnr = a.psnr - b.psnr
-    return d_psnr >= 0 and gain >= 0 and (d_psnr > psnr_tol or gain > tol)
+    return d_psnr >= -psnr_tol and gain >= 0 and (d_psnr > psnr_tol or gain > tol)
+
+
+def tolerances(metric: str = "piqe", psnr_tol: float = PSNR_TOLERANCE_DB,
+               perception_tol: float | None = None) -> tuple[float, float]:
+    """(PSNR dB, perceptual score): the PSNR difference within which two points tie, and the gains a point must
+    exceed on one axis to dominate (the metric's default for None)."""
+    default = _metric(metric)[2]
+    return psnr_tol, default if perception_tol is None else perception_tol
 
 
 def pareto(points: list[PlanePoint], metric: str = "piqe", psnr_tol: float = PSNR_TOLERANCE_DB,
@@ -166,8 +176,9 @@ def perception_distortion_plane(points: list[PlanePoint], metric: str = "piqe", 
     Args:
         points: at least one PlanePoint; names must be unique.
         metric: piqe (lower is better) or clipiqa (higher is better).
-        psnr_tol: a PSNR gain at or below this (dB) alone does not make a point dominate.
-        perception_tol: the same for the perceptual score (default: 0.5 PIQE, 0.005 CLIPIQA).
+        psnr_tol: PSNR differences (dB) up to this are a tie: neither a gain nor a loss.
+        perception_tol: a perceptual gain at or below this alone does not make a point dominate (default:
+            0.5 PIQE, 0.005 CLIPIQA).
         title: the figure's title.
 
     Raises:

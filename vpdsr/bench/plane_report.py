@@ -4,8 +4,9 @@ Distortion is PSNR against HR (the report's `psnr_vs_hr`, RGB); perception is CL
 point has it (its weights are present), else PIQE (no weights needed, lower is better). Points:
 every backend that ran, bicubic, the GAN baseline and the teacher when they ran, and HR itself
 (drawn at the right edge, never compared). The geometry, the Pareto front and the dominance
-sentences come from :mod:`vpdsr.bench.plane`; this module only picks the points from the rows and
-writes the report's `plane` section, which the Markdown and HTML pages render.
+sentences come from :mod:`vpdsr.bench.plane`; this module only picks the points from the rows,
+writes the report's `plane` section (with the tolerances that decided dominance) and the blocks the
+Markdown and HTML pages render of it.
 
 Example:
     >>> section = plane_section(report["backends"], report["baselines"])
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import math
 
-from vpdsr.bench.plane import PlanePoint, perception_distortion_plane, plane_svg
+from vpdsr.bench.blocks import Figure, Items, TableBlock, Text, markdown_blocks
+from vpdsr.bench.plane import PlanePoint, perception_distortion_plane, plane_svg, tolerances
+from vpdsr.bench.tables import Row, Table
 from vpdsr.errors import InputError
 
 DISTORTION = "psnr_vs_hr"
@@ -54,10 +57,12 @@ def plane_section(backends: list[dict], baselines: list[dict]) -> dict:
         return {"available": False, "reason": f"no point has both PSNR vs HR and {metric}", "points": [],
                 "left_out": left_out}
     plane = perception_distortion_plane(points, metric)
+    psnr_tol, perception_tol = tolerances(metric)
     return {
         "available": True, "reason": None, "metric": metric, "distortion": DISTORTION,
         "points": [{"name": p.name, "kind": p.kind, "psnr": p.psnr, "perception": p.perception} for p in points],
         "front": plane.front, "dominated": plane.dominated, "sentences": plane.sentences, "left_out": left_out,
+        "tolerance": {"psnr_db": psnr_tol, metric: perception_tol},
     }
 
 
@@ -82,27 +87,44 @@ def save_png(section: dict, path, dpi: int = 120) -> None:
     plane_figure(points_of(section), section["metric"], section["front"]).savefig(str(path), dpi=dpi)
 
 
-def markdown_lines(section: dict | None) -> list[str]:
-    """The Markdown of the plane: front, dominance sentences, the points."""
-    if not section:
-        return []
-    lines = ["", "## Perception-distortion plane", ""]
+def tolerance_line(section: dict) -> str | None:
+    """What "dominates" means in this section: the tolerances within which an axis is a tie."""
+    tol = section.get("tolerance")
+    if not tol:  # a report written before the section carried them
+        return None
+    metric = section["metric"]
+    digits = 1 if metric == "piqe" else 3
+    return (f"Dominates = PSNR at most {tol['psnr_db']:g} dB lower (within it a tie, whichever side), {metric.upper()} "
+            f"no worse, and better by more than the tolerance on one axis; tolerances: {tol['psnr_db']:g} dB PSNR, "
+            f"{tol[metric]:.{digits}f} {metric.upper()}.")
+
+
+def plane_blocks(section: dict, svg: str | None = None, missing: str = "the figure needs matplotlib") -> tuple:
+    """The report's blocks of a `plane` section: what is plotted, the figure, the front, who dominates whom (and
+    by which tolerances), the points."""
     if not section.get("available"):
-        return lines + [f"Not drawn: {section.get('reason')}."]
+        return (Text(f"Not drawn: {section.get('reason')}."),)
     metric = section["metric"]
     better = "lower" if metric == "piqe" else "higher"
-    lines += [f"PSNR vs HR (higher is better) against {metric.upper()} ({better} is better).", "",
-              f"![Perception-distortion plane]({SVG_NAME})"]
-    lines += ["", f"Not dominated (Pareto front): {', '.join(section['front'])}."]
-    if section["sentences"]:
-        lines += [""] + [f"- {s}" for s in section["sentences"]]
-    else:
-        lines += ["", "No point dominates another (beyond the tolerances)."]
-    lines += ["", f"| point | kind | PSNR vs HR dB | {metric.upper()} |", "|---|---|---:|---:|"]
-    for p in section["points"]:
-        psnr = "inf" if math.isinf(float(p["psnr"])) else f"{float(p['psnr']):.2f}"
-        digits = 1 if metric == "piqe" else 4
-        lines.append(f"| {p['name']} | {p['kind']} | {psnr} | {float(p['perception']):.{digits}f} |")
+    blocks: list = [Text(f"PSNR vs HR (higher is better) against {metric.upper()} ({better} is better)."),
+                    Figure("Perception-distortion plane", svg=svg, file=SVG_NAME, missing=missing),
+                    Text(f"Not dominated (Pareto front): **{', '.join(section['front'])}**.")]
+    blocks.append(Items(tuple(section["sentences"])) if section["sentences"]
+                  else Text("No point dominates another (beyond the tolerances)."))
+    line = tolerance_line(section)
+    if line:
+        blocks.append(Text(line))
+    digits = 1 if metric == "piqe" else 4
+    rows = tuple(Row((p["name"], p["kind"], "inf" if math.isinf(float(p["psnr"])) else f"{float(p['psnr']):.2f}",
+                      f"{float(p['perception']):.{digits}f}"), "point") for p in section["points"])
+    blocks.append(TableBlock(Table(("point", "kind", "PSNR vs HR dB", metric.upper()), rows, text=2)))
     if section.get("left_out"):
-        lines += ["", f"Left out: {'; '.join(section['left_out'])}."]
-    return lines
+        blocks.append(Text(f"Left out: {'; '.join(section['left_out'])}."))
+    return tuple(blocks)
+
+
+def markdown_lines(section: dict | None) -> list[str]:
+    """The Markdown of the plane: front, dominance sentences and their tolerances, the points."""
+    if not section:
+        return []
+    return ["", "## Perception-distortion plane", *markdown_blocks(plane_blocks(section))]

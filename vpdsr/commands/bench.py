@@ -156,8 +156,8 @@ def int_or_auto(text: str):
 
 def config_from_args(args):
     from vpdsr.bench.backends import parse_names
+    from vpdsr.bench.config import BenchConfig
     from vpdsr.bench.gates import GateConfig, read_baseline
-    from vpdsr.bench.harness import BenchConfig
     from vpdsr.bench.latency import LatencyConfig
     from vpdsr.commands.checks import output_folder
 
@@ -168,7 +168,7 @@ def config_from_args(args):
     if both:
         raise InputError(f"{', '.join(both)} is both in `--require` and in `--allow-failed`; keep one")
     baseline = read_baseline(args.baseline) if args.baseline else None
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
+    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip()) if args.backends else None
     if args.torch_compile is not None:
         from vpdsr.runtimes.torch_runner import COMPILE_MODES
 

@@ -121,8 +121,8 @@ def record_history(out: Path, model: str) -> None:
 
 def run(args) -> int:
     from vpdsr.bench.backends import with_untuned
+    from vpdsr.bench.config import BenchConfig
     from vpdsr.bench.gates import GateConfig
-    from vpdsr.bench.harness import BenchConfig
     from vpdsr.bench.latency import LatencyConfig
     from vpdsr.commands.bench import bench_and_report
     from vpdsr.commands.checks import output_folder

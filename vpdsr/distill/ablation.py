@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from vpdsr.distill.config import DistillConfig, load_config
 from vpdsr.utils import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 TERMS = ("distill", "recon", "hfp", "adv", "feature_match", "grid", "ess")
 VARIANTS = (("distill", "distill"), ("+hfp", "plus-hfp"), ("+adv", "plus-adv"), ("+ess", "plus-ess"), ("all", "all"))
@@ -94,23 +96,23 @@ def run_ablation(config, out: str | Path, teacher: str | Path | None = None, res
     out.mkdir(parents=True, exist_ok=True)
     teacher = teacher or cfg.student.teacher
     if teacher is None:
-        _say(f"ablate: training the teacher into {out / 'teacher'}")
+        log.info(f"ablate: training the teacher into {out / 'teacher'}")
         teacher = run_distill(cfg, out / "teacher", stage="teacher", resume=resume, progress=progress).teacher.model_dir
     rows, reference = [], None
     plan = variants(cfg, _clip_missing(cfg))
     for k, (name, folder, vcfg, note) in enumerate(plan, 1):
         if vcfg is None:
-            _say(f"ablate [{k}/{len(plan)}] {name}: absent ({note})")
+            log.info(f"ablate [{k}/{len(plan)}] {name}: absent ({note})")
             rows.append(AblationRow(name, "absent", reason=note))
             continue
         weights = {t: getattr(vcfg.losses, t) for t in TERMS}
         run_dir = out / folder
         done = run_dir / "eval.json"
         if resume and done.is_file() and (run_dir / "model" / "config.json").is_file():
-            _say(f"ablate [{k}/{len(plan)}] {name}: done before, read {done}")
+            log.info(f"ablate [{k}/{len(plan)}] {name}: done before, read {done}")
             result, seconds = json.loads(done.read_text()), _seconds(run_dir)
         else:
-            _say(f"ablate [{k}/{len(plan)}] {name}: {vcfg.student.steps} student steps into {run_dir}")
+            log.info(f"ablate [{k}/{len(plan)}] {name}: {vcfg.student.steps} student steps into {run_dir}")
             t0 = time.perf_counter()
             vcfg.eval.enabled = True
             stage = train_student(vcfg, teacher, run_dir, resume=resume, progress=progress)
@@ -173,6 +175,3 @@ def _seconds(run_dir: Path) -> float | None:
     p = run_dir / "seconds.txt"
     return float(p.read_text()) if p.is_file() else None
 
-
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)

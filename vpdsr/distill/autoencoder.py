@@ -11,10 +11,13 @@ f=4 autoencoders trained for minutes on 2 CPU cores capped everything behind the
 """
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def train_autoencoder(cfg, out: str | Path, progress: bool = True) -> Path:
@@ -69,5 +72,5 @@ def train_autoencoder(cfg, out: str | Path, progress: bool = True) -> Path:
 
         with atomic_directory(target) as tmp:
             net.save_pretrained(str(tmp), safe_serialization=True)
-    print(f"autoencoder: {tc.steps} steps in {time.perf_counter() - t0:.0f} s -> {target}")
+    log.info(f"autoencoder: {tc.steps} steps in {time.perf_counter() - t0:.0f} s -> {target}")
     return target

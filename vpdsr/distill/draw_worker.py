@@ -161,8 +161,8 @@ class StepDraws:
         return lines[-1].strip() if lines else "no output"
 
     def _fall_back(self, reason: str) -> None:
-        print(f"warning: {self.label}: the draw worker stopped ({reason}); drawing in this process from here "
-              "(same results, slower)", file=sys.stderr, flush=True)
+        log.warning(f"warning: {self.label}: the draw worker stopped ({reason}); drawing in this process from here "
+                    "(same results, slower)")
         self.close()
 
     def close(self) -> None:

@@ -78,7 +78,8 @@ def run_loop(loop: Loop, resume: bool = False, progress: bool = True, stop_at: i
     unwrapped = {n: acc.unwrap_model(m) for n, m in loop.trained.items()}
     ckpt = Checkpoint(loop.out / "checkpoint", unwrapped, loop.optimizers, loop.schedulers, loop.ema)
     start = ckpt.restore(acc.device) if resume else 0
-    csv_log = CsvLog(loop.out / "log.csv", start)
+    # one log.csv, rank 0's: every rank writing its own rows into the same file interleaves them
+    csv_log = CsvLog(loop.out / "log.csv", start) if acc.is_main_process else None
     for term, reason in loop.disabled.items():
         log.warning(f"warning: {loop.stage}: loss term `{term}` disabled: {reason}")
     bar = tqdm(total=scfg.steps, initial=start, desc=loop.stage, unit="step", disable=not progress or None,
@@ -95,7 +96,7 @@ def run_loop(loop: Loop, resume: bool = False, progress: bool = True, stop_at: i
         shown = {k: f"{v:.4f}" for k, v in terms.items()}
         bar.set_postfix(shown, refresh=False)
         bar.update(1)
-        if step % scfg.log_every == 0 or step == scfg.steps:
+        if csv_log is not None and (step % scfg.log_every == 0 or step == scfg.steps):
             row = {"step": step, "lr": f"{loop.optimizers['denoiser'].param_groups[0]['lr']:.3e}",
                    "seconds": f"{time.perf_counter() - t0:.3f}", **shown}
             csv_log.write({**row, **{t: "disabled" for t in loop.disabled}})

@@ -45,12 +45,14 @@ class ProbeResult:
         return f"{self.chosen} thread(s) (probe, per forward+backward step: {parts})"
 
 
-def probe_threads(step: Callable[[], None], counts: tuple[int, ...], repeats: int = 2) -> ProbeResult:
+def probe_threads(step: Callable[[], None], counts: tuple[int, ...], repeats: int = 2,
+                  clock: Callable[[], float] = time.perf_counter) -> ProbeResult:
     """Time `step` with each thread count (one untimed warm-up each), set and return the fastest.
 
     Args:
         step: one forward + backward pass that leaves no trace (no optimiser step; it clears its grads).
         counts: thread counts to try.
+        clock: seconds (tests pass one that `step` advances).
     """
     result = ProbeResult(chosen=counts[0])
     for n in counts:
@@ -58,9 +60,9 @@ def probe_threads(step: Callable[[], None], counts: tuple[int, ...], repeats: in
         step()  # warm-up: kernels are built for this count
         times = []
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0 = clock()
             step()
-            times.append(time.perf_counter() - t0)
+            times.append(clock() - t0)
         result.seconds[n] = min(times)
     result.chosen = min(result.seconds, key=result.seconds.get)
     torch.set_num_threads(result.chosen)

@@ -6,7 +6,7 @@ tiling path as `vpdsr bench`, see `vpdsr/export/validation.py`) against the torc
 its `artifact.json` written, and only then renamed into place: a killed or failed export leaves
 no folder that loads. The manifest is rewritten after every target.
 
-Status (issue 9): `ok`; `skipped` when this machine cannot build or run the target (TensorRT
+Status: `ok`; `skipped` when this machine cannot build or run the target (TensorRT
 without a GPU, bf16 on a CPU without it), with the reason; `failed` when it should have worked
 and did not (a build error, an artifact its runner cannot load, NaN, validation below the target's
 floor): the entry then keeps its validation figures and no folder is left. With `keep_failed`

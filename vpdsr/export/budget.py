@@ -9,7 +9,8 @@ validation set, and the value it must reach:
 - `piqe-drift:2`: the largest |PIQE(int8) - PIQE(fp32)| over the tiles is at most 2 (PIQE: 0..100).
 
 The worst tile, not the mean: a budget should hold on every image a user sends, and one washed-out
-photo is what a mean hides (issue 10: 1.7 dB lost on average, 2.8 dB on the worst photo).
+photo is what a mean hides (measured on one INT8 export: 1.7 dB lost on average, 2.8 dB on the worst
+photo).
 
 The validation set (:class:`ValidationTiles`) is a seeded set of tile-sized crops of photos degraded
 exactly as the export's held-out photos are (bicubic x4 at 8-bit levels), by default of the `val`

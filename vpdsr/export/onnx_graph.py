@@ -1,7 +1,7 @@
 """torch -> ONNX fp32 graphs of any `SRModel`: fused (`model.input_names` -> `sr`) or one graph per stage.
 
 Exporter: the TorchScript-based one (`torch.onnx.export(..., dynamo=False)`), opset 17. Why:
-it is the path seen working here on these model families with dynamic H/W (FACTS.md), it needs no
+it exports these model families with dynamic H/W (each graph is validated against torch), it needs no
 onnxscript, and it traces diffusers' Python control flow into a plain graph. The VPDSR denoiser
 pads its input to a multiple of 2**(levels-1); under tracing it always pads, with amounts computed
 in the graph from the input's shape, so one dynamic graph serves every H/W (see

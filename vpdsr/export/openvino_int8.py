@@ -9,7 +9,7 @@ NNCF's own log and progress bars go to the run's log file.
 measures a drop from the float model's own score, so the float IR is scored first (`m_fp32`, ~145
 dB PSNR for f32 execution) and `max_drop = m_fp32 - budget` (a lower-is-better metric is negated).
 Its cost is sized: the ranking runs on the validation tiles, one worker, at most
-`MAX_ITERATIONS` layers reverted (FACTS.md: 275 s on 2 cores unbounded with a tight budget). The
+`MAX_ITERATIONS` layers reverted (unbounded, a tight budget took 275 s on 2 cores). The
 layers it reverted are the quantized ops of the plain result that the final one no longer quantizes.
 
 `--sensitivity`: the table of `search.py`, each configuration an `nncf.quantize` with the group added

@@ -3,7 +3,7 @@
 The IR is stored in f32 (`compress_to_fp16=False`); what differs between `openvino`,
 `openvino-bf16` and `openvino-f16` is `options["inference_precision"]`, which the runner must
 pin at load with `INFERENCE_PRECISION_HINT`: on CPUs with AMX the default is bf16, so an
-unpinned f32 artifact would silently run in bf16 (FACTS.md).
+unpinned f32 artifact would silently run in bf16 (outputs ~4e-3 off torch fp32).
 
 `openvino-int8` (NNCF) is in `openvino_int8.py`.
 """

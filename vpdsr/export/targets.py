@@ -21,7 +21,7 @@ from vpdsr.export.float_policy import FLOAT_LAYERS, KEEP_FLOAT, float_patterns  
 from vpdsr.export.onnx_graph import export_graph, graph_io
 
 log = logging.getLogger(__name__)
-# Quality floors in dB PSNR against torch fp32 (issue 4's "must show").
+# Quality floors in dB PSNR against torch fp32: every target's validation must reach its floor.
 FLOOR_FP32, FLOOR_HALF, FLOOR_INT8 = 60.0, 40.0, 30.0
 
 

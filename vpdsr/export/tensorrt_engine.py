@@ -14,8 +14,8 @@ The network, config and engine come from Polygraphy's loaders (`NetworkFromOnnxP
 The timing cache lives in $VPDSR_CACHE/tensorrt/, named after the GPU and TensorRT release, so it
 outlives the export's temporary build folder. The engine is built on the export's device
 (`cuda:N`), and `engine.json` (`vpdsr.artifacts.engine_record`) records the TensorRT version, GPU
-and profiles the runner checks before loading. Where TensorRT or a CUDA device is missing (every
-machine this project is developed on, FACTS.md), the target is skipped.
+and profiles the runner checks before loading. Where TensorRT or a CUDA device is missing (TensorRT's
+PyPI packages fetch its libraries from NVIDIA's own index at install time), the target is skipped.
 """
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -40,6 +41,9 @@ class AutoTileConfig:
             than `overlap`.
         max_batch: most tiles per call tried for dynamic-batch engines.
         budget_s: seconds of trial calls at most, per image size.
+        measure: time trial calls (the default); False: choose by FLOPs or computed pixels alone and take the
+            largest batch, so the choice is the same in every process (`vpdsr upscale`: outputs must not
+            depend on which worker made them, and a different tiling gives other bits at tile borders).
     """
 
     max_tile: int = 256
@@ -47,6 +51,7 @@ class AutoTileConfig:
     min_overlap: int = 4
     max_batch: int = 4
     budget_s: float = 3.0
+    measure: bool = True
 
     def __post_init__(self) -> None:
         if self.max_tile < 8:
@@ -73,12 +78,15 @@ class AutoTiler:
         runner: an active runner.
         cfg: the search space and budget.
         flops: `flops(h, w) -> FLOPs of one call` (e.g. `FlopCounter(model).flops`), or None.
+        clock: seconds, for the trial calls and the budget (tests pass one that a model advances).
     """
 
-    def __init__(self, runner: Runner, cfg: AutoTileConfig | None = None, flops=None):
+    def __init__(self, runner: Runner, cfg: AutoTileConfig | None = None, flops=None,
+                 clock: Callable[[], float] = time.perf_counter):
         self.runner = runner
         self.cfg = cfg or AutoTileConfig()
         self.flops = flops
+        self.clock = clock
         self.multiple = int(getattr(runner, "size_multiple", 1) or 1)
         self.scale = int(getattr(runner, "scale", 4))
         self.side, self.fixed_batch = static_shape(runner)
@@ -139,9 +147,9 @@ class AutoTiler:
             r["flops"] = self._plan_flops(r["plan"])
         # cheapest first by the count (or pixels): the budget goes to the likely winners
         rows.sort(key=lambda r: (r["flops"] if r["flops"] is not None else r["plan"].computed_pixels))
-        deadline = time.perf_counter() + c.budget_s
+        deadline = self.clock() + c.budget_s
         for r in rows:
-            r["ms"] = self._predict_ms(r["plan"], deadline)
+            r["ms"] = self._predict_ms(r["plan"], deadline) if c.measure else None
         timed = [r for r in rows if r["ms"] is not None]
         if len(timed) == len(rows):
             best, basis = min(rows, key=lambda r: r["ms"]), "measured"
@@ -182,16 +190,16 @@ class AutoTiler:
             if channels:
                 feed["noise"] = rng.standard_normal((batch, channels, th, tw), dtype=np.float32)
             self.runner.infer(feed)  # warm-up: a new shape may compile or allocate
-            t0 = time.perf_counter()
+            t0 = self.clock()
             self.runner.infer(feed)
-            self._timed[key] = time.perf_counter() - t0
+            self._timed[key] = self.clock() - t0
         return self._timed[key]
 
     def _predict_ms(self, plan: TilePlan, deadline: float) -> float | None:
         """Predicted ms of the plan's calls from one timed call per shape; None once past the deadline."""
         total = 0.0
         for b in sorted(set(plan.call_batches())):
-            if (b, plan.tile_h, plan.tile_w) not in self._timed and time.perf_counter() > deadline:
+            if (b, plan.tile_h, plan.tile_w) not in self._timed and self.clock() > deadline:
                 return None
             total += self._time_call(b, plan.tile_h, plan.tile_w) * plan.call_batches().count(b)
         return total * 1000.0
@@ -199,12 +207,12 @@ class AutoTiler:
     def _best_batch(self, th: int, tw: int, tiles: int) -> int:
         """Tiles per call (1, 2, 4 ... up to max_batch and the tile count) with the lowest time per tile."""
         options = [b for b in (1, 2, 4, 8, 16) if b <= min(self.cfg.max_batch, tiles)]
-        if len(options) == 1:
-            return options[0]
+        if len(options) == 1 or not self.cfg.measure:
+            return options[-1]
         per_tile = {}
-        deadline = time.perf_counter() + self.cfg.budget_s
+        deadline = self.clock() + self.cfg.budget_s
         for b in options:
-            if time.perf_counter() > deadline and per_tile:
+            if self.clock() > deadline and per_tile:
                 break
             per_tile[b] = self._time_call(b, th, tw) / b
         return min(per_tile, key=per_tile.get)

@@ -91,9 +91,18 @@ def ort_int8_format() -> OrtInt8Format:
     try:
         u8, s8 = _matmul_integer_rate("uint8"), _matmul_integer_rate("int8")
     except Exception as e:  # no onnxruntime, or a probe failure: the platform's known fast path
-        x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
-        return OrtInt8Format("uint8" if x86 else "int8", not x86, MATRIX_OPS,
-                             f"probe failed ({type(e).__name__}); {platform.machine()} default")
+        return fallback_format(platform.machine(), f"probe failed ({type(e).__name__})")
+    return choose_format(u8, s8)
+
+
+def fallback_format(machine: str, why: str) -> OrtInt8Format:
+    """Without a probe: u8 x s8 on x86 (MLAS's fast kernels there), s8 x s8 symmetric elsewhere."""
+    x86 = machine.lower() in ("x86_64", "amd64", "i686", "x86")
+    return OrtInt8Format("uint8" if x86 else "int8", not x86, MATRIX_OPS, f"{why}; {machine} default")
+
+
+def choose_format(u8: float, s8: float) -> OrtInt8Format:
+    """The format of the faster MatMulInteger kernel: `u8`/`s8` are its GOP/s with u8 or s8 activations."""
     if u8 >= s8:
         return OrtInt8Format("uint8", False, MATRIX_OPS,
                              f"u8 x s8 is onnxruntime's fast int8 kernel here (MatMulInteger {u8:.0f} vs s8 x s8 "

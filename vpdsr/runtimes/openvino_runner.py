@@ -11,7 +11,7 @@ descheduled thread. `AUTO` (the default) keeps both: LATENCY for a single image 
 THROUGHPUT compile of the same model, made on the first call with more than one tile.
 
 Why the precision is always pinned: OpenVINO's CPU plugin picks bf16 by default on CPUs with
-AMX/AVX512-BF16 (FACTS.md: ~4e-3 off torch here) and f32 elsewhere, so an unpinned model gives
+AMX/AVX512-BF16 (outputs ~4e-3 off torch fp32) and f32 elsewhere, so an unpinned model gives
 drift figures that change from one CPU to the next. We set `INFERENCE_PRECISION_HINT` on every
 compile and check that the compiled model reports it back.
 """

@@ -23,7 +23,7 @@ in computed pixels (the tiling overhead).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -208,7 +208,7 @@ def axis_windows(starts: list[int], tile: int, scale: int) -> tuple[list[np.ndar
     return windows, total
 
 
-def _pad_to(lr: np.ndarray, height: int, width: int) -> np.ndarray:
+def pad_to_tile(lr: np.ndarray, height: int, width: int) -> np.ndarray:
     """Pads [C,h,w] at the bottom/right to at least height x width (reflect, else replicate)."""
     pad_h, pad_w = max(0, height - lr.shape[1]), max(0, width - lr.shape[2])
     if pad_h == 0 and pad_w == 0:
@@ -233,6 +233,65 @@ def _progress_callback(progress: ProgressFn | bool | None, total: int):
     if callable(progress):
         return (lambda done: progress(done, total)), (lambda: None)
     return (lambda done: None), (lambda: None)
+
+
+def tile_batches(infer: InferFn, lr: np.ndarray, noise: NoiseField | None, plan: TilePlan, channels: int,
+                 scale: int) -> Iterator[tuple[list[tuple[int, int]], np.ndarray]]:
+    """The engine calls of a plan, in order: yields (tiles of the call as (row, column) indices, sr).
+
+    The one place that cuts tiles, crops their noise and checks what the engine returned; the in-memory
+    blend (:func:`upscale_tiled`) and the row-by-row one (:mod:`vpdsr.runtimes.tile_rows`) both consume it,
+    so they make the same calls with the same inputs. `sr` holds the call's outputs (a padded batch's extra
+    slots included, after the group's own).
+
+    Args:
+        infer: the engine, as in :func:`upscale_tiled`.
+        lr: the image, float32 [C,h,w], already padded to at least one tile (:func:`pad_to_tile`).
+        noise: the noise field, or None.
+        plan: :func:`plan_tiles` of the unpadded image.
+        channels: C; scale: the upscaling factor.
+    """
+    tile_h, tile_w, ys, xs = plan.tile_h, plan.tile_w, plan.ys, plan.xs
+    # Row-major order: the noise field's cache keeps the blocks a tile row shares with the next.
+    positions = [(iy, ix) for iy in range(len(ys)) for ix in range(len(xs))]
+    s = scale
+    for first in range(0, len(positions), plan.batch):
+        group = positions[first : first + plan.batch]
+        calls = group + [group[-1]] * (plan.batch - len(group)) if plan.pad_batch else group
+        lr_batch = np.empty((len(calls), channels, tile_h, tile_w), dtype=np.float32)
+        for k, (i, j) in enumerate(calls):
+            lr_batch[k] = lr[:, ys[i] : ys[i] + tile_h, xs[j] : xs[j] + tile_w]
+        noise_batch = None
+        if noise is not None:  # each crop written straight into the batch: no second copy
+            noise_batch = np.empty((len(calls), noise.channels, tile_h, tile_w), dtype=np.float32)
+            for k, (i, j) in enumerate(calls):
+                noise.crop(ys[i], xs[j], tile_h, tile_w, out=noise_batch[k])
+        sr = np.asarray(infer(lr_batch, noise_batch))
+        want = (len(calls), channels, s * tile_h, s * tile_w)
+        if sr.shape != want:
+            raise ArtifactError(
+                f"engine output has shape {_dims(sr.shape)}, expected {_dims(want)} "
+                f"(scale {s}, input {_dims(lr_batch.shape)})"
+            )
+        yield group, sr
+
+
+def tiling_inputs(lr: np.ndarray, cfg: TileConfig | None) -> tuple[TileConfig, TilePlan, np.ndarray]:
+    """(cfg, plan, lr padded to at least one tile) of an image [C,h,w]; InputError for anything else."""
+    cfg = cfg or TileConfig()
+    lr = np.asarray(lr, dtype=np.float32)
+    if lr.ndim != 3 or lr.shape[1] < 1 or lr.shape[2] < 1:
+        raise InputError(f"`lr` must be a float32 array [C,h,w] with h, w >= 1, got shape {lr.shape}")
+    plan = plan_tiles(lr.shape[1], lr.shape[2], cfg)
+    return cfg, plan, pad_to_tile(lr, plan.tile_h, plan.tile_w)
+
+
+def blend_windows(plan: TilePlan, scale: int):
+    """(row windows [n,1], column windows [n], row sum, column sum) of a multi-tile plan, float32 windows
+    and float64 sums, as :func:`upscale_tiled` weights and normalises the tiles."""
+    wys, norm_y = axis_windows(list(plan.ys), plan.tile_h, scale)
+    wxs, norm_x = axis_windows(list(plan.xs), plan.tile_w, scale)
+    return [wy.astype(np.float32)[:, None] for wy in wys], [wx.astype(np.float32) for wx in wxs], norm_y, norm_x
 
 
 def upscale_tiled(
@@ -262,46 +321,19 @@ def upscale_tiled(
     Example:
         >>> sr = upscale_tiled(runner.infer, lr, NoiseField(seed=0, channels=48), TileConfig(tile=64))
     """
-    cfg = cfg or TileConfig()
-    lr = np.asarray(lr, dtype=np.float32)
-    if lr.ndim != 3 or lr.shape[1] < 1 or lr.shape[2] < 1:
-        raise InputError(f"`lr` must be a float32 array [C,h,w] with h, w >= 1, got shape {lr.shape}")
-    channels, h, w = lr.shape
-    s = cfg.scale
-    plan = plan_tiles(h, w, cfg)
+    cfg, plan, padded = tiling_inputs(lr, cfg)
+    channels, h, w, s = padded.shape[0], plan.h, plan.w, cfg.scale
     tile_h, tile_w, ys, xs = plan.tile_h, plan.tile_w, plan.ys, plan.xs
-    padded = _pad_to(lr, tile_h, tile_w)
     single = plan.tiles == 1  # one call covers the image: no blending, no normalisation
     if not single:
-        wys, norm_y = axis_windows(list(ys), tile_h, s)
-        wxs, norm_x = axis_windows(list(xs), tile_w, s)
-        wys = [wy.astype(np.float32)[:, None] for wy in wys]
-        wxs = [wx.astype(np.float32) for wx in wxs]
-    # Row-major order: the noise field's cache keeps the blocks a tile row shares with the next.
-    positions = [(iy, ix) for iy in range(len(ys)) for ix in range(len(xs))]
+        wys, wxs, norm_y, norm_x = blend_windows(plan, s)
 
     out = np.zeros((channels, s * h, s * w), dtype=np.float32)
     weighted = None if single else np.empty((channels, s * tile_h, s * tile_w), dtype=np.float32)
-    update, close = _progress_callback(progress, len(positions))
+    update, close = _progress_callback(progress, plan.tiles)
+    done = 0
     try:
-        for first in range(0, len(positions), cfg.batch):
-            group = positions[first : first + cfg.batch]
-            calls = group + [group[-1]] * (cfg.batch - len(group)) if cfg.pad_batch else group
-            lr_batch = np.empty((len(calls), channels, tile_h, tile_w), dtype=np.float32)
-            for k, (i, j) in enumerate(calls):
-                lr_batch[k] = padded[:, ys[i] : ys[i] + tile_h, xs[j] : xs[j] + tile_w]
-            noise_batch = None
-            if noise is not None:  # each crop written straight into the batch: no second copy
-                noise_batch = np.empty((len(calls), noise.channels, tile_h, tile_w), dtype=np.float32)
-                for k, (i, j) in enumerate(calls):
-                    noise.crop(ys[i], xs[j], tile_h, tile_w, out=noise_batch[k])
-            sr = np.asarray(infer(lr_batch, noise_batch))
-            want = (len(calls), channels, s * tile_h, s * tile_w)
-            if sr.shape != want:
-                raise ArtifactError(
-                    f"engine output has shape {_dims(sr.shape)}, expected {_dims(want)} "
-                    f"(scale {s}, input {_dims(lr_batch.shape)})"
-                )
+        for group, sr in tile_batches(infer, padded, noise, plan, channels, s):
             if single:
                 out[...] = sr[0, :, : s * h, : s * w]
             for k, (i, j) in enumerate([] if single else group):
@@ -312,7 +344,8 @@ def upscale_tiled(
                 # Tiles over padding reach beyond the image: only the part inside is kept.
                 hh, ww = min(s * tile_h, s * h - y0), min(s * tile_w, s * w - x0)
                 out[:, y0 : y0 + hh, x0 : x0 + ww] += weighted[:, :hh, :ww]
-            update(first + len(group))
+            done += len(group)
+            update(done)
     finally:
         close()
     if not single:

@@ -5,10 +5,14 @@ What it decides, so that no caller writes it again:
   exactly that size (and a static batch is padded up to); a tile the user asked for that
   contradicts it is a one-line InputError; otherwise the caller's tiling is used;
 - the noise: one :class:`NoiseField` per seed, cropped per tile (the result does not depend on the
-  tiling); a runner without a `noise` input (a GAN SR network) gets none;
+  tiling); a runner without a `noise` input (a GAN SR network) gets none; a call may pass its own seed
+  (`vpdsr upscale` derives one per image from the image's bytes, so no image's noise depends on which
+  others ran before it or where);
 - HWC in, HWC out: images are (H, W, 3) float32 in [0, 1], as `vpdsr.data.io` reads them;
 - `tiles="auto"`: the tiling is chosen per image size by measurement (:mod:`vpdsr.runtimes.autotile`):
-  the whole image in one call on a dynamic engine where it fits, else the fewest fitted tiles.
+  the whole image in one call on a dynamic engine where it fits, else the fewest fitted tiles;
+- in memory (`upscaler(image)`) or row band by row band (`upscaler.rows(image)`, for outputs larger
+  than memory: :mod:`vpdsr.runtimes.tile_rows`), with the same values.
 
 Example:
     >>> with load("artifacts/openvino-int8") as runner:
@@ -16,7 +20,7 @@ Example:
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import numpy as np
@@ -25,6 +29,7 @@ from vpdsr.errors import ArtifactError, InputError
 from vpdsr.runtimes.autotile import AutoTileConfig, AutoTiler
 from vpdsr.runtimes.base import Runner
 from vpdsr.runtimes.noise import NoiseField
+from vpdsr.runtimes.tile_rows import upscale_rows
 from vpdsr.runtimes.tiling import ProgressFn, TileConfig, TilePlan, plan_tiles, upscale_tiled
 
 AUTO = "auto"
@@ -103,6 +108,7 @@ class Upscaler:
         self.on_call = on_call
         self.clip = clip
         self.last_plan: TilePlan | None = None
+        self._other_noise: NoiseField | None = None
 
     def _infer(self, lr: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
         feed = {"lr": lr} if noise is None else {"lr": lr, "noise": noise}
@@ -119,16 +125,41 @@ class Upscaler:
         """The tiles and engine calls of an h x w LR image."""
         return plan_tiles(h, w, self.tiles_for_size(h, w))
 
-    def __call__(self, image: np.ndarray, progress: ProgressFn | bool | None = None) -> np.ndarray:
-        """Upscale one (H, W, 3) image; `progress` as in :func:`vpdsr.runtimes.tiling.upscale_tiled`."""
+    def _noise(self, seed: int | None) -> NoiseField | None:
+        """The noise field of `seed` (None: the upscaler's own); the last other one is kept for the next call."""
+        if self.noise is None or seed is None or seed == self.noise.seed:
+            return self.noise
+        if self._other_noise is None or self._other_noise.seed != seed:
+            self._other_noise = NoiseField(seed, self.noise.channels, cache_mb=self.noise.cache_mb)
+        return self._other_noise
+
+    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, TileConfig]:
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3:
             raise InputError(f"an image must be (H, W, 3), got shape {image.shape}")
         tiles = self.tiles_for_size(image.shape[0], image.shape[1])
         self.last_plan = plan_tiles(image.shape[0], image.shape[1], tiles)
-        lr = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
-        sr = upscale_tiled(self._infer, lr, self.noise, tiles, progress=progress).transpose(1, 2, 0)
-        return np.clip(sr, 0.0, 1.0) if self.clip else sr
+        return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32), tiles
+
+    def __call__(self, image: np.ndarray, progress: ProgressFn | bool | None = None,
+                 seed: int | None = None) -> np.ndarray:
+        """Upscale one (H, W, 3) image; `progress` as in :func:`vpdsr.runtimes.tiling.upscale_tiled`; `seed`:
+        this image's noise seed instead of the upscaler's."""
+        lr, tiles = self._prepare(image)
+        sr = upscale_tiled(self._infer, lr, self._noise(seed), tiles, progress=progress).transpose(1, 2, 0)
+        return np.clip(sr, 0.0, 1.0, out=sr) if self.clip else sr
+
+    def rows(self, image: np.ndarray, progress: ProgressFn | bool | None = None,
+             seed: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """The same result as `upscaler(image)`, handed over top to bottom: yields (y0, rows (n, W, 3)).
+
+        Memory stays a few tile rows of output (:mod:`vpdsr.runtimes.tile_rows`) besides the input.
+        """
+        lr, tiles = self._prepare(image)
+        del image
+        for y0, band in upscale_rows(self._infer, lr, self._noise(seed), tiles, progress=progress):
+            band = band.transpose(1, 2, 0)
+            yield y0, (np.clip(band, 0.0, 1.0, out=band) if self.clip else band)
 
 
 def upscale_image(runner: Runner, image: np.ndarray, tiles: TileConfig | None = None, seed: int = 0,

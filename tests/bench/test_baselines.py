@@ -166,3 +166,41 @@ def test_plane_section_from_rows():
     assert section["sentences"][0].startswith("onnx dominates ort-int8")
     text = "\n".join(markdown_lines(section))
     assert "| hr | hr | inf | 25.0 |" in text and "ort-int8 dominates bicubic" in text  # the closest winner first
+
+
+def test_a_gan_teacher_row_and_its_engines_timed_in_the_same_run(env, bench_images, tmp_path):
+    """A student distilled from a GAN: the teacher row runs the GAN once per image; `--teacher-artifacts`
+    times the teacher's own engines beside the student's (baseline rows, outside the gates)."""
+    pytest.importorskip("onnxruntime", reason="needs onnxruntime (pip install 'vpdsr[onnx]')")
+    from tests.conftest import SMALL
+    from vpdsr.export.api import export
+    from vpdsr.models import build, save_pretrained
+    from vpdsr.models.gan.config import GANConfig
+
+    gan = save_pretrained(build(GANConfig(preset="test-srvgg", arch="srvgg", num_feat=8, num_conv=2), seed=3),
+                          tmp_path / "gan")
+    artifacts = tmp_path / "gan-artifacts"
+    export(str(gan), artifacts, "onnx", tile=16, validation=SMALL)
+    lr, hr = bench_images
+    out = tmp_path / "report"
+    assert main(["bench", "--model", str(gan), "--images", str(lr), "--hr", str(hr), "--out", str(out),
+                 "--backends", "torch-fp32", "--teacher", str(gan), "--teacher-artifacts", str(artifacts),
+                 "--gan-baseline", str(gan), *FAST]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    rows = {r["name"]: r for r in rep["baselines"]}
+    assert rows["teacher"]["status"] == "ok" and rows["teacher"]["quality"]["psnr_vs_hr"] > 10
+    assert rows[str(gan)]["status"] == "skipped" and "the teacher" in rows[str(gan)]["reason"]  # not run twice
+    engines = [r for r in rep["baselines"] if r["name"].startswith("teacher:")]
+    assert [r["name"] for r in engines] == ["teacher:torch-fp32", "teacher:onnx"]
+    for r in engines:
+        assert r["kind"] == "teacher" and r["status"] == "ok" and r["latency_ms"]["p50"] > 0
+    assert engines[1]["quality"]["psnr_vs_ref"] > 40  # the ONNX teacher against the teacher's torch fp32
+    # the teacher's own torch run is the network of the teacher row (tiled by the bench's 16-pixel tiles, the
+    # row whole: a few thousandths of a dB apart)
+    assert engines[0]["quality"]["psnr_vs_hr"] == pytest.approx(rows["teacher"]["quality"]["psnr_vs_hr"], abs=0.05)
+    assert not any(g["backend"].startswith("teacher:") for g in rep["gates"])
+    md = (out / "report.md").read_text()
+    assert "| teacher:onnx | fp32 | cpu | baseline |" in md
+    # --teacher-artifacts without --teacher: bad input, one line, exit 2
+    assert main(["bench", "--model", str(gan), "--images", str(lr), "--out", str(tmp_path / "r2"),
+                 "--teacher-artifacts", str(artifacts), *FAST]) == 2

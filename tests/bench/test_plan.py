@@ -22,6 +22,22 @@ def config(model_dir, images, artifacts=None, **kw) -> BenchConfig:
                        gan_baseline=None, **kw)
 
 
+@pytest.fixture
+def loads(monkeypatch) -> list[str]:
+    """Every model loaded from disk (vpdsr.models.from_pretrained), in order."""
+    import vpdsr.models
+
+    seen: list[str] = []
+    real = vpdsr.models.from_pretrained
+
+    def counting(name_or_path, *args, **kwargs):
+        seen.append(str(name_or_path))
+        return real(name_or_path, *args, **kwargs)
+
+    monkeypatch.setattr(vpdsr.models, "from_pretrained", counting)
+    return seen
+
+
 def test_config_is_frozen_and_backends_a_tuple(bench_model_dir, bench_images):
     cfg = config(bench_model_dir, bench_images, backends=["torch-fp32"])
     assert cfg.backends == ("torch-fp32",)
@@ -52,17 +68,7 @@ def test_bad_tiling_is_refused_before_the_images_are_read(bench_model_dir, tmp_p
         make_plan(cfg)
 
 
-def test_run_leaves_the_config_as_given_and_loads_the_model_once(bench_model_dir, bench_images, monkeypatch):
-    import vpdsr.models
-
-    loads = []
-    real = vpdsr.models.from_pretrained
-
-    def counting(name_or_path, *args, **kwargs):
-        loads.append(str(name_or_path))
-        return real(name_or_path, *args, **kwargs)
-
-    monkeypatch.setattr(vpdsr.models, "from_pretrained", counting)
+def test_run_leaves_the_config_as_given_and_loads_the_model_once(bench_model_dir, bench_images, loads):
     cfg = config(bench_model_dir, bench_images, backends=("torch-fp32", "torch-bf16"), tile=16,
                  latency=LatencyConfig(warmup=0, iters=1, threads="auto"))
     before = dataclasses.replace(cfg)
@@ -83,3 +89,18 @@ def test_a_model_that_does_not_load_fails_its_torch_rows_only(bench_images, benc
     assert rows["onnx"]["status"] == "ok"
     assert rows["torch-bf16"]["status"] == "failed" and "load error" in rows["torch-bf16"]["reason"]
     assert "parameters" not in report["model"] and report["roofline"]["flops_error"] == "no model to count"
+
+
+def test_the_teachers_engines_are_planned_once_with_the_students_images_and_metrics(bench_model_dir, bench_images,
+                                                                                     bench_artifacts, loads):
+    teacher = str(bench_model_dir)
+    plan = make_plan(config(bench_model_dir, bench_images, backends=("torch-fp32",), teacher=teacher,
+                            teacher_artifacts=str(bench_artifacts)))
+    assert [b.spec.name for b in plan.backends] == ["torch-fp32"]
+    sub = plan.teacher
+    assert [b.spec.name for b in sub.backends][:2] == ["torch-fp32", "onnx"]
+    assert sub.images is plan.images and sub.suite is plan.suite and sub.latency == plan.latency  # read once
+    assert sub.model is plan.teacher_model and plan.teacher_model.source == teacher and sub.teacher is None
+    assert sub.policy.require == frozenset() and sub.baselines.gan is None and sub.baselines.teacher is None
+    assert loads == [teacher, teacher]  # the benched model and the teacher, each once (here the same folder)
+    assert make_plan(config(bench_model_dir, bench_images, teacher=teacher)).teacher is None  # no artifacts: a row

@@ -88,3 +88,21 @@ def test_verdict_banner_in_md_and_html(tmp_path, gates, failed, banner, css):
     assert f"<span class='verdict {css}'>{banner}" in page
     assert f"**{banner}" in (tmp_path / "r" / "report.md").read_text()
     assert outcome["passed"] == (css != "fail")
+
+
+def test_without_matplotlib_the_report_is_written_without_figures(tmp_path, monkeypatch):
+    """Plots need the metrics extra: without matplotlib report.html says so, and the plane is a table only."""
+    import sys
+
+    from vpdsr.bench.plane_report import plane_section
+
+    row = minimal_report()["backends"][0]
+    rows = [{**row, "quality": {**row["quality"], "psnr_vs_hr": 28.0, "piqe": 70.0}}]
+    baselines = [{"name": "bicubic", "kind": "bicubic", "status": "ok", "quality": {"psnr_vs_hr": 27.0, "piqe": 80.0}}]
+    report = minimal_report(backends=rows, baselines=baselines, plane=plane_section(rows, baselines))
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")] or ["matplotlib"]:
+        monkeypatch.setitem(sys.modules, name, None)  # import matplotlib now raises ImportError
+    write_report(tmp_path / "r", BenchResult(report=report, crops={}))
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["report.html", "report.json", "report.md"]
+    assert "plots need matplotlib" in (tmp_path / "r" / "report.html").read_text()
+    assert "| torch-fp32 | backend | 28.00 | 70.0 |" in (tmp_path / "r" / "report.md").read_text()

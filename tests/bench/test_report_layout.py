@@ -50,8 +50,8 @@ def test_summary_first_then_every_column_in_one_group():
     assert sections[:5] == ["Summary", *(g.title for g in GROUPS)]
     assert md.index(SUMMARY_HEADERS) < md.index("## Latency")
     headers = [c.header for c in NUMERIC_COLUMNS]
-    # the 26 numeric columns of the old single table and the attainable time's three, each once
-    assert len(headers) == len(set(headers)) == 29
+    # the 26 numeric columns of the old single table, the colour check and the attainable time's three, each once
+    assert len(headers) == len(set(headers)) == 30 and "colour shift /255 worst" in headers
     for g in GROUPS:  # each group's table: the text columns, then its own columns
         body = md.split(f"## {g.title}\n", 1)[1]
         assert body.lstrip().startswith("| backend | precision | device | status | "

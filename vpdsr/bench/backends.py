@@ -122,20 +122,19 @@ def resolve_backends(model: str, artifacts: str | Path | None, names: list[str] 
         InputError: a name is neither a torch backend nor in the manifest.
         ArtifactError: the artifacts folder has no readable manifest.
     """
-    entries = {}
-    if artifacts is not None:
-        from vpdsr.artifacts import Manifest
-
-        manifest = Manifest.read(Path(artifacts))
+    entries, folders = {}, {}
+    for label, folder, manifest in artifact_folders(artifacts):
         for e in manifest.artifacts:
-            entries[e.name] = e
+            name = f"{label}/{e.name}" if label else e.name  # several folders: rows named by folder
+            entries[name], folders[name] = e, folder
 
     def spec(name: str) -> BackendSpec:
         if name.startswith("torch"):
             return torch_spec(with_torch_options(name, reference, torch_compile, cuda_graphs), model, device,
                               torch_compile)
         name, _, provider = name.partition("@")
-        entry = entries.get(name) or next((e for e in entries.values() if e.target == name), None)
+        key = name if name in entries else next((k for k, e in entries.items() if e.target == name), None)
+        entry = entries.get(key) if key else None
         if entry is None:
             known = ["torch-fp32", "torch-fp16", "torch-bf16", *entries]
             where = f"the manifest in {artifacts}" if artifacts else "no --artifacts given"
@@ -144,17 +143,17 @@ def resolve_backends(model: str, artifacts: str | Path | None, names: list[str] 
         reason = None if status == "ok" else f"export {entry.status}: {entry.reason or 'no reason recorded'}"
         kept = status == "failed" and entry.kept
         # a path that leaves its folder (a link too) is bad input: refused before anything runs
+        root = folders[key]
         if status == "ok" or kept:
             from vpdsr.artifacts import MANIFEST_NAME, resolve_inside
 
             for f in entry.files:
-                resolve_inside(Path(artifacts) / entry.name, f.path, f"{Path(artifacts) / MANIFEST_NAME}: "
-                                                                     f"`{entry.name}` file")
-        folder = Path(artifacts) / entry.name
+                resolve_inside(root / entry.name, f.path, f"{root / MANIFEST_NAME}: `{entry.name}` file")
+        folder = root / entry.name
         usable = isinstance(entry.options, dict) and (status == "ok" or kept)
         sens = entry.options.get("sensitivity") if usable else None
         extra = {"sensitivity": {k: str((folder / sens[k]).resolve()) for k in ("plot", "table")}} if sens else {}
-        out = BackendSpec(name=entry.name, target=entry.target, backend=entry.backend, precision=entry.precision,
+        out = BackendSpec(name=key, target=entry.target, backend=entry.backend, precision=entry.precision,
                           device=_entry_device(entry), stages=entry.stages, status=status, reason=reason,
                           artifact=folder, extra=extra, kept=kept)
         if provider == UNTUNED:
@@ -172,6 +171,45 @@ def resolve_backends(model: str, artifacts: str | Path | None, names: list[str] 
     if specs[0].status != "ok":
         raise InputError(f"the reference backend {reference!r} cannot run: {specs[0].reason}")
     return specs
+
+
+def artifact_folders(artifacts: str | Path | None) -> list[tuple[str | None, Path, object]]:
+    """(label, folder, manifest) of each `--artifacts` folder.
+
+    One folder (the usual case): label None, rows keep the entry names. A comma list, each `DIR` or
+    `LABEL=DIR` (`--artifacts ptq=art,qat=art-qat`): rows are `LABEL/entry`, the label defaulting to the
+    folder's name, so post-training and quantization-aware artifacts of one model run side by side.
+    Every folder must come from the same model (the manifests' model sha256): their rows are all scored
+    against one torch fp32 reference.
+
+    Raises:
+        InputError: an empty item, two folders with one label, folders of different models.
+        ArtifactError: a folder without a readable manifest.
+    """
+    from vpdsr.artifacts import Manifest
+
+    if artifacts is None:
+        return []
+    if isinstance(artifacts, Path) or "," not in str(artifacts) and "=" not in str(artifacts):
+        return [(None, Path(artifacts), Manifest.read(Path(artifacts)))]
+    out, models = [], {}
+    for item in str(artifacts).split(","):
+        label, sep, folder = item.strip().rpartition("=")
+        if not folder:
+            raise InputError(f"`--artifacts` {artifacts!r}: an empty item; expected DIR or LABEL=DIR, comma-separated")
+        path = Path(folder)
+        label = label if sep else path.name
+        if not label or "/" in label or label in {o[0] for o in out}:
+            raise InputError(f"`--artifacts`: the label {label!r} of {folder} is empty, has a '/' or is used twice; "
+                             "name the folders with LABEL=DIR")
+        manifest = Manifest.read(path)
+        models[label] = (manifest.model or {}).get("sha256")
+        out.append((label, path, manifest))
+    if len(set(models.values())) > 1:
+        detail = ", ".join(f"{k}: {str(v)[:12]}" for k, v in models.items())
+        raise InputError(f"`--artifacts`: the folders were exported from different models ({detail}); side by side "
+                         "needs artifacts of one model, scored against its one torch fp32 reference")
+    return out
 
 
 def parse_names(text: str | None, flag: str) -> frozenset[str]:

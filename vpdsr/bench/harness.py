@@ -2,11 +2,12 @@
 
 Order of work (so that bad input costs nothing): :func:`vpdsr.bench.plan.make_plan` reads the config
 once and decides the run (images read and checked, backends and their tilings, threads, metrics, the
-gates checked against them, the model loaded once); then per backend: load it (memory sampling
+gates checked against them, the model and the teacher loaded once); then per backend: load it (memory sampling
 starts), upscale every image tiled with the same :class:`NoiseField` seed, score the outputs against
 the reference's, then time repeated upscales of the first image. The reference runs first; its
 outputs are kept for the comparisons, the others' are scored as they come and dropped (only crops are
-kept). Then the baselines, the gates and the verdict.
+kept). Then the gates and the verdict; then the baselines (what a user would ship instead, outside the
+gates) and, with `--teacher-artifacts`, the teacher's engines, timed as the backends were.
 
 Roofline figures (:mod:`vpdsr.bench.roofline`): the machine's matmul peaks are measured once per
 machine and thread count (cached, :mod:`vpdsr.bench.peak`), the model's FLOPs are counted from the
@@ -57,7 +58,6 @@ from vpdsr.bench.quality import MetricSuite, aggregate, image_scores
 from vpdsr.bench.roofline import roofline
 from vpdsr.bench.scenarios import hook as scenarios
 from vpdsr.errors import CapabilityError, VpdsrError
-from vpdsr.runtimes.tiling import TilePlan
 from vpdsr.runtimes.upscale import Upscaler
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     outcome = verdict(rows, gates, plan.policy)
     # what a user would ship instead (bicubic, a GAN, the teacher) and HR itself, scored like the backends
     baselines = [bicubic, *other_baselines(plan.baselines, plan.model.source, plan.images, suite, plan.baseline_tile,
-                                           plan.tiling.overlap)]
+                                           plan.tiling.overlap, plan.teacher_model), *_teacher_engines(plan.teacher)]
     report = {
         "schema": SCHEMA,
         "model": _model_info(plan.model),
@@ -186,6 +186,15 @@ def _run_backends(plan: BenchPlan, roof: _Roofline, crops: dict,
                 raise VpdsrError(f"the reference backend {bp.spec.name} {rows[-1]['status']}: {rows[-1]['reason']}")
             reference, box = _Reference(outputs, rows[-1]["quality"]["per_image"]), choose_crop(outputs[0], CROP_SIZE)
     return rows, box
+
+
+def _teacher_engines(plan: BenchPlan | None) -> list[dict]:
+    """The teacher's engines timed and scored exactly as the backends, their drift against the teacher's own
+    torch fp32: baseline rows `teacher:<backend>`."""
+    if plan is None:
+        return []
+    rows, _ = _run_backends(plan, _roofline_inputs(plan), {})
+    return [{**r, "name": f"teacher:{r['name']}", "kind": "teacher", "source": plan.model.source} for r in rows]
 
 
 def _compare_latency(rows: list[dict], baseline: dict | None) -> None:
@@ -285,12 +294,10 @@ def _measure_backend(runner, bp: BackendPlan, plan: BenchPlan, roof: _Roofline, 
     upscaler = Upscaler(runner, bp.tiles, plan.seed, on_call=times.record, flops=roof.flops_fn,
                         noise_cache_mb=bp.noise_cache_mb)
     row["quality"] = _score(upscaler, bp.spec.name, plan.images, plan.suite, reference, mem, outputs)
-    first = plan.images[0]
-    tiles = upscaler.plan(*first.lr.shape[:2])
-    row["tiling"] = {"mode": "auto" if upscaler.auto else "fixed",
-                     "config": asdict(upscaler.tiles_for_size(*first.lr.shape[:2])), "plan": tiles.to_dict(),
-                     "auto": upscaler.auto.choices if upscaler.auto else None}
-    stats, calls = _time(upscaler, first, plan.latency, mem, times, tiles, row)
+    stats, calls = _time(upscaler, plan.images[0], plan.latency, mem, times, row)
+    tiles = upscaler.last_plan  # the timed image's: chosen once, when it was first upscaled
+    row["tiling"] = {"mode": "auto" if upscaler.auto else "fixed", "config": asdict(upscaler.last_tiles),
+                     "plan": tiles.to_dict(), "auto": upscaler.auto.choices if upscaler.auto else None}
     if bp.spec.precision == "int8":
         try:
             row["kernels"] = collect_kernels(runner)
@@ -321,7 +328,7 @@ def _score(upscaler: Upscaler, name: str, images: tuple[BenchImage, ...], suite:
 
 
 def _time(upscaler: Upscaler, image: BenchImage, latency: LatencyConfig, mem: PeakMemory, times: _EngineTimes,
-          tiles: TilePlan, row: dict) -> tuple[LatencyStats, list[float]]:
+          row: dict) -> tuple[LatencyStats, list[float]]:
     """Repeated upscales of `image`: the row's latency figures; returns the stats and the engine call times."""
     times.clear()
 
@@ -334,6 +341,7 @@ def _time(upscaler: Upscaler, image: BenchImage, latency: LatencyConfig, mem: Pe
     row["latency_ms"] = stats.latency_dict()
     row["throughput_ips"] = stats.throughput_ips
     calls = [t for t in times.calls if t is not None]
+    tiles = upscaler.last_plan
     if calls:
         tile = tiles.tile_h if tiles.tile_h == tiles.tile_w else [tiles.tile_h, tiles.tile_w]
         row["call_latency_ms"] = {**summarize(calls, tiles.batch).latency_dict(), "tiles_per_call": tiles.batch,

@@ -63,9 +63,10 @@ def figures(result) -> tuple[dict, str | None]:
     return {k: Markup(v) if v is not None and k != "crops" else v for k, v in out.items()}, None
 
 
-def render_html(result, out=None) -> str:
-    """The page for a :class:`vpdsr.bench.harness.BenchResult` (`out`: its folder, for relative links)."""
-    figs, missing = figures(result)
+def render_html(result, out=None, drawn: tuple[dict, str | None] | None = None) -> str:
+    """The page for a :class:`vpdsr.bench.harness.BenchResult` (`out`: its folder, for relative links; `drawn`:
+    what :func:`figures` gave, when the caller drew them already)."""
+    figs, missing = drawn if drawn is not None else figures(result)
     ctx = Context(out=out, figures=figs, missing=missing)
     return _environment().get_template(TEMPLATE).render(head=header(result.report),
                                                         sections=sections(result.report, ctx)) + "\n"

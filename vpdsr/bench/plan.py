@@ -14,10 +14,12 @@ that bad input costs nothing):
 5. the thread count (`auto`: a short probe now, :func:`vpdsr.env.probe_threads`);
 6. the metrics this machine can compute, and every gate checked against them;
 7. the benched model, loaded once: the torch rows run copies of it, the FLOP counter and the model's
-   stats read it.
+   stats read it;
+8. the teacher (`--teacher`), loaded once: its baseline row samples it, and with `--teacher-artifacts`
+   its engines are a second plan (:attr:`BenchPlan.teacher`) over the same images, metrics and threads.
 
-Nothing is measured or written here, except that loading a preset may convert its foreign weights
-once into the cache folder (:mod:`vpdsr.models.presets`).
+Nothing is written here, except that loading a preset may convert its foreign weights once into the
+cache folder (:mod:`vpdsr.models.presets`); nothing is measured but the `auto` thread probe.
 
 Example:
     >>> plan = make_plan(BenchConfig(model="tiny", images="samples:holdout", artifacts="artifacts"))
@@ -111,6 +113,9 @@ class BenchPlan:
         seed: the noise seed of every row.
         roofline: machine peaks and FLOPs per row.
         scenarios: which rows run the MLPerf scenarios, and each one's pool (vpdsr.bench.scenarios.plan).
+        teacher_model: the teacher of the baseline row (None: no `--teacher`).
+        teacher: the teacher's engines (`--teacher-artifacts`): a plan of the same images, metrics and
+            threads with the teacher's backends and model and no gates, no scenarios; None without them.
     """
 
     images: tuple[BenchImage, ...]
@@ -127,6 +132,8 @@ class BenchPlan:
     seed: int
     roofline: bool
     scenarios: ScenarioPlan | None = None
+    teacher_model: BenchModel | None = None
+    teacher: BenchPlan | None = None
 
     @property
     def baseline_tile(self) -> int | None:
@@ -146,6 +153,10 @@ def make_plan(cfg: BenchConfig) -> BenchPlan:
     images = tuple(load_bench_images(cfg.images, cfg.hr, max_images=cfg.max_images))
     specs = resolve_backends(cfg.model, cfg.artifacts, cfg.backends, cfg.reference, cfg.device,
                              cfg.torch_compile, cfg.cuda_graphs)
+    teacher_specs = None
+    if cfg.teacher and cfg.teacher_artifacts:  # the teacher's engines, checked now as the student's are
+        teacher_specs = resolve_backends(cfg.teacher, cfg.teacher_artifacts, None, cfg.reference, cfg.device,
+                                         cfg.torch_compile, cfg.cuda_graphs)
     policy = replace(cfg.gates, require=resolve_names(cfg.gates.require, specs, "--require"),
                      allow_failed=resolve_names(cfg.gates.allow_failed, specs, "--allow-failed"))
     check_scenario_gates(cfg.scenarios, cfg.gates.min_offline_ips, cfg.gates.max_server_p99_ms)
@@ -155,11 +166,19 @@ def make_plan(cfg: BenchConfig) -> BenchPlan:
     suite = MetricSuite.build(cfg.clip_weights, cfg.lpips_weights)
     check_gates_can_run(policy, suite, images)
     threads = latency.threads if latency.threads is not None else _torch_threads()
-    return BenchPlan(
+    plan = BenchPlan(
         images=images, backends=tuple(backend_plan(s, tiling, threads) for s in specs), reference=cfg.reference,
         tiling=tiling, latency=latency, threads_probe=probe, peak_threads=threads, policy=policy, suite=suite,
         model=load_model(cfg.model), baselines=BaselineConfig(cfg.gan_baseline, cfg.teacher, cfg.seed), seed=cfg.seed,
-        roofline=cfg.roofline, scenarios=scenarios)
+        roofline=cfg.roofline, scenarios=scenarios,
+        teacher_model=load_model(cfg.teacher) if cfg.teacher else None)
+    if teacher_specs is None:
+        return plan
+    # the teacher's engines: the same images, metrics, tiling and threads; no gates, no baselines of their own
+    return replace(plan, teacher=replace(plan, backends=tuple(backend_plan(s, tiling, threads) for s in teacher_specs),
+                                         policy=GateConfig(), model=plan.teacher_model,
+                                         baselines=BaselineConfig(None, None, cfg.seed), teacher_model=None,
+                                         scenarios=None))
 
 
 def run_tiling(tile: int | str | None, overlap: int, batch: int) -> TileConfig | AutoTileConfig:

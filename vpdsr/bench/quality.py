@@ -126,11 +126,36 @@ def image_scores(sr: np.ndarray, ref_sr: np.ndarray | None, hr: np.ndarray | Non
     if ref_sr is not None:
         fid = fidelity_scores(sr, ref_sr).to_dict()
         row.update({f"{k}_vs_ref": v for k, v in fid.items()})
+        row[COLOUR_KEY] = colour_shift(sr, ref_sr)
         row["lpips_vs_ref"] = suite.lpips_score(sr, ref_sr)
     if hr is not None:
         fid = fidelity_scores(sr, hr, crop_border=scale).to_dict()
         row.update({f"{k}_vs_hr": v for k, v in fid.items()})
     return row
+
+
+COLOUR_KEY = "colour_shift_vs_ref"
+CHANNELS = ("R", "G", "B")
+
+
+def colour_shift(image: np.ndarray, reference: np.ndarray) -> list[float]:
+    """Mean of image - reference per channel (R, G, B), in 1/255: a cast INT8 puts over a whole photo (a
+    darker or bluer output) that PSNR, an average of squared errors, barely shows."""
+    d = image.astype(np.float64) - reference.astype(np.float64)
+    return [round(float(d[..., c].mean()) * 255.0, 4) for c in range(d.shape[-1])]
+
+
+def _colour(q: dict, per_image: list[dict]) -> None:
+    """The quality object's colour check: the mean shift per channel over the images and the worst one."""
+    rows = [(r.get("name"), r[COLOUR_KEY]) for r in per_image if r.get(COLOUR_KEY) is not None]
+    q.pop(COLOUR_KEY, None)
+    if not rows:
+        return
+    q[COLOUR_KEY] = [round(math.fsum(v[c] for _, v in rows) / len(rows), 4) for c in range(len(rows[0][1]))]
+    name, values = max(rows, key=lambda r: max(abs(v) for v in r[1]))
+    c = max(range(len(values)), key=lambda i: abs(values[i]))
+    q[f"{COLOUR_KEY}_worst"] = values[c]
+    q[f"{COLOUR_KEY}_worst_at"] = f"{CHANNELS[c] if c < len(CHANNELS) else c} on {name}"
 
 
 def _mean(values: list) -> float | None:
@@ -147,8 +172,9 @@ def aggregate(per_image: list[dict], ref_per_image: list[dict] | None, suite: Me
         ref_per_image: the reference's rows in the same order; None when this is the reference.
         suite: tells why a learned metric is missing.
     """
-    keys = [k for k in per_image[0] if k != "name" and not k.endswith("_reason")] if per_image else []
+    keys = [k for k in per_image[0] if k not in ("name", COLOUR_KEY) and not k.endswith("_reason")] if per_image else []
     q: dict = {k: _mean([row.get(k) for row in per_image]) for k in keys}
+    _colour(q, per_image)
     for metric in (*FIDELITY_KEYS, *FULL_REFERENCE):  # the worst image against the reference
         k = f"{metric}_vs_ref"
         values = [row.get(k) for row in per_image]

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from vpdsr.bench.plane_report import SVG_NAME as PLANE_SVG
-from vpdsr.bench.plane_report import section_svg
 from vpdsr.bench.scenarios import report as scenario_report
 from vpdsr.bench.scenarios.hook import LOG_DIR
 from vpdsr.bench.sections import markdown
@@ -67,18 +66,19 @@ def write_report(out: str | Path, result) -> Path:
         out: report folder (replaced as a whole).
         result: a :class:`vpdsr.bench.harness.BenchResult`.
     """
-    from vpdsr.bench.html import render_html
+    from vpdsr.bench.html import figures, render_html
 
     text_json = to_json(result.report)
     text_md = markdown(result.report, out)
-    text_html = render_html(result, out)  # before touching the folder: a plotting error writes nothing
+    drawn = figures(result)  # once, before touching the folder: a plotting error writes nothing
+    text_html = render_html(result, out, drawn)
     texts = {"report.json": text_json, "report.md": text_md, "report.html": text_html}
-    plane = section_svg(result.report.get("plane"))
-    if plane is not None:  # report.md embeds it
-        texts[PLANE_SVG] = plane
-    p99 = scenario_report.p99_plot_svg(result.report) if result.report.get("scenarios") else None
-    if p99 is not None:
-        texts[scenario_report.SVG_NAME] = p99
+    plane = drawn[0].get("plane")
+    if plane is not None:  # report.md embeds it (none without matplotlib)
+        texts[PLANE_SVG] = str(plane)
+    p99 = drawn[0].get("scenarios")
+    if p99 is not None:  # report.md embeds it too
+        texts[scenario_report.SVG_NAME] = str(p99)
     logs = getattr(result, "loadgen_dir", None)
     out = Path(out)
     if not out.exists() or {p.name for p in out.iterdir()} <= set(OWN_FILES):

@@ -77,7 +77,8 @@ def summary(report: dict, ctx: Context) -> Section:
     baselines = report.get("baselines") or []
     if baselines:
         blocks.append(Text("Rows marked `baseline` are what a user would ship instead (and HR itself), scored on the "
-                           "same images: quality only, no latency."))
+                           "same images: quality only, no latency, but for `teacher:*` rows (the teacher's own "
+                           "engines, timed like the backends; their 'vs ref' is against the teacher's torch fp32)."))
         blocks += [Text(f"The `{b['name']}` row samples `{b['source']}`.") for b in baselines if b.get("source")]
     links = sensitivity_links(report, ctx.out)
     if links:

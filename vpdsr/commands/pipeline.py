@@ -72,16 +72,33 @@ def stage_distill(config, out: Path, retrain: bool) -> tuple[str, dict]:
     shipped = SHIPPED / preset if preset else None
     if not retrain and shipped is not None and (shipped / WEIGHTS_NAME).is_file():
         log.info(f"[1/3] distill: skipped, shipped {preset} checkpoint {shipped} (use --retrain to train)")
-        teacher = SHIPPED / f"{preset}-teacher"  # the bench's teacher row, when it ships too
+        teacher = shipped_teacher(shipped, preset)  # the bench's teacher row
         info = {"skipped": True, "model": str(shipped)}
-        return str(shipped), {**info, "teacher": str(teacher)} if (teacher / WEIGHTS_NAME).is_file() else info
+        return str(shipped), {**info, "teacher": teacher} if teacher else info
     from vpdsr.distill.api import run_distill
 
     log.info(f"[1/3] distill: training {preset or 'the configured model'} into {out / 'distill'}")
     result = run_distill(cfg, out / "distill", stage="all", progress=True)
-    teacher = result.teacher.model_dir if result.teacher is not None else None
+    teacher = result.teacher.model_dir if result.teacher is not None else cfg.student.teacher
     return str(result.model_dir), {"skipped": False, "model": str(result.model_dir),
                                    **({"teacher": str(teacher)} if teacher else {})}
+
+
+def shipped_teacher(shipped: Path, preset: str) -> str | None:
+    """The teacher of a shipped student: the shipped `<preset>-teacher` checkpoint, else the teacher its
+    distill.json names when that is a preset or a folder here (realesrgan-x4plus for tiny-x4plus)."""
+    from vpdsr.models.checkpoint import SHIPPED
+    from vpdsr.models.config import WEIGHTS_NAME
+    from vpdsr.models.presets import preset_names
+
+    teacher = SHIPPED / f"{preset}-teacher"
+    if (teacher / WEIGHTS_NAME).is_file():
+        return str(teacher)
+    record = shipped / "distill.json"
+    name = json.loads(record.read_text()).get("teacher") if record.is_file() else None
+    if name and (name in preset_names() or (SHIPPED / name / WEIGHTS_NAME).is_file() or Path(name).is_dir()):
+        return name
+    return None
 
 
 def _preset_of(cfg) -> str | None:

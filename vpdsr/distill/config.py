@@ -96,6 +96,8 @@ class StudentConfig(StageConfig):
             them. 0 = a fresh crop every step, its output computed (and cached) as it is drawn.
         target_cache: outputs only: the folder of the teacher-output cache (null: $VPDSR_CACHE/
             teacher-targets), or `off`.
+        target_threads: torch threads while `target_crops` are computed (0: every CPU this process may
+            use; on a machine others share, 1 can be faster than 2).
     """
 
     init_from_teacher: bool = True
@@ -105,6 +107,7 @@ class StudentConfig(StageConfig):
     teacher_call: str = "auto"
     target_crops: int = 0
     target_cache: str | None = None
+    target_threads: int = 0
 
 
 @dataclass
@@ -132,6 +135,9 @@ class LossConfig:
         feature_match: weight of L1 between the discriminator's features of SR and HR (needs adv > 0).
         grid: weight of the block-grid penalty (vpdsr.distill.losses.grid_loss; ours).
         grid_pool: how many neighbouring latent squares (per side) the grid penalty averages over.
+        pixel_reference: hr | teacher: what recon, HFP, grid, ESS and the discriminator's real images
+            are (ours: `teacher` for a teacher whose look the student should keep, e.g. a GAN; it needs
+            pixel targets, `student.targets: outputs`).
     """
 
     distill: float = 1.0
@@ -153,6 +159,7 @@ class LossConfig:
     feature_match: float = 0.0
     grid: float = 0.0
     grid_pool: int = 8
+    pixel_reference: str = "hr"
 
     def validate(self) -> None:
         _choice("losses.distill_space", self.distill_space, ("latent", "pixel"))
@@ -161,6 +168,7 @@ class LossConfig:
         _choice("losses.on_missing_weights", self.on_missing_weights, ("error", "skip"))
         _choice("losses.adv_loss", self.adv_loss, ("hinge", "nonsaturating", "relativistic"))
         _choice("losses.hfp_kind", self.hfp_kind, ("l1", "energy"))
+        _choice("losses.pixel_reference", self.pixel_reference, ("hr", "teacher"))
         for name in ("distill", "recon", "ess", "hfp", "adv", "feature_match", "grid"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"`losses.{name}` must be >= 0, got {getattr(self, name)}")
@@ -271,6 +279,7 @@ class EvalConfig:
         noise_control: std of the Gaussian noise of the `+noise` control rows (0 = none; 0.005 = 1.3/255).
         clipiqa: also score CLIPIQA where CLIP weights are found (`losses.clip_weights` or the usual lookup).
         crops_png: write crops.png (each photo's most detailed square, every method side by side).
+        compare: one-step models scored beside the student (e.g. tiny-perceptual): rows, crops.png columns.
     """
 
     enabled: bool = True
@@ -284,6 +293,7 @@ class EvalConfig:
     noise_control: float = 0.005
     clipiqa: bool = True
     crops_png: bool = True
+    compare: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -347,8 +357,9 @@ class DistillConfig:
         _choice("teacher.loss", self.teacher.loss, ("l1", "l2"))
         _choice("student.targets", self.student.targets, ("auto", "sampled", "outputs"))
         _choice("student.teacher_call", self.student.teacher_call, ("auto", "forward", "sample"))
-        if self.student.target_crops < 0:
-            raise ConfigError(f"`student.target_crops` must be >= 0, got {self.student.target_crops}")
+        if self.student.target_crops < 0 or self.student.target_threads < 0:
+            raise ConfigError(f"`student.target_crops` and `student.target_threads` must be >= 0, got "
+                              f"{self.student.target_crops}, {self.student.target_threads}")
         if not 0 <= self.discriminator.lead_steps <= self.losses.adv_start_step:
             raise ConfigError(f"`discriminator.lead_steps` must be in 0..losses.adv_start_step "
                               f"({self.losses.adv_start_step}), got {self.discriminator.lead_steps}")

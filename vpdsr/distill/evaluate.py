@@ -34,8 +34,8 @@ NOISE_CONTROL_SEED = 12345
 def evaluate(images: list[tuple[str, torch.Tensor]], degradation, seed: int, crop_border: int = 4,
              teacher=None, student=None, device="cpu", perceptual: bool = True, crop_size: int = 128,
              noise_control: float = 0.005, clipiqa=None, others: dict | None = None,
-             outputs: dict | None = None, crops_per_image: int = 4) -> dict:
-    """Scores per image, their mean, and the mean over crops. `teacher` / `student`: VPDSR models or None.
+             outputs: dict | None = None, crops_per_image: int = 4, teacher_call: str = "sample") -> dict:
+    """Scores per image, their mean, and the mean over crops. `teacher` / `student`: SR models or None.
 
     Args:
         perceptual: also score PIQE (pyiqa; no weights needed).
@@ -46,23 +46,28 @@ def evaluate(images: list[tuple[str, torch.Tensor]], degradation, seed: int, cro
         others: {name: one-step model} scored beside the student from the same noise (e.g. the PSNR
             student next to a perceptual one).
         outputs: a dict to fill with {image name: {method: HxWx3 array}}, including "hr" (for crops).
+        teacher_call: sample (a diffusion teacher: its T-step sampling and its single step, from the
+            student's noise) or forward (any model called once, e.g. a GAN: the row `teacher`).
     """
     from vpdsr.data.degrade import degrade
     from vpdsr.distill.data import step_generator
 
-    rows, crop_scores, controls = [], {}, {}
+    rows, crop_scores, controls, vs_rows = [], {}, {}, []
     for i, (name, hr) in enumerate(images):
         g = step_generator(seed, "eval", i)
         lr = degrade(hr, degradation, g).to(device)
         outs = {"bicubic": F.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)}
-        ref = teacher if teacher is not None else student
+        sampled = teacher is not None and teacher_call == "sample"
+        ref = teacher if sampled else student
         if ref is not None:
             lr_in, keep = fit_size(ref, lr)
             noise = ref.make_noise(lr_in, seed=seed + i)
-        if teacher is not None:
+        if sampled:
             tg = step_generator(seed, "eval", 1000 + i, device=str(device))
             outs[f"teacher_{sampling_steps(teacher)}step"] = keep(teacher.teacher_sample(lr_in, noise, generator=tg))
             outs["teacher_1step"] = keep(teacher(lr_in, noise))
+        elif teacher is not None:
+            outs["teacher"] = one_call(teacher, lr, seed + i)
         if student is not None:
             outs["student_1step"] = keep(student(lr_in, noise))
         for other, model in (others or {}).items():
@@ -70,6 +75,7 @@ def evaluate(images: list[tuple[str, torch.Tensor]], degradation, seed: int, cro
         hr_np = _np(hr)
         row = {"image": name, "hr_size": [int(hr.shape[-1]), int(hr.shape[-2])]}
         arrays = {m: _np(sr) for m, sr in outs.items()}
+        vs_rows.append(arrays)
         if outputs is not None:
             outputs[name] = {"hr": hr_np, **arrays}
         if noise_control > 0:
@@ -98,13 +104,49 @@ def evaluate(images: list[tuple[str, torch.Tensor]], degradation, seed: int, cro
                            "mean": {m: {k: _mean([s[k] for s in v]) for k in keys} for m, v in crop_scores.items()}}
     if controls:
         result["controls"] = {c: {k: _mean([s[k] for s in v]) for k in keys} for c, v in controls.items()}
+    teacher_key = None if teacher is None else (
+        f"teacher_{sampling_steps(teacher)}step" if teacher_call == "sample" else "teacher")
     if student is not None:
         gains = {"student_minus_bicubic_db": mean["student_1step"]["psnr_y"] - mean["bicubic"]["psnr_y"]}
         if teacher is not None:
-            steps = sampling_steps(teacher)
-            gains["student_minus_teacher_db"] = mean["student_1step"]["psnr_y"] - mean[f"teacher_{steps}step"]["psnr_y"]
+            gains["student_minus_teacher_db"] = mean["student_1step"]["psnr_y"] - mean[teacher_key]["psnr_y"]
         result["summary"] = gains
+    if teacher_key is not None and teacher_call == "forward":
+        result["vs_teacher"] = vs_teacher(vs_rows, teacher_key, crop_border, perceptual)
     return result
+
+
+def vs_teacher(rows: list[dict], teacher_key: str, crop_border: int, perceptual: bool) -> dict:
+    """Fidelity to the teacher: each method's PSNR (RGB and Y) and GMSD against the teacher's output,
+    per image and their mean. `rows`: [{method: HxWx3 array}] per image."""
+    from vpdsr.metrics.fidelity import psnr
+
+    per_image = []
+    for arrays in rows:
+        ref = arrays[teacher_key]
+        scores = {}
+        for m, sr in arrays.items():
+            if m == teacher_key:
+                continue
+            s = {"psnr_rgb": psnr(sr, ref, crop_border=crop_border),
+                 "psnr_y": psnr(sr, ref, y_channel=True, crop_border=crop_border)}
+            if perceptual:
+                from vpdsr.metrics.perceptual import gmsd
+
+                s["gmsd"] = gmsd(sr.astype(np.float32), ref.astype(np.float32))
+            scores[m] = s
+        per_image.append(scores)
+    methods = list(per_image[0]) if per_image else []
+    mean = {m: {k: _mean([r[m][k] for r in per_image]) for k in per_image[0][m]} for m in methods}
+    return {"reference": teacher_key, "metric": f"PSNR (RGB, Y) with crop_border {crop_border}, GMSD (pyiqa)",
+            "mean": mean, "per_image": per_image}
+
+
+def one_call(model, lr: torch.Tensor, seed: int) -> torch.Tensor:
+    """`model`'s SR of `lr` in one call (its own size rule; seeded noise for a model that takes noise)."""
+    lr_in, keep = fit_size(model, lr)
+    args = (lr_in,) if not model.latent_channels else (lr_in, model.make_noise(lr_in, seed=seed))
+    return keep(model(*args)).clamp(0, 1)
 
 
 def sampling_steps(model) -> int:
@@ -136,11 +178,15 @@ def evaluate_run(cfg, out: Path | None, teacher=None, student=None, device="cpu"
     images = load_eval_images(e.images, max_side=e.max_side)
     teacher, student = (m.to(device).eval() if m is not None else None for m in (teacher, student))
     clip = ClipIqa(cfg.losses.clip_weights) if e.clipiqa and ClipIqa.available(cfg.losses.clip_weights)[0] else None
+    if others is None and e.compare and student is not None:
+        from vpdsr.models import from_pretrained
+
+        others = {name: from_pretrained(name) for name in e.compare}
     outputs: dict = {}
     result = evaluate(images, cfg.degradation_config(), e.noise_seed, e.crop_border, teacher=teacher,
                       student=student, device=device, perceptual=e.perceptual, crop_size=e.crop_size,
                       noise_control=e.noise_control, clipiqa=clip, others=others, outputs=outputs,
-                      crops_per_image=e.crops_per_image)
+                      crops_per_image=e.crops_per_image, teacher_call=teacher_call(cfg, teacher))
     if out is not None:
         write_eval(result, out)
         if e.crops_png:
@@ -148,6 +194,14 @@ def evaluate_run(cfg, out: Path | None, teacher=None, student=None, device="cpu"
 
             write_crop_grid(outputs, list(result["mean"]), Path(out) / "crops.png")
     return result
+
+
+def teacher_call(cfg, teacher) -> str:
+    """How the evaluation runs `teacher`: sample (T-step rows) for a diffusion teacher the config samples,
+    forward (one call) for any other model (a GAN, `student.teacher_call: forward`)."""
+    if teacher is None or not hasattr(teacher, "teacher_sample") or not teacher.latent_channels:
+        return "forward"
+    return "forward" if cfg.student.teacher_call == "forward" else "sample"
 
 
 def score(sr: np.ndarray, hr: np.ndarray, crop_border: int, perceptual: bool, clipiqa=None) -> dict[str, float]:
@@ -228,7 +282,21 @@ def eval_markdown(result: dict) -> str:
         lines.append(f"| {r['image']} | " + " | ".join(cells) + " |")
     for k, v in result.get("summary", {}).items():
         lines.append(f"\n{k}: {v:+.2f}")
+    lines += vs_teacher_markdown(result.get("vs_teacher"))
     return "\n".join(lines) + "\n"
+
+
+def vs_teacher_markdown(vs: dict | None) -> list[str]:
+    """The table of fidelity to the teacher's output (PSNR RGB / Y, GMSD), means over the full images."""
+    if not vs:
+        return []
+    keys = [k for k in ("psnr_rgb", "psnr_y", "gmsd") if k in next(iter(vs["mean"].values()), {})]
+    heads = {"psnr_rgb": "PSNR-RGB dB", "psnr_y": "PSNR-Y dB", "gmsd": "GMSD"}
+    lines = ["", f"Against the teacher's output (`{vs['reference']}`; {vs['metric']}; GMSD lower is better):", "",
+             "| method | " + " | ".join(heads[k] for k in keys) + " |", "|---|" + "---|" * len(keys)]
+    for m, v in vs["mean"].items():
+        lines.append(f"| {m} | " + " | ".join(f"{v[k]:.4f}" if k == "gmsd" else f"{v[k]:.2f}" for k in keys) + " |")
+    return lines
 
 
 def fmt_metric(key: str, value: float | None) -> str:

@@ -82,12 +82,12 @@ class Checkpoint:
                             {"ema_updates": ema.updates if ema else 0, "stage": stage})
 
 
-def save_model(model, directory: Path, acc) -> Path:
-    """`save_pretrained` on the main process; every process waits for it."""
+def save_model(model, directory: Path, acc, extra_files: dict[str, str] | None = None) -> Path:
+    """`save_pretrained` (with `extra_files` beside the weights) on the main process; every process waits."""
     from vpdsr.models import save_pretrained
 
     if acc.is_main_process:
-        save_pretrained(model, directory)
+        save_pretrained(model, directory, extra_files)
     acc.wait_for_everyone()
     return directory
 

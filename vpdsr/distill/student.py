@@ -33,6 +33,7 @@ from vpdsr.distill.teachers import OUTPUTS, TeacherPlan, plan_teacher, resolve_m
 from vpdsr.errors import ConfigError
 
 log = logging.getLogger(__name__)
+DISTILL_RECORD = "distill.json"
 
 
 def student_net(model, cfg: DistillConfig) -> StudentNet:
@@ -186,9 +187,10 @@ def adversarial_terms(cfg: DistillConfig, acc, step: int, sr: torch.Tensor, hr: 
 
 def student_update(cfg: DistillConfig, acc, step: int, terms: dict, sr: torch.Tensor, hr: torch.Tensor, scale: int,
                    parts: StudentParts, weights: dict[str, float] | None = None) -> dict[str, float]:
-    """`terms` (the distillation ones) plus the HR and adversarial terms, then the weighted backward pass,
-    the optimizer step and the alternating discriminator update. `weights` names the weights of terms
-    that are not `losses` fields.
+    """`terms` (the distillation ones) plus the pixel and adversarial terms against `hr` (HR, or the
+    teacher's output with `losses.pixel_reference: teacher`), then the weighted backward pass, the
+    optimizer step and the alternating discriminator update. `weights` names the weights of terms that
+    are not `losses` fields.
 
     Returns:
         the logged floats: loss, every term, d_loss when the discriminator trained.
@@ -255,6 +257,9 @@ def train_student(cfg: DistillConfig, teacher: str | Path | None, out: str | Pat
         raise ConfigError("the student stage needs a teacher: `--teacher DIR` or `student.teacher` in the config")
     plan = plan_teacher(cfg, teacher)
     check_init(cfg, plan)
+    if cfg.losses.pixel_reference == "teacher" and (plan.kind != OUTPUTS or cfg.losses.distill <= 0):
+        raise ConfigError("`losses.pixel_reference: teacher` needs the teacher's outputs as targets "
+                          "(`student.targets: outputs` and `losses.distill` > 0)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -270,12 +275,14 @@ def train_student(cfg: DistillConfig, teacher: str | Path | None, out: str | Pat
                    one_step_probe(net, parts.module, parts.data, cfg.data.batch_size, "student", acc.device), progress)
     draws = student_draws(cfg, acc, net, teach, parts.data)
     pixels = net.needs_pixels(cfg.losses, parts.ess)
+    by_teacher = cfg.losses.pixel_reference == "teacher"
 
     def step_fn(step: int, micro: int) -> dict[str, float]:
         batch = StudentBatch(*draws(step, micro))
         sr, x0 = net.forward(parts.module, batch, pixels)
         terms = net.distill_terms(cfg.losses, sr, x0, batch, teach.space)
-        return student_update(cfg, acc, step, terms, sr, batch.hr, net.model.config.scale, parts, net.extra_weights)
+        reference = batch.target if by_teacher else batch.hr
+        return student_update(cfg, acc, step, terms, sr, reference, net.model.config.scale, parts, net.extra_weights)
 
     loop = Loop("student", scfg, out, acc, parts.trained, parts.optimizers, parts.schedulers, step_fn, parts.ema,
                 parts.disabled)
@@ -284,13 +291,24 @@ def train_student(cfg: DistillConfig, teacher: str | Path | None, out: str | Pat
     if step < scfg.steps:
         return StageResult(out, None, step, time.perf_counter() - t_start, disabled_terms=parts.disabled)
     final = net.final(final_weights(acc.unwrap_model(parts.module), parts.ema))
-    model_dir = save_model(final, out / "model", acc)
+    model_dir = save_model(final, out / "model", acc, {DISTILL_RECORD: distill_record(plan, teach)})
     result = None
     if cfg.eval.enabled and acc.is_main_process:
         from vpdsr.distill.evaluate import evaluate_run
 
         result = evaluate_run(cfg, out, teacher=teach.model, student=final, device=acc.device)
     return StageResult(out, model_dir, step, time.perf_counter() - t_start, result, parts.disabled)
+
+
+def distill_record(plan: TeacherPlan, teacher) -> str:
+    """distill.json beside the student's weights: which teacher it learnt from and how (read by `vpdsr pipeline`
+    for the bench's teacher row)."""
+    import json
+
+    record = {"teacher": plan.source, "teacher_family": plan.family, "targets": plan.kind}
+    if getattr(teacher, "cache", None) is not None:
+        record["teacher_sha256"] = teacher.cache.teacher_hash
+    return json.dumps(record, indent=1) + "\n"
 
 
 def training_data(cfg: DistillConfig, teacher, progress: bool):
@@ -300,7 +318,7 @@ def training_data(cfg: DistillConfig, teacher, progress: bool):
     if teacher.kind == OUTPUTS and cfg.student.target_crops and cfg.losses.distill > 0:
         from vpdsr.distill.target_pool import TargetPool
 
-        return TargetPool(data, teacher, cfg.student.target_crops, cfg.seed, progress)
+        return TargetPool(data, teacher, cfg.student.target_crops, cfg.seed, progress, cfg.student.target_threads)
     return data
 
 

@@ -73,12 +73,14 @@ class TargetCache:
     """
 
     def __init__(self, root: Path | None, teacher_hash: str, call: dict):
+        self.teacher_hash = teacher_hash
         self.folder = Path(root or default_root()) / teacher_hash[:16]
-        self.prefix = json.dumps({"format": FORMAT, "teacher": teacher_hash, **call, **machine_call()}, sort_keys=True)
+        self.call = {"format": FORMAT, "teacher": teacher_hash, **call}
         self.hits = self.misses = 0
 
     def key(self, lr: torch.Tensor, noise: torch.Tensor | None = None) -> str:
-        h = hashlib.sha256(self.prefix.encode())
+        """The entry name of (lr, noise) computed now (the thread count in force is part of it)."""
+        h = hashlib.sha256(json.dumps({**self.call, **machine_call()}, sort_keys=True).encode())
         _tensor_into(h, "lr", lr)
         if noise is not None:
             _tensor_into(h, "noise", noise)

@@ -27,9 +27,10 @@ class TargetPool:
         count: N.
         seed: the run seed.
         progress: show a progress bar while the targets are computed.
+        threads: torch threads meanwhile (0: every CPU this process may use).
     """
 
-    def __init__(self, data: CropDataset, teacher, count: int, seed: int, progress: bool = True):
+    def __init__(self, data: CropDataset, teacher, count: int, seed: int, progress: bool = True, threads: int = 0):
         from tqdm import tqdm
 
         from vpdsr.env import available_cpus
@@ -37,7 +38,7 @@ class TargetPool:
         self.seed, self.count = seed, count
         hrs, lrs, targets = [], [], []
         before = torch.get_num_threads()
-        torch.set_num_threads(available_cpus())  # the training may pin fewer; the cache key records the count
+        torch.set_num_threads(threads or available_cpus())  # the training may pin another count; the key records it
         t0 = time.perf_counter()
         try:
             bar = tqdm(range(count), desc="teacher targets", unit="crop", disable=not progress or None)

@@ -37,6 +37,7 @@ from vpdsr.errors import ArtifactError, CapabilityError, InputError, VpdsrError
 from vpdsr.export.calibration import DEFAULT_CALIB, CalibrationSet
 from vpdsr.export.mixed_precision import BudgetOptions, make_plan
 from vpdsr.export.onnx_graph import EXPORTER, GRAPH_FORM, check_tile, graph_modules, model_sha256
+from vpdsr.export.search import BudgetUnreachable
 from vpdsr.export.targets import BuildContext, TargetSkipped, TargetSpec, parse_targets
 from vpdsr.export.validation import ValidationConfig, ValidationFailed, upscale_all, validate
 from vpdsr.utils import atomic_directory
@@ -86,7 +87,8 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
            dynamic: bool = False, calib: str = DEFAULT_CALIB, calib_count: int = 8,
            validation: ValidationConfig | None = None, strict: bool = False, force: bool = False,
            progress: bool | None = False, calib_crop: int | None = None, calib_seed: int = 0,
-           budget: BudgetOptions | None = None, device: str = "cuda", keep_failed: bool = False) -> Manifest:
+           budget: BudgetOptions | None = None, device: str = "cuda", keep_failed: bool = False,
+           quantized: tuple | None = None) -> Manifest:
     """Export `model` to every target in `targets` under `out_dir`.
 
     Progress and one summary line per target go to the `vpdsr.export` loggers (the CLI shows them).
@@ -113,6 +115,9 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
         device: the GPU TensorRT engines are built (and validated) on: "cuda" or "cuda:N".
         keep_failed: keep the folder of a target that built and loaded but failed validation (status
             stays failed, `kept` true), so that `vpdsr bench` can time it. Not part of the cache key.
+        quantized: (fake-quantized model, QatScheme) that quantization-aware target specs build from
+            (`vpdsr.export.qat_targets.qat_specs`, whose options carry its hash); `model` stays the float
+            model every artifact is validated against.
 
     Returns:
         The manifest (also written to `out_dir/manifest.json`).
@@ -148,7 +153,7 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
     calib_set = CalibrationSet(opts.calib, opts.calib_count, opts.tile, model.latent_channels, opts.calib_seed,
                                opts.calib_crop)
     work = out_dir / f".work-{model_hash[:12]}"
-    ctx = BuildContext(model, work, opts.stages, opts.tile, opts.dynamic, calib_set, device=device)
+    ctx = BuildContext(model, work, opts.stages, opts.tile, opts.dynamic, calib_set, device=device, quantized=quantized)
     vcfg = opts.validation
     if any(s.calibrated for s in specs):
         calib_set.feeds()  # a bad --calib is a user error before anything is built
@@ -166,7 +171,7 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
                 manifest.upsert(cached)
                 manifest.write(out_dir)
                 continue
-            entry = _build_one(ctx, spec, opts, key, versions, reference, out_dir, keep_failed)
+            entry = _build_one(ctx, spec, opts, key, versions, reference, out_dir, keep_failed, str(source))
             manifest.upsert(entry)
             manifest.write(out_dir)
     finally:
@@ -215,7 +220,7 @@ def _one_line(e: BaseException, limit: int = 300) -> str:
 
 
 def _build_one(ctx: BuildContext, spec: TargetSpec, opts: ExportOptions, key: str, versions: dict,
-               reference: _Reference, out_dir: Path, keep_failed: bool = False) -> ArtifactEntry:
+               reference: _Reference, out_dir: Path, keep_failed: bool = False, source: str = "MODEL") -> ArtifactEntry:
     entry = ArtifactEntry(name=spec.name, target=spec.name, backend=spec.backend, precision=spec.precision,
                           stages=opts.stages, tile=opts.tile, dynamic=opts.dynamic, versions=versions,
                           options={**spec.options, "exporter": EXPORTER, **model_io(ctx.model)}, cache_key=key)
@@ -227,6 +232,7 @@ def _build_one(ctx: BuildContext, spec: TargetSpec, opts: ExportOptions, key: st
             tmp.chmod(0o755)  # mkdtemp makes it private; artifacts are meant to be shared
             result = spec.build_fn()(ctx, spec, tmp)
             entry.options.update(result.options)
+            _advise_qat(entry, source, out_dir)  # a budget met only by giving back INT8's speed says so
             for k, v in result.extra.items():
                 setattr(entry, k, v)
             entry.inputs, entry.outputs = ctx.io("model")  # fused or split, the chain maps lr, noise -> sr
@@ -250,6 +256,8 @@ def _build_one(ctx: BuildContext, spec: TargetSpec, opts: ExportOptions, key: st
     except ValidationFailed as e:
         entry.status, entry.reason = "failed", _one_line(e)
         log.warning(f"{spec.name}: FAILED: {entry.reason}")
+        if isinstance(e, BudgetUnreachable):
+            _advise_qat(entry, source, out_dir, unreachable=True)
         _drop_kept(out_dir / spec.name)
         return entry
     except (KeyboardInterrupt, SystemExit, InputError):  # interrupts and the user's own input stop the export
@@ -266,6 +274,17 @@ def _build_one(ctx: BuildContext, spec: TargetSpec, opts: ExportOptions, key: st
     log.info(f"{spec.name}: ok, PSNR vs torch fp32 {v['psnr_db']:.2f} dB worst / {v['psnr_db_mean']:.2f} dB mean "
              f"over {v['n_inputs']} held-out image(s) (floor {spec.floor_db:g}, max abs {v['max_abs']:.2g})")
     return entry
+
+
+def _advise_qat(entry: ArtifactEntry, source: str, out_dir: Path, unreachable: bool = False) -> None:
+    """The one line (and the entry's `options.qat_advice`) of `budget.qat_advice`, where it applies."""
+    from vpdsr.export.budget import qat_advice
+
+    model = source if source and not source.startswith("<") else "MODEL"
+    advice = qat_advice(entry.name, entry.options.get("accuracy_control"), model, f"{out_dir}-qat", unreachable)
+    if advice:
+        log.warning(advice)
+        entry.options["qat_advice"] = advice
 
 
 def model_io(model) -> dict:

@@ -158,3 +158,51 @@ def torch_outputs(model, feeds: list[dict[str, np.ndarray]]) -> list[np.ndarray]
 
     with TorchRunner(model, noise_channels=model.latent_channels or 0) as runner:
         return [runner.infer(f)["sr"][0].transpose(1, 2, 0) for f in feeds]
+
+
+# The targets `vpdsr distill quantize` trains for (the quantization-aware forms of these two).
+QAT_TARGETS = ("ort-int8", "openvino-int8")
+
+
+def qat_command(model_source: str, target: str, out_dir: str) -> str:
+    """The `vpdsr distill quantize` command that trains `target` with every layer INT8."""
+    import shlex
+
+    return (f"vpdsr distill quantize --model {shlex.quote(model_source)} --out {shlex.quote(out_dir)} "
+            f"--targets {target}")
+
+
+def speed_given_back(latency_ms: dict) -> float | None:
+    """The share of the time INT8 saved over fp32 that the budget's float layers give back
+    (0: as fast as all-INT8, 1: as slow as fp32); None without the three figures or without a saving."""
+    try:
+        fp32, int8, final = (float(latency_ms[k]) for k in ("fp32", "all_int8", "final"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    saved = fp32 - int8
+    return None if not saved > 0 else (final - int8) / saved
+
+
+def qat_advice(target: str, control: dict | None, model_source: str, out_dir: str,
+               unreachable: bool = False) -> str | None:
+    """One line when post-training INT8 cannot meet the budget without giving back more than half of
+    INT8's speed (or cannot meet it at all), naming the quantization-aware command that keeps it INT8.
+
+    Returns None when the budget held at a cost of at most half the saving, or for a target that has no
+    quantization-aware form.
+    """
+    if target not in QAT_TARGETS:
+        return None
+    command = qat_command(model_source, target, out_dir)
+    if unreachable:
+        return (f"{target}: post-training INT8 cannot meet the budget with any layers kept in float; "
+                f"quantization-aware training keeps every layer INT8: {command}")
+    control = control or {}
+    share = speed_given_back(control.get("latency_ms") or {})
+    if share is None or share <= 0.5:
+        return None
+    ms, added = control["latency_ms"], len(control.get("kept_float_added", []))
+    return (f"{target}: the budget {control.get('budget', '')} holds only with {added} layer(s) in float, "
+            f"which give back {share:.0%} of INT8's speed ({ms['all_int8']:g} ms all-INT8, "
+            f"{ms['final']:g} ms now, fp32 {ms['fp32']:g}); quantization-aware training keeps every layer INT8: "
+            f"{command}")

@@ -101,8 +101,14 @@ ALIASES = {
 }
 
 
-def parse_targets(spec: str | list[str]) -> list[TargetSpec]:
-    """'onnx,openvino-int8' (or a list, or an alias) -> specs; an unknown name is a one-line InputError."""
+def parse_targets(spec: str | list) -> list[TargetSpec]:
+    """'onnx,openvino-int8' (or a list, or an alias) -> specs; an unknown name is a one-line InputError.
+
+    A list may hold `TargetSpec`s too (targets built differently under a registered name, e.g. the
+    quantization-aware ones of `vpdsr/export/qat_targets.py`); they are taken as they are.
+    """
+    if not isinstance(spec, str) and spec and all(isinstance(s, TargetSpec) for s in spec):
+        return list({s.name: s for s in spec}.values())
     names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec) if n.strip()]
     if not names:
         raise InputError(f"`--targets` is empty; expected a comma-separated list of {', '.join(TARGETS)}")
@@ -130,6 +136,7 @@ class BuildContext:
     calib: CalibrationSet
     device: str = "cuda"  # the GPU (cuda[:N]) GPU targets (TensorRT) are built on
     int8: object | None = None  # a mixed_precision.Int8Plan under --int8-budget / --sensitivity
+    quantized: tuple | None = None  # (fake-quantized model, QatScheme) for quantization-aware targets
     _graphs: dict = field(default_factory=dict)
     _stage_calib: dict = field(default_factory=dict)
 

@@ -61,6 +61,14 @@ def tiny_perceptual() -> ModelConfig:
     return cfg
 
 
+@register_preset(name="tiny-x4plus")
+def tiny_x4plus() -> ModelConfig:
+    """The `tiny` network distilled from Real-ESRGAN x4plus (configs/tiny-x4plus.yaml): x4plus's look, tiny's cost."""
+    cfg = tiny()
+    cfg.preset = "tiny-x4plus"
+    return cfg
+
+
 @register_preset
 def base() -> ModelConfig:
     """ResShift scale: VQGAN-f4 (3-channel latent, 8192 codes) + a ~120 M-parameter attention UNet.

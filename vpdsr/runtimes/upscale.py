@@ -90,7 +90,8 @@ class Upscaler:
 
     Attributes:
         tiles: the resolved tiling (None with auto tiling: see `auto.choices`); noise: the NoiseField, or
-        None for a runner without noise; last_plan: the :class:`TilePlan` of the last image.
+        None for a runner without noise; last_tiles, last_plan: the :class:`TileConfig` and :class:`TilePlan` of
+        the last image (what a report records: the tiling that ran, not asked for again).
     """
 
     def __init__(self, runner: Runner, tiles: TileConfig | AutoTileConfig | str | None = None, seed: int = 0, *,
@@ -107,6 +108,7 @@ class Upscaler:
         self.noise = NoiseField(seed, channels, cache_mb=noise_cache_mb) if channels else None
         self.on_call = on_call
         self.clip = clip
+        self.last_tiles: TileConfig | None = None
         self.last_plan: TilePlan | None = None
         self._other_noise: NoiseField | None = None
 
@@ -137,7 +139,7 @@ class Upscaler:
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3:
             raise InputError(f"an image must be (H, W, 3), got shape {image.shape}")
-        tiles = self.tiles_for_size(image.shape[0], image.shape[1])
+        tiles = self.last_tiles = self.tiles_for_size(image.shape[0], image.shape[1])
         self.last_plan = plan_tiles(image.shape[0], image.shape[1], tiles)
         return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32), tiles
 

@@ -23,7 +23,7 @@ def test_upscale_takes_bmp_pgm_and_tga_as_it_takes_png(tmp_path):
     Image.fromarray(pixels).convert("L").save(inputs / "d.pgm")
     Image.fromarray(pixels).convert("L").save(inputs / "e.png")
     assert main(["upscale", str(inputs), "--model", str(tmp_path / "x2"), "--out", str(tmp_path / "out")]) == 0
-    out = {p.stem: read_image(p) for p in (tmp_path / "out").iterdir()}
+    out = {p.stem: read_image(p) for p in (tmp_path / "out").glob("*.png")}
     assert sorted(out) == ["a_x2", "b_x2", "c_x2", "d_x2", "e_x2"] and out["a_x2"].shape == (24, 20, 3)
     assert np.array_equal(out["b_x2"], out["a_x2"]) and np.array_equal(out["c_x2"], out["a_x2"])
     assert np.array_equal(out["d_x2"], out["e_x2"])

@@ -74,7 +74,9 @@ def test_two_inputs_with_one_stem_are_refused_before_the_model_loads(capsys, pho
 
 def test_the_same_file_twice_is_upscaled_once(capsys, photo, tmp_path):
     assert main(["upscale", str(photo), str(photo), "--out", str(tmp_path / "out"), "--tile", "0"]) == 0
-    assert capsys.readouterr().out.count("->") == 1
+    run = json.loads((tmp_path / "out" / "upscale.json").read_text())
+    assert [r["input"] for r in run["images"]] == [str(photo.resolve())]
+    assert run["runs"][-1]["done"] == 1 and "1 made" in capsys.readouterr().out
 
 
 def test_output_name_carries_the_models_scale(tmp_path, photo):
@@ -83,7 +85,7 @@ def test_output_name_carries_the_models_scale(tmp_path, photo):
 
     save_pretrained(tiny_srvgg(scale=2), tmp_path / "x2")
     assert main(["upscale", str(photo), "--model", str(tmp_path / "x2"), "--out", str(tmp_path / "out")]) == 0
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["photo_x2.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["photo_x2.png", "upscale.json", "upscale.log"]
     assert read_image(tmp_path / "out" / "photo_x2.png").shape == (24, 24, 3)
 
 

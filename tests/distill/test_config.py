@@ -13,7 +13,7 @@ def test_packaged_configs_load_and_match_the_repo_copies():
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[2] / "configs"
-    for name in ("tiny", "tiny-perceptual", "base"):
+    for name in ("tiny", "tiny-perceptual", "tiny-x4plus", "base"):
         packaged = default_config_path(name)
         assert packaged.read_text() == (repo / f"{name}.yaml").read_text()
         cfg = load_config(packaged)

@@ -92,3 +92,36 @@ def test_shipped_perceptual_student_meets_its_targets_and_its_eval_file():
     shipped = json.loads((SHIPPED / "tiny-perceptual" / "eval.json").read_text())
     for k in ("psnr_y", "ssim_y", "piqe"):
         assert result["mean"]["student_1step"][k] == pytest.approx(shipped["mean"]["student_1step"][k], abs=1e-6)
+
+
+def test_shipped_x4plus_student_is_compact_and_names_its_teacher():
+    import json
+
+    from vpdsr.models import from_pretrained
+    from vpdsr.models.checkpoint import SHIPPED
+
+    model = from_pretrained("tiny-x4plus")
+    assert model.config.preset == "tiny-x4plus"
+    assert sum(p.numel() for p in model.parameters()) <= 2_000_000
+    record = json.loads((SHIPPED / "tiny-x4plus" / "distill.json").read_text())
+    assert record["teacher"] == "realesrgan-x4plus" and record["targets"] == "outputs"
+    for name in ("eval.md", "eval.json", "crops.png"):
+        assert (SHIPPED / "tiny-x4plus" / name).is_file()
+
+
+@pytest.mark.slow
+def test_shipped_x4plus_student_matches_its_eval_file():
+    """Recomputes the student's rows of the shipped tiny-x4plus evaluation (the teacher is not run)."""
+    import json
+
+    from vpdsr.distill.config import default_config_path, load_config
+    from vpdsr.distill.evaluate import evaluate_run
+    from vpdsr.models import from_pretrained
+    from vpdsr.models.checkpoint import SHIPPED
+
+    cfg = load_config(default_config_path("tiny-x4plus"))
+    cfg.eval.compare = []
+    result = evaluate_run(cfg, None, student=from_pretrained("tiny-x4plus"))
+    shipped = json.loads((SHIPPED / "tiny-x4plus" / "eval.json").read_text())
+    for k in ("psnr_y", "ssim_y", "piqe"):
+        assert result["mean"]["student_1step"][k] == pytest.approx(shipped["mean"]["student_1step"][k], abs=1e-6)

@@ -162,3 +162,59 @@ def test_modelopt_budget_search_in_its_child(model_dir, tmp_path):
     ac = entry.options["accuracy_control"]
     assert ac["holds"] and ac["metric_final"] >= 60 and entry.options["peak_rss_mb"]["model"] > 0
     assert abs(_remeasure(model_dir, tmp_path / "modelopt-int8", entry) - ac["metric_final"]) < 1e-3
+
+
+# through the CLI (24 layer groups, its own validation tiles) all-INT8 scores about 46 dB: 50 needs float layers
+SLOW_BUDGET = "psnr-vs-ref:50"
+
+
+def _timed_as(figures: dict[str, float]):
+    """`search.side_by_side_ms` with the given medians: each graph still runs, the clock is the test's."""
+    def side_by_side_ms(infers, rounds=12, warmup=2):
+        for fn in infers.values():
+            fn()
+        return {k: figures[k] for k in infers}
+
+    return side_by_side_ms
+
+
+@pytest.mark.parametrize("target", ["ort-int8", "openvino-int8"])
+def test_a_budget_met_only_slowly_names_the_quantize_command(model_dir, tmp_path, monkeypatch, capsys, target):
+    """Post-training INT8 within the budget only with float layers that give back most of INT8's speed: the
+    export says so in one line naming `vpdsr distill quantize`, records it, and --strict fails on it."""
+    from vpdsr.cli import main
+    from vpdsr.export import search
+
+    args = ["export", "--model", str(model_dir), "--out", str(tmp_path / "a"), "--targets", target, "--tile",
+            str(TILE), "--calib-count", "3", "--int8-budget", SLOW_BUDGET, "--budget-count", "2",
+            "--validation-max-size", "32", "--strict"]
+    monkeypatch.setattr(search, "side_by_side_ms", _timed_as({"fp32": 100.0, "all_int8": 40.0, "final": 91.0}))
+    assert main(args) == 1  # --strict: a slow artifact is not what INT8 was asked for
+    captured = capsys.readouterr()
+    entry = json.loads((tmp_path / "a" / "manifest.json").read_text())["artifacts"][0]
+    assert entry["status"] == "ok" and entry["options"]["accuracy_control"]["kept_float_added"]
+    advice = entry["options"]["qat_advice"]
+    assert "\n" not in advice and "85% of INT8's speed" in advice
+    assert f"vpdsr distill quantize --model {model_dir} --out {tmp_path / 'a'}-qat --targets {target}" in advice
+    assert advice in captured.err and "below floor or slow" in captured.err
+    # reused from the cache, it says so again, and the summary names it under its row
+    assert main(args[:-1]) == 0
+    captured = capsys.readouterr()
+    assert advice in captured.err and f"    {advice}" in captured.out
+    # float layers that cost little: no line
+    monkeypatch.setattr(search, "side_by_side_ms", _timed_as({"fp32": 100.0, "all_int8": 40.0, "final": 55.0}))
+    assert main([*args[:4], str(tmp_path / "b"), *args[5:]]) == 0
+    captured = capsys.readouterr()
+    assert "distill quantize" not in captured.out + captured.err
+    assert "qat_advice" not in json.loads((tmp_path / "b" / "manifest.json").read_text())["artifacts"][0]["options"]
+
+
+def test_an_unreachable_budget_names_the_quantize_command(model_dir, tmp_path, capsys):
+    from vpdsr.cli import main
+
+    code = main(["export", "--model", str(model_dir), "--out", str(tmp_path / "a"), "--targets", "ort-int8",
+                 "--tile", str(TILE), "--calib-count", "3", "--int8-budget", "psnr-vs-ref:200", "--budget-count", "2",
+                 "--validation-max-size", "32"])
+    out = capsys.readouterr().out
+    assert code == 1 and "cannot meet the budget with any layers kept in float" in out
+    assert f"vpdsr distill quantize --model {model_dir} --out {tmp_path / 'a'}-qat --targets ort-int8" in out

@@ -22,7 +22,9 @@ def register(sub) -> None:
     p.add_argument("--calib-seed", type=int, default=0, help="picks the calibration crops and noise (default 0)")
     p.add_argument("--int8-budget", metavar="METRIC:VALUE",
                    help="per INT8 target, the fastest config within the budget on held-out validation tiles: "
-                        "psnr-vs-ref:40, ms-ssim-vs-ref:0.99 or piqe-drift:2 (layers kept in float go to the manifest)")
+                        "psnr-vs-ref:40, ms-ssim-vs-ref:0.99 or piqe-drift:2 (layers kept in float go to the manifest; "
+                        "where they give back more than half of INT8's speed, or no float table meets it, one line "
+                        "names the `vpdsr distill quantize` command that keeps every layer INT8)")
     p.add_argument("--sensitivity", nargs="?", const="groups", choices=("groups", "nodes"),
                    help="write a per-layer INT8 sensitivity table and plot into each INT8 artifact folder")
     p.add_argument("--budget-images", default="samples:val",
@@ -39,7 +41,9 @@ def register(sub) -> None:
                    help="centre-crop each validation LR image to at most PX pixels a side (default: whole photos; "
                         "keeps validating a large model within minutes on a CPU)")
     p.add_argument("--device", default="cuda", help="GPU for TensorRT targets: cuda or cuda:N (default cuda)")
-    p.add_argument("--strict", action="store_true", help="exit 1 if any target is skipped, failed or below its floor")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 if any target is skipped, failed, below its floor, or meets --int8-budget only by "
+                        "giving back more than half of INT8's speed")
     p.add_argument("--force", action="store_true", help="rebuild even when a cached artifact matches")
     p.add_argument("--keep-failed", action="store_true",
                    help="keep the folder of a target that built and loaded but failed validation (below its floor, "
@@ -69,4 +73,6 @@ def run(args) -> int:
         figures = f"{v['psnr_db']} dB" if v else ""
         kept = f" (kept in {Path(args.out) / a.name})" if a.kept else ""
         print(f"  {a.name:15s} {a.status:8s} {a.precision:5s} {figures}{(' ' + a.reason) if a.reason else ''}{kept}")
+        if a.options.get("qat_advice"):  # a budget met only slowly (or not at all) by post-training INT8
+            print(f"    {a.options['qat_advice']}")
     return 1 if failed else 0

@@ -86,7 +86,7 @@ def stage_distill(config, out: Path, retrain: bool) -> tuple[str, dict]:
 
 def shipped_teacher(shipped: Path, preset: str) -> str | None:
     """The teacher of a shipped student: the shipped `<preset>-teacher` checkpoint, else the teacher its
-    distill.json names when that is a preset or a folder here (realesrgan-x4plus for tiny-x4plus)."""
+    distill.json names when that is a preset or a folder here."""
     from vpdsr.models.checkpoint import SHIPPED
     from vpdsr.models.config import WEIGHTS_NAME
     from vpdsr.models.presets import preset_names

@@ -91,7 +91,7 @@ def _engine_shape(args) -> tuple[int, int | None]:
 
 
 def run(args) -> int:
-    from vpdsr.commands.checks import output_folder
+    from vpdsr.commands.checks import distinct_outputs, output_folder
     from vpdsr.data.io import list_images
     from vpdsr.scale.job import LocalEngine, make_plan, run_job
     from vpdsr.scale.manifest import NAME, RunManifest
@@ -101,6 +101,8 @@ def run(args) -> int:
     _check(args)
     out = output_folder(args.out)
     files = list(dict.fromkeys(f.resolve() for spec in args.images for f in list_images(spec)))  # named twice: once
+    # two inputs with one stem are refused before the model loads (the scale only names the output)
+    distinct_outputs((f, out / f"{f.stem}_x<scale>.png") for f in files)
     workers, threads = _engine_shape(args)
     settings = Settings(tile=args.tile if args.tile is not None else "auto", overlap=args.overlap, batch=args.batch,
                         seed=args.seed, bit_depth=args.bit_depth)
@@ -117,10 +119,10 @@ def run(args) -> int:
     manifest = RunManifest.load_or_new(out, key, identity, saved)
     plan = make_plan(files, out, scale, settings, budget, manifest)
     streamed = sum(t.stream for t in plan.todo)
-    log.info(f"upscale: {len(files)} image(s): {len(plan.todo)} to make"
-             + (f" ({plan.stale} stale)" if plan.stale else "") + f", {len(plan.skipped)} already done"
-             + (f", {streamed} streamed (over --max-memory {human(budget)})" if streamed else "")
-             + (f", {len(plan.failed)} unreadable" if plan.failed else ""))
+    announce = (f"upscale: {len(files)} image(s): {len(plan.todo)} to make"
+                + (f" ({plan.stale} stale)" if plan.stale else "") + f", {len(plan.skipped)} already done"
+                + (f", {streamed} streamed (over --max-memory {human(budget)})" if streamed else "")
+                + (f", {len(plan.failed)} unreadable" if plan.failed else ""))
     if args.engine == "ray":
         from vpdsr.scale.ray_engine import RayEngine
 
@@ -130,7 +132,10 @@ def run(args) -> int:
     manifest.data["max_memory"] = budget
     t0 = time.perf_counter()
     try:
-        result = run_job(engine, plan, manifest, progress=not args.no_progress and len(plan.todo) > 1)
+        # announced once the workers have started: a setting they refuse (e.g. `--tile` against a static
+        # artifact) stays the only line
+        result = run_job(engine, plan, manifest, progress=not args.no_progress and len(plan.todo) > 1,
+                         on_start=lambda: log.info(announce))
     except KeyboardInterrupt:
         _resume_line(manifest, out, len(files), "interrupted")
         raise

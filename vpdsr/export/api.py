@@ -48,7 +48,8 @@ TOOLS = ("torch", "onnx", "onnxruntime", "openvino", "nncf", "modelopt", "tensor
 
 
 class ExportIncomplete(VpdsrError):
-    """`--strict`: a target was skipped, failed, or fell below its quality floor (exit 1)."""
+    """`--strict`: a target was skipped, failed, fell below its quality floor, or met its `--int8-budget` only by
+    giving back more than half of INT8's speed (exit 1)."""
 
     exit_code = 1
 
@@ -109,7 +110,8 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
         budget: `--int8-budget` / `--sensitivity` and their validation tiles (`mixed_precision.BudgetOptions`).
         validation: the held-out images, noise seed and overlap/batch of validation (default: the three
             held-out photos whole, `vpdsr bench`'s seed and tiling at `tile`).
-        strict: raise ExportIncomplete if any target is skipped, failed or below its floor.
+        strict: raise ExportIncomplete if any target is skipped, failed, below its floor, or slow (it met the
+            INT8 budget only with float layers that give back more than half of INT8's speed; `qat_advice`).
         force: rebuild even when a cached artifact matches.
         progress: a progress bar over the targets (None: on a terminal only).
         device: the GPU TensorRT engines are built (and validated) on: "cuda" or "cuda:N".
@@ -168,6 +170,8 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
             if cached is not None:
                 state = "" if cached.status == "ok" else f" (still failed, kept: {cached.reason})"
                 log.info(f"{spec.name}: reused (cache_key {key[:12]} unchanged){state}")
+                if cached.options.get("qat_advice"):  # a reused slow artifact says so as its build did
+                    log.warning(cached.options["qat_advice"])
                 manifest.upsert(cached)
                 manifest.write(out_dir)
                 continue
@@ -177,10 +181,11 @@ def export(model, out_dir: str | Path, targets: str | list[str], *, stages: str 
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if strict:
-        bad = [f"{a.name} ({a.status}: {a.reason})" for a in manifest.artifacts
-               if a.name in {s.name for s in specs} and a.status != "ok"]
+        bad = [f"{a.name} ({a.status}: {a.reason or a.options.get('qat_advice')})" for a in manifest.artifacts
+               if a.name in {s.name for s in specs} and (a.status != "ok" or a.options.get("qat_advice"))]
         if bad:
-            raise ExportIncomplete(f"--strict: {len(bad)} target(s) not produced or below floor: {'; '.join(bad)}")
+            raise ExportIncomplete(f"--strict: {len(bad)} target(s) not produced, below floor or slow: "
+                                   f"{'; '.join(bad)}")
     return manifest
 
 

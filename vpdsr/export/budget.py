@@ -198,10 +198,11 @@ def qat_advice(target: str, control: dict | None, model_source: str, out_dir: st
         return (f"{target}: post-training INT8 cannot meet the budget with any layers kept in float; "
                 f"quantization-aware training keeps every layer INT8: {command}")
     control = control or {}
+    added = len(control.get("kept_float_added", []))
     share = speed_given_back(control.get("latency_ms") or {})
-    if share is None or share <= 0.5:
-        return None
-    ms, added = control["latency_ms"], len(control.get("kept_float_added", []))
+    if not added or share is None or share <= 0.5:
+        return None  # all-INT8 met the budget (any time lost is noise), or the float layers cost little
+    ms = control["latency_ms"]
     return (f"{target}: the budget {control.get('budget', '')} holds only with {added} layer(s) in float, "
             f"which give back {share:.0%} of INT8's speed ({ms['all_int8']:g} ms all-INT8, "
             f"{ms['final']:g} ms now, fp32 {ms['fp32']:g}); quantization-aware training keeps every layer INT8: "

@@ -105,8 +105,9 @@ class JobStopped(Exception):
     """The engine cannot go on (its workers are gone); the message says why."""
 
 
-def run_job(engine, plan: Plan, manifest: RunManifest, progress: bool = True) -> dict:
-    """Run `plan.todo` on `engine`, recording every result in `manifest` as it arrives.
+def run_job(engine, plan: Plan, manifest: RunManifest, progress: bool = True, on_start=None) -> dict:
+    """Run `plan.todo` on `engine`, recording every result in `manifest` as it arrives; `on_start()` is
+    called once the engine has started.
 
     Returns:
         The run's entry in the manifest (counts, seconds, images/s, per-node counts).
@@ -125,8 +126,12 @@ def run_job(engine, plan: Plan, manifest: RunManifest, progress: bool = True) ->
     t0 = time.perf_counter()
     bar = tqdm(total=len(plan.todo), desc="upscale", unit="img", disable=not progress or None, dynamic_ncols=True,
                smoothing=0.1)
+    started = False
     try:
         engine.start()
+        started = True
+        if on_start is not None:
+            on_start()
         run.update({k: v for k, v in engine.info.items() if k != "lost_workers"})
         manifest.flush(force=True)
         t_work = time.perf_counter()
@@ -166,5 +171,6 @@ def run_job(engine, plan: Plan, manifest: RunManifest, progress: bool = True) ->
             if "shutdown_s" in engine.info:
                 run["shutdown_s"] = engine.info["shutdown_s"]
             run["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            manifest.flush(force=True)
+            if started or manifest.folder.is_dir():  # a setting the workers refused creates no --out
+                manifest.flush(force=True)
     return run

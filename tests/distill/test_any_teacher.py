@@ -163,3 +163,52 @@ def test_a_cache_key_names_the_thread_count_the_output_is_computed_with(tmp_path
         assert cache.key(lr) == one and cache.key(lr + 1e-7) != one
     finally:
         torch.set_num_threads(before)
+
+
+def test_target_workers_compute_the_same_targets_as_one_process(tmp_path, train_images, gan_dir, caplog):
+    import logging
+
+    from vpdsr.distill.data import CropDataset
+    from vpdsr.distill.target_pool import TargetPool
+    from vpdsr.distill.teachers import plan_teacher
+
+    def pool(cache: Path, workers: int) -> TargetPool:
+        cfg = load_config(gan_config(train_images, cache, target_crops=7))
+        data = CropDataset(cfg.data.images, cfg.data.crop_size, cfg.degradation_config(), cfg.seed, cfg.data.augment)
+        return TargetPool(data, plan_teacher(cfg, gan_dir).load(cfg, "cpu"), 7, cfg.seed, progress=False, threads=1,
+                          workers=workers)
+
+    one = pool(tmp_path / "one", 1)
+    with caplog.at_level(logging.INFO, logger="vpdsr.distill.target_pool"):
+        three = pool(tmp_path / "three", 3)
+    assert "7 of 7 to compute, in 3 processes" in caplog.text and "0 from the cache, 7 computed" in caplog.text
+    assert "stopped" not in caplog.text  # no worker failed: they computed their shares
+    # the same crops and the same bits, under the same entry names
+    assert torch.equal(one.lr, three.lr) and torch.equal(one.target, three.target)
+    assert [e.name for e in _entries(tmp_path / "one")] == [e.name for e in _entries(tmp_path / "three")]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="vpdsr.distill.target_pool"):
+        again = pool(tmp_path / "three", 3)  # all cached: no worker starts
+    assert "to compute" not in caplog.text and "7 from the cache, 0 computed" in caplog.text
+    assert torch.equal(again.target, one.target)
+
+
+def test_a_target_worker_process_writes_the_entries_this_process_would(tmp_path, train_images, gan_dir):
+    from vpdsr.distill import target_workers
+    from vpdsr.distill.teachers import plan_teacher
+
+    cfg = load_config(gan_config(train_images, tmp_path / "cache"))
+    teacher = plan_teacher(cfg, gan_dir).load(cfg, "cpu")
+    g = torch.Generator().manual_seed(0)
+    crops = [(torch.rand(1, 3, 8 + i, 8, generator=g), None) for i in range(3)]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        proc, log_path = target_workers._start(teacher, crops, [2, 0], tmp_path / "w")
+        assert proc.wait(timeout=120) == 0, log_path.read_text()
+        assert target_workers.missing(teacher, crops) == [1]  # the worker's share, and only it
+        for i in (0, 2):
+            lr, _ = crops[i]
+            assert torch.equal(teacher.cache.get(teacher.cache.key(lr)), teacher.model(lr).clamp(0, 1))
+    finally:
+        torch.set_num_threads(before)

@@ -98,6 +98,9 @@ class StudentConfig(StageConfig):
             teacher-targets), or `off`.
         target_threads: torch threads while `target_crops` are computed (0: every CPU this process may
             use; on a machine others share, 1 can be faster than 2).
+        target_workers: processes that compute the missing `target_crops` outputs, this one included,
+            each at `target_threads` (the same bits and cache entries as one process; 0: as many as the
+            CPUs hold; 1: this process only). Needs the disk cache.
     """
 
     init_from_teacher: bool = True
@@ -108,6 +111,7 @@ class StudentConfig(StageConfig):
     target_crops: int = 0
     target_cache: str | None = None
     target_threads: int = 0
+    target_workers: int = 1
 
 
 @dataclass
@@ -357,9 +361,10 @@ class DistillConfig:
         _choice("teacher.loss", self.teacher.loss, ("l1", "l2"))
         _choice("student.targets", self.student.targets, ("auto", "sampled", "outputs"))
         _choice("student.teacher_call", self.student.teacher_call, ("auto", "forward", "sample"))
-        if self.student.target_crops < 0 or self.student.target_threads < 0:
-            raise ConfigError(f"`student.target_crops` and `student.target_threads` must be >= 0, got "
-                              f"{self.student.target_crops}, {self.student.target_threads}")
+        if min(self.student.target_crops, self.student.target_threads, self.student.target_workers) < 0:
+            raise ConfigError(f"`student.target_crops`, `student.target_threads` and `student.target_workers` must "
+                              f"be >= 0, got {self.student.target_crops}, {self.student.target_threads}, "
+                              f"{self.student.target_workers}")
         if not 0 <= self.discriminator.lead_steps <= self.losses.adv_start_step:
             raise ConfigError(f"`discriminator.lead_steps` must be in 0..losses.adv_start_step "
                               f"({self.losses.adv_start_step}), got {self.discriminator.lead_steps}")

@@ -318,7 +318,8 @@ def training_data(cfg: DistillConfig, teacher, progress: bool):
     if teacher.kind == OUTPUTS and cfg.student.target_crops and cfg.losses.distill > 0:
         from vpdsr.distill.target_pool import TargetPool
 
-        return TargetPool(data, teacher, cfg.student.target_crops, cfg.seed, progress, cfg.student.target_threads)
+        sc = cfg.student
+        return TargetPool(data, teacher, sc.target_crops, cfg.seed, progress, sc.target_threads, sc.target_workers)
     return data
 
 

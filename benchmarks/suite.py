@@ -13,6 +13,9 @@ preset's rows to RUN/history.json (:mod:`vpdsr.bench.history`). `--untuned` adds
 row beside every ONNX Runtime / OpenVINO row: the engine defaults and fixed 64-pixel tiles from before
 the CPU tuning, measured in the same process.
 
+`--scenario LIST` runs the MLPerf scenarios too (`vpdsr bench --scenario`, docs/scenarios.md): LoadGen's
+single-stream p90, offline images/s, server max QPS and multi-stream p99 go into the history with the rest.
+
 `compare` names the rows that changed between two entries (a backend added or removed, a status that
 changed, a figure that moved by more than `--threshold` percent) and prints them as markdown.
 """
@@ -36,6 +39,7 @@ def run_suite(args) -> int:
     from vpdsr.bench.config import BenchConfig
     from vpdsr.bench.gates import GateConfig
     from vpdsr.bench.latency import LatencyConfig
+    from vpdsr.bench.scenarios.config import ScenarioConfig, parse_scenarios
     from vpdsr.commands.bench import bench_and_report
     from vpdsr.commands.pipeline import make_bench_inputs
     from vpdsr.export.api import export
@@ -54,7 +58,7 @@ def run_suite(args) -> int:
             model=preset, images=str(lr_dir), hr=str(hr_dir), artifacts=str(root / "artifacts"),
             backends=with_untuned(root / "artifacts") if args.untuned else None,
             latency=LatencyConfig(warmup=args.warmup, iters=args.iters, budget_s=args.budget_s, threads=args.threads),
-            gates=GateConfig(),
+            gates=GateConfig(), scenarios=ScenarioConfig(scenarios=parse_scenarios(args.scenario)),
         )
         print(f"[{preset}] bench -> {root / 'report'}", flush=True)
         bench_and_report(cfg, root / "report", print_table=False)
@@ -96,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--iters", type=int, default=5)
     r.add_argument("--budget-s", type=float, default=10.0)
     r.add_argument("--label", help="a name for this run in the history")
+    r.add_argument("--scenario", metavar="LIST", help="MLPerf scenarios too (single-stream,offline,server,"
+                                                      "multi-stream or all, through LoadGen): their figures go "
+                                                      "into the history and `compare`")
     c = sub.add_parser("compare", help="the rows that changed between two history entries")
     c.add_argument("old", help="history.json or run folder")
     c.add_argument("new", nargs="?", help="a second history or run folder (default: the last two runs of OLD)")

@@ -137,3 +137,21 @@ def test_a_row_above_the_peak_says_the_cached_peak_is_stale():
                             "roofline": {"peak_pct_best": 179.0}, "tiling": {}}]}
     notes = backend_notes(report)
     assert any("peak too low" in n and "`torch-fp32` 179 %" in n and "--refresh --threads 1" in n for n in notes)
+
+
+def test_scenario_figures_are_carried_and_compared():
+    from vpdsr.bench.history import row_figures, run_entry
+
+    def row(qps, ips):
+        return {"name": "onnx", "status": "ok", "precision": "fp32", "latency_ms": {"p50": 10.0},
+                "scenarios": {"scenarios": {"single-stream": {"status": "ok", "p90_ms": 11.0},
+                                            "offline": {"status": "ok", "ips": ips, "mpix_s": 2 * ips},
+                                            "server": {"status": "ok", "max_qps": qps, "p99_ms": 19.0}}}}
+
+    figures = row_figures(row(40.0, 100.0))
+    assert figures["server_max_qps"] == 40.0 and figures["offline_ips"] == 100.0 and figures["offline_mpix_s"] == 200.0
+    assert figures["single_stream_p90_ms"] == 11.0 and figures["multi_stream_p99_ms"] is None
+    assert row_figures({"name": "x", "status": "skipped"})["server_max_qps"] is None  # no scenarios: no figure
+    old, new = (run_entry({"tiny": {"backends": [r]}}) for r in (row(40.0, 100.0), row(20.0, 150.0)))
+    moved = compare(old, new, threshold_pct=10)[0]["figures"]
+    assert moved["server_max_qps"]["better"] is False and moved["offline_ips"]["better"] is True

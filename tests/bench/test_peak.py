@@ -9,7 +9,7 @@ import json
 import pytest
 
 from vpdsr import env
-from vpdsr.bench import peak
+from vpdsr.bench import bandwidth, peak
 from vpdsr.bench.peak import Figure, cache_key, machine_peaks, peak_for, summarize
 
 
@@ -40,6 +40,12 @@ def engines(monkeypatch):
         ("int8", "MatMulInteger s8s8", 20.0, None)]))
     monkeypatch.setattr(peak, "_openvino_figures", fake("openvino", [
         ("fp32", "MatMul", 110.0, None), ("bf16", "MatMul", None, "the CPU plugin lacks BF16")]))
+
+    def triad(threads, seconds=0.25):
+        calls.append(("triad", None, threads))
+        return {"gbps": 20.0 * threads, "engine": "torch", "op": bandwidth.OP, "array_mb": 64, "threads": threads}
+
+    monkeypatch.setattr(bandwidth, "triad", triad)
     return calls
 
 
@@ -55,12 +61,14 @@ def test_figures_are_cached_per_machine_and_thread_count(cache, engines):
     assert fp32["gflops"] in (100.0, 110.0) and int8 == {"gflops": 300.0, "engine": "onnxruntime",
                                                           "op": "MatMulInteger u8s8"}
     assert best["bf16"] is None and best["fp16"] is None
+    assert peaks["bandwidth"]["gbps"] == 20.0 and ("triad", None, 1) in engines  # measured and cached with them
     files = list((cache / "peak").glob("*.json"))
     assert [f.stem for f in files] == [cache_key(1, 128)]
     json.loads(files[0].read_text())  # a plain JSON file
     measured = len(engines)
     again = machine_peaks(threads=1, size=128, seconds=0.01)  # read back, not measured
     assert again["cached"] == str(files[0]) and again["figures"] == peaks["figures"] and len(engines) == measured
+    assert again["bandwidth"] == peaks["bandwidth"]
     two = machine_peaks(threads=2, size=128, seconds=0.01)  # another thread count: its own figures and file
     assert two["cached"] is None and cache_key(2, 128) != cache_key(1, 128) and len(engines) > measured
     assert two["peak"]["int8"]["gflops"] == 600.0 and len(list((cache / "peak").glob("*.json"))) == 2
@@ -81,6 +89,8 @@ def test_every_installed_engine_is_measured():
         assert {"MatMul", "MatMulInteger u8s8", "MatMulInteger s8s8", "Q/DQ MatMul u8s8", "Q/DQ MatMul s8s8"} == ops
     if env.version("openvino"):
         assert {f["precision"] for f in peaks["figures"] if f["engine"] == "openvino"} == set(peak.PRECISIONS)
+    bw = peaks["bandwidth"]  # the triad: a figure of this machine, with how it was taken
+    assert bw["gbps"] > 0 and bw["threads"] == 1 and "triad" in bw["op"] and bw["array_mb"] == bandwidth.ARRAY_MB
 
 
 def test_emulated_dtype_is_never_a_peak_and_falls_back_to_fp32():
@@ -109,6 +119,15 @@ def test_info_peak_prints_every_figure_and_the_peaks(cache, engines, monkeypatch
         assert any(line.split()[:2] == [precision, "torch"] for line in lines), precision
     assert any("MatMulInteger u8s8" in line and "300.0 GOP/s" in line for line in lines)
     assert any("emulated/unusable" in line for line in lines)
+    assert "memory bandwidth 20.0 GB/s (triad" in out
     assert main(["info", "--peak", "--threads", "1", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["peak"]["cached"] and data["peak"]["peak"]["fp32"]["gflops"] > 0
+
+
+def test_a_cache_from_before_the_bandwidth_is_measured_again(cache, engines):
+    path = cache / "peak" / f"{cache_key(1, 128)}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"schema": 1, "threads": 1, "size": 128, "figures": [], "peak": {}}))
+    data = machine_peaks(threads=1, size=128, seconds=0.01)
+    assert data["cached"] is None and data["schema"] == peak.SCHEMA and data["bandwidth"]["gbps"] == 20.0

@@ -15,8 +15,8 @@ from vpdsr.bench.harness import BenchResult
 from vpdsr.bench.html import inline, render_html
 from vpdsr.bench.report import markdown, write_report
 
-SUMMARY_HEADERS = ("| backend | status | p50 ms | images/s | % peak | PSNR vs ref dB | PIQE drift worst "
-                   "| PSNR vs HR dB |")
+SUMMARY_HEADERS = ("| backend | status | p50 ms | images/s | % peak | % attainable | PSNR vs ref dB "
+                   "| PIQE drift worst | PSNR vs HR dB |")
 
 
 def wide_report() -> dict:
@@ -32,7 +32,8 @@ def wide_report() -> dict:
                      "latency_ms": {"p50": 1234.5, "p90": 2345.6, "p99": 3456.7, "mean": 1999.9},
                      "roofline": {k: 123.45 for k in ("gflop_per_image", "gflops", "peak_pct", "peak_pct_best",
                                                      "ms_per_mpix", "tiling_overhead", "expected_ms",
-                                                     "vs_single_call", "outside_engine_pct")},
+                                                     "vs_single_call", "outside_engine_pct", "attainable_ms",
+                                                     "attainable_pct")},
                      "quality": {**base["quality"], "psnr_vs_ref": 45.678, "psnr_vs_hr": 28.26, "piqe": 76.29,
                                  "piqe_drift_worst": -10.48, "clipiqa": 0.5, "clipiqa_drift": 0.001,
                                  "clipiqa_drift_worst": -0.002, "ssim_vs_ref": 0.9999, "ms_ssim_vs_ref_min": 0.9998,
@@ -49,14 +50,14 @@ def test_summary_first_then_every_column_in_one_group():
     assert sections[:5] == ["Summary", *(g.title for g in GROUPS)]
     assert md.index(SUMMARY_HEADERS) < md.index("## Latency")
     headers = [c.header for c in NUMERIC_COLUMNS]
-    # the 26 numeric columns of the old single table and the colour check, each once
-    assert len(headers) == len(set(headers)) == 27 and "colour shift /255 worst" in headers
+    # the 26 numeric columns of the old single table, the colour check and the attainable time's three, each once
+    assert len(headers) == len(set(headers)) == 30 and "colour shift /255 worst" in headers
     for g in GROUPS:  # each group's table: the text columns, then its own columns
         body = md.split(f"## {g.title}\n", 1)[1]
         assert body.lstrip().startswith("| backend | precision | device | status | "
                                         + " | ".join(c.header for c in g.columns) + " |")
     assert {c.header for c in SUMMARY} <= set(headers)
-    assert "| bicubic | baseline | - | - | - | - | - | 27.20 |" in md  # baselines in the summary: quality only
+    assert "| bicubic | baseline | - | - | - | - | - | - | 27.20 |" in md  # baselines in the summary: quality only
 
 
 def test_html_summary_is_open_and_the_groups_collapse():
@@ -85,7 +86,7 @@ def test_report_files_round_trip_the_new_sections(tmp_path):
     write_report(tmp_path / "r", BenchResult(report=wide_report(), crops={}))
     md = (tmp_path / "r" / "report.md").read_text()
     assert json.loads((tmp_path / "r" / "report.json").read_text())["backends"][1]["name"] == "onnx-0"
-    assert "| onnx-0 | ok | 1234.5 | 666.70 | 123.5 | 45.68 | -10.48 | 28.26 |" in md
+    assert "| onnx-0 | ok | 1234.5 | 666.70 | 123.5 | 123.5 | 45.68 | -10.48 | 28.26 |" in md
 
 
 def _chromium() -> str | None:

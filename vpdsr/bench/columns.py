@@ -66,13 +66,15 @@ def _colour_worst(b: dict) -> str | None:
 P50 = Column("p50 ms", _latency("p50"), "{:.1f}")
 IMAGES_PER_S = Column("images/s", lambda b: b.get("throughput_ips"))
 PEAK_PCT = Column("% peak", _roofline("peak_pct"), "{:.1f}")
+# the limit with memory in it (roofline.attainable): per layer max(FLOPs / peak, bytes / memory bandwidth)
+ATTAINABLE_PCT = Column("% attainable", _roofline("attainable_pct"), "{:.1f}")
 PIQE_DRIFT = Column("PIQE drift worst", _quality("piqe_drift_worst"), "{:+.2f}")
 PSNR_VS_REF = Column("PSNR vs ref dB", _quality("psnr_vs_ref"))
 PSNR_VS_HR = Column("PSNR vs HR dB", _quality("psnr_vs_hr"))
 
 # After the summary's text columns (backend, status): speed, how near the machine's limit, fidelity to the
 # reference, the perceptual drift the gates watch, and fidelity to the ground truth.
-SUMMARY: tuple[Column, ...] = (P50, IMAGES_PER_S, PEAK_PCT, PSNR_VS_REF, PIQE_DRIFT, PSNR_VS_HR)
+SUMMARY: tuple[Column, ...] = (P50, IMAGES_PER_S, PEAK_PCT, ATTAINABLE_PCT, PSNR_VS_REF, PIQE_DRIFT, PSNR_VS_HR)
 SUMMARY_TEXT = ("backend", "status")
 TEXT_HEADERS = ("backend", "precision", "device", "status")  # of every group's table
 
@@ -110,6 +112,9 @@ GROUPS: tuple[ColumnGroup, ...] = (
         Column("GFLOP/s", _roofline("gflops"), "{:.1f}"),
         PEAK_PCT,
         Column("% peak best", _roofline("peak_pct_best"), "{:.1f}"),
+        Column("attain ms", _roofline("attainable_ms"), "{:.1f}"),
+        ATTAINABLE_PCT,
+        Column("% attain best", _roofline("attainable_pct_best"), "{:.1f}"),
         Column("ms/MP out", _roofline("ms_per_mpix"), "{:.0f}"),
         Column("tiling x", _roofline("tiling_overhead"), "{:.2f}"),
         Column("est ms", _roofline("expected_ms"), "{:.1f}"),

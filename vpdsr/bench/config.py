@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from vpdsr.bench.baselines import DEFAULT_GAN
 from vpdsr.bench.gates import GateConfig
 from vpdsr.bench.latency import LatencyConfig
+from vpdsr.bench.scenarios.config import ScenarioConfig
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class BenchConfig:
         teacher_artifacts: the teacher's export folder: its engines are timed in the same run, as the
             backends are, into `teacher:<backend>` baseline rows (outside the gates).
         roofline: machine peaks and FLOPs per row.
+        scenarios: the MLPerf scenarios each row also runs through LoadGen (vpdsr.bench.scenarios).
     """
 
     model: str
@@ -69,6 +71,7 @@ class BenchConfig:
     teacher: str | None = None
     teacher_artifacts: str | None = None
     roofline: bool = True
+    scenarios: ScenarioConfig = field(default_factory=ScenarioConfig)
 
     def __post_init__(self) -> None:
         if self.backends is not None and not isinstance(self.backends, tuple):  # a list from a caller: frozen too

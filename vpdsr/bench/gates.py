@@ -11,6 +11,9 @@ Threshold gates, evaluated per backend that ran (the reference is not gated agai
 - ``min-ms-ssim-vs-ref X``: the lowest per-image MS-SSIM against the reference's output >= X.
 - ``max-latency-regression PCT`` (needs ``--baseline``): the p50 latency may grow by at most PCT
   percent over the same backend's p50 in the baseline report.
+- ``min-offline-ips X`` / ``max-server-p99-ms X`` (need ``--scenario offline`` / ``server``): the MLPerf
+  scenarios' offline images/s at least X, the server's p99 at its highest held QPS at most X
+  (:func:`vpdsr.bench.scenarios.hook.scenario_gates`).
 
 Backend status decides the run whatever the gates: a ``failed`` backend (should run here and did
 not: an export that failed, a file changed after export, a load or runtime error) adds a failed
@@ -64,6 +67,8 @@ class GateConfig:
     min_psnr_vs_ref: float | None = None
     min_ms_ssim_vs_ref: float | None = None
     max_latency_regression: float | None = None  # percent
+    min_offline_ips: float | None = None  # the MLPerf offline scenario's images/s (vpdsr.bench.scenarios)
+    max_server_p99_ms: float | None = None  # the server scenario's p99 at its highest held QPS
     baseline: dict | None = None  # a previous report.json, parsed
     require: frozenset[str] = field(default_factory=frozenset)
     allow_failed: frozenset[str] = field(default_factory=frozenset)
@@ -84,6 +89,9 @@ class GateConfig:
                if getattr(self, t.attr) is not None]
         if self.max_latency_regression is not None:
             out.append({"name": "max-latency-regression", "threshold": self.max_latency_regression})
+        out += [{"name": name, "threshold": v} for name, v in (("min-offline-ips", self.min_offline_ips),
+                                                                ("max-server-p99-ms", self.max_server_p99_ms))
+                if v is not None]
         return out
 
 

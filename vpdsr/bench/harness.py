@@ -56,6 +56,7 @@ from vpdsr.bench.plan import BackendPlan, BenchModel, BenchPlan, make_plan
 from vpdsr.bench.plane_report import plane_section
 from vpdsr.bench.quality import MetricSuite, aggregate, image_scores
 from vpdsr.bench.roofline import roofline
+from vpdsr.bench.scenarios import hook as scenarios
 from vpdsr.errors import CapabilityError, VpdsrError
 from vpdsr.runtimes.upscale import Upscaler
 
@@ -71,6 +72,7 @@ class BenchResult:
     report: dict
     crops: dict[str, np.ndarray]
     crop_box: tuple[int, int, int] | None = None  # (y, x, size) in SR pixels of the first image
+    loadgen_dir: Path | None = None  # LoadGen's logs of the scenarios (write_report moves them into the report)
 
     @property
     def failed_gates(self) -> list[dict]:
@@ -94,6 +96,7 @@ class _Roofline:
     peaks: dict
     threads: int | None = None  # the run's own
     flops: FlopCounter | None = None
+    layers: object | None = None  # vpdsr.bench.layers.LayerCounter: the attainable time
 
     @property
     def run_peaks(self) -> dict | None:
@@ -102,6 +105,10 @@ class _Roofline:
     @property
     def flops_fn(self):
         return self.flops.flops if self.flops is not None else None
+
+    @property
+    def layers_fn(self):
+        return self.layers.layers if self.layers is not None else None
 
 
 def run_bench(cfg: BenchConfig) -> BenchResult:
@@ -120,11 +127,15 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     bicubic, bicubic_out = bicubic_row(plan.images, suite)
     crops = {"bicubic": bicubic_out[0], **({"hr": plan.images[0].hr} if plan.images[0].hr is not None else {})}
     roof = _roofline_inputs(plan)
-    rows, crop_box = _run_backends(plan, roof, crops)
+    logs = scenarios.log_folder(plan.scenarios)
+    rows, crop_box = _run_backends(plan, roof, crops, logs)
     _compare_latency(rows, plan.policy.baseline)
     flag_int8_rows(rows, roof.run_peaks)
+    scenarios.fail_rows(rows)
     apply_required(rows, plan.policy.require)
     gates = evaluate(rows, plan.reference, plan.policy)
+    gates += scenarios.scenario_gates(rows, plan.scenarios, plan.policy.min_offline_ips,
+                                      plan.policy.max_server_p99_ms)
     outcome = verdict(rows, gates, plan.policy)
     # what a user would ship instead (bicubic, a GAN, the teacher) and HR itself, scored like the backends
     baselines = [bicubic, *other_baselines(plan.baselines, plan.model.source, plan.images, suite, plan.baseline_tile,
@@ -140,6 +151,7 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
         "seed": plan.seed,
         "tiling": {"tile": cfg.tile, "overlap": cfg.overlap, "batch": cfg.batch},
         "roofline": _roofline_summary(roof),
+        "scenarios": plan.scenarios.summary() if plan.scenarios is not None else None,
         "latency_config": asdict(plan.latency),
         "metrics": suite.availability(),
         "bicubic": bicubic["quality"],
@@ -154,10 +166,11 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
                         "loadavg_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    return BenchResult(report=report, crops=crops, crop_box=crop_box)
+    return BenchResult(report=report, crops=crops, crop_box=crop_box, loadgen_dir=logs)
 
 
-def _run_backends(plan: BenchPlan, roof: _Roofline, crops: dict) -> tuple[list[dict], tuple[int, int, int]]:
+def _run_backends(plan: BenchPlan, roof: _Roofline, crops: dict,
+                  logs: Path | None = None) -> tuple[list[dict], tuple[int, int, int]]:
     """Every row in order, the reference first (it must run); each row's first output goes into `crops`.
     Returns the rows and the crop box (the most detailed square of the reference's first output)."""
     from tqdm.auto import tqdm
@@ -165,7 +178,7 @@ def _run_backends(plan: BenchPlan, roof: _Roofline, crops: dict) -> tuple[list[d
     rows, reference, box = [], None, None
     for bp in tqdm(plan.backends, desc="bench", unit="backend", disable=None):  # a bar on a terminal only
         outputs: list[np.ndarray] = []
-        rows.append(_run_backend(bp, plan, roof, reference, outputs))
+        rows.append(_run_backend(bp, plan, roof, reference, outputs, logs))
         if outputs:
             crops[bp.spec.name] = outputs[0]
         if reference is None:
@@ -218,7 +231,7 @@ def _not_run(row: dict, status: str, exc: BaseException, when: str) -> dict:
 
 
 def _run_backend(bp: BackendPlan, plan: BenchPlan, roof: _Roofline, reference: _Reference | None,
-                 outputs: list[np.ndarray]) -> dict:
+                 outputs: list[np.ndarray], logs: Path | None = None) -> dict:
     """One backend's row: ok with figures, skipped (cannot run here) or failed (should run and did not).
 
     `outputs` receives its outputs as they come: every image's for the reference, else the first (the crop).
@@ -241,7 +254,7 @@ def _run_backend(bp: BackendPlan, plan: BenchPlan, roof: _Roofline, reference: _
         row["load_s"] = time.perf_counter() - t0
         row["device"] = getattr(runner, "device", spec.device)
         try:
-            _measure_backend(runner, bp, plan, roof, reference, row, mem, outputs)
+            _measure_backend(runner, bp, plan, roof, reference, row, mem, outputs, logs)
         except CapabilityError as e:
             _not_run(row, "skipped", e, "runtime error")
         except Exception as e:  # noqa: BLE001 - a backend that breaks mid-run fails, the others still run
@@ -274,8 +287,9 @@ class _EngineTimes:
 
 
 def _measure_backend(runner, bp: BackendPlan, plan: BenchPlan, roof: _Roofline, reference: _Reference | None,
-                     row: dict, mem: PeakMemory, outputs: list[np.ndarray]) -> None:
-    """Quality over every image, latency of the first, roofline; the figures go into `row`."""
+                     row: dict, mem: PeakMemory, outputs: list[np.ndarray], logs: Path | None = None) -> None:
+    """Quality over every image, latency of the first, roofline, then the MLPerf scenarios on the same runner and
+    tiling (LoadGen's logs into `logs`); the figures go into `row`."""
     times = _EngineTimes()
     upscaler = Upscaler(runner, bp.tiles, plan.seed, on_call=times.record, flops=roof.flops_fn,
                         noise_cache_mb=bp.noise_cache_mb)
@@ -292,7 +306,8 @@ def _measure_backend(runner, bp: BackendPlan, plan: BenchPlan, roof: _Roofline, 
     if plan.roofline:
         engine_ms = 1000.0 * sum(calls) / stats.n if len(calls) == tiles.calls * stats.n else None
         row["roofline"] = roofline(row, tiles, roof.flops_fn, roof.peaks.get(bp.peak_threads), runner.scale,
-                                   engine_ms, single_call_ms(runner, tiles, calls))
+                                   engine_ms, single_call_ms(runner, tiles, calls), roof.layers_fn)
+    scenarios.run_for_row(plan.scenarios, bp.spec, runner, upscaler, plan.images, row, logs, plan.seed)
     _log_figures(bp.spec, row, stats, is_ref=reference is None)
 
 
@@ -384,7 +399,12 @@ def _roofline_inputs(plan: BenchPlan) -> _Roofline:
         log.warning(f"bench: no FLOP count of {plan.model.source} ({one_line(e)})")
     if plan.model.error is not None:
         log.warning(f"bench: no FLOP count of {plan.model.source} ({one_line(plan.model.error)})")
-    return _Roofline(peaks=peaks, threads=plan.peak_threads, flops=counter)
+    layers = None
+    if counter is not None:
+        from vpdsr.bench.layers import LayerCounter
+
+        layers = LayerCounter(counter.model, counter.noise_channels)  # counter.model: the meta copy, no weights
+    return _Roofline(peaks=peaks, threads=plan.peak_threads, flops=counter, layers=layers)
 
 
 def _peaks(threads: int, missing: str) -> dict | None:
@@ -403,6 +423,7 @@ def _roofline_summary(roof: _Roofline) -> dict | None:
     return {"peak": peaks.get("peak"), "figures": peaks.get("figures"), "threads": peaks.get("threads"),
             "size": peaks.get("size"),
             "measured": peaks.get("measured"), "loadavg": peaks.get("loadavg"), "cached": peaks.get("cached"),
+            "bandwidth": peaks.get("bandwidth"),
             "flops_error": roof.flops.error if roof.flops is not None else "no model to count"}
 
 

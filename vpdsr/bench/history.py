@@ -27,7 +27,8 @@ from vpdsr.errors import InputError
 
 SCHEMA = 1
 HISTORY_NAME = "history.json"
-# figure -> where it is in a report row; lower is better for all but the rates, the peak shares and PSNR
+# figure -> its path in a report row; lower is better for all but the rates, the peak and attainable shares,
+# PSNR, the offline throughput and the server's QPS
 FIGURES = {
     "p50_ms": ("latency_ms", "p50"),
     "min_ms": ("latency_ms", "min"),
@@ -39,8 +40,18 @@ FIGURES = {
     "vs_single_call": ("roofline", "vs_single_call"),
     "outside_engine_pct": ("roofline", "outside_engine_pct"),
     "psnr_vs_ref": ("quality", "psnr_vs_ref"),
+    "attainable_ms": ("roofline", "attainable_ms"),
+    "attainable_pct_best": ("roofline", "attainable_pct_best"),
+    # the MLPerf scenarios (vpdsr.bench.scenarios): LoadGen's figures of the row
+    "single_stream_p90_ms": ("scenarios", "scenarios", "single-stream", "p90_ms"),
+    "offline_ips": ("scenarios", "scenarios", "offline", "ips"),
+    "offline_mpix_s": ("scenarios", "scenarios", "offline", "mpix_s"),
+    "server_max_qps": ("scenarios", "scenarios", "server", "max_qps"),
+    "server_p99_ms": ("scenarios", "scenarios", "server", "p99_ms"),
+    "multi_stream_p99_ms": ("scenarios", "scenarios", "multi-stream", "p99_ms"),
 }
-HIGHER_IS_BETTER = frozenset({"gflops", "peak_pct", "peak_pct_best", "psnr_vs_ref"})
+HIGHER_IS_BETTER = frozenset({"gflops", "peak_pct", "peak_pct_best", "psnr_vs_ref", "attainable_pct_best",
+                              "offline_ips", "offline_mpix_s", "server_max_qps"})
 # shares of a whole that are often near 0: compared by their difference in percentage points, not relative
 POINTS = frozenset({"outside_engine_pct"})
 
@@ -48,8 +59,10 @@ POINTS = frozenset({"outside_engine_pct"})
 def row_figures(row: dict) -> dict:
     """The figures of one report row (None where the row has none), with its status and precision."""
     out = {"status": row.get("status"), "precision": row.get("precision")}
-    for name, (section, key) in FIGURES.items():
-        value = (row.get(section) or {}).get(key)
+    for name, path in FIGURES.items():
+        value = row
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
         out[name] = float(value) if isinstance(value, (int, float)) and value == value and abs(value) != float("inf") \
             else None
     out["flags"] = [f.get("flag") for f in row.get("flags") or []]

@@ -44,18 +44,19 @@ def _environment():
 
 
 def figures(result) -> tuple[dict, str | None]:
-    """The page's figures ({"bars", "scatter", "crops", "plane"}, SVG as markup, crops as base64 PNG) and why
-    there are none (matplotlib missing), else None."""
+    """The page's figures ({"bars", "scatter", "crops", "plane", "scenarios"}, SVG as markup, crops as base64 PNG)
+    and why there are none (matplotlib missing), else None."""
     report = result.report
     try:
         from vpdsr.bench import plots
         from vpdsr.bench.plane_report import section_svg
+        from vpdsr.bench.scenarios.report import p99_plot_svg as scenario_svg
 
         order = [b["name"] for b in report["backends"]]
         out = {"bars": plots.latency_bars(report["backends"], report["reference"]),
                "scatter": plots.drift_scatter(report["backends"], report["reference"]),
                "crops": plots.crops_figure(result.crops, result.crop_box, report["reference"], order),
-               "plane": section_svg(report.get("plane"))}
+               "plane": section_svg(report.get("plane")), "scenarios": scenario_svg(report)}
     except ImportError as e:
         return {}, f"plots need matplotlib ({e}); pip install 'vpdsr[metrics]'"
     # matplotlib's own SVG, drawn from our figures: markup, not text to escape

@@ -11,6 +11,9 @@ only ever slows a run down. Engines and ops, as the backends use them:
   onnxruntime and OpenVINO on a Q/DQ ``MatMul`` (what the INT8 artifacts are: onnxruntime fuses
   it into ``MatMulIntegerToFloat``, OpenVINO into an int8 FullyConnected).
 
+Beside the matmul peaks, the same measurement takes the memory bandwidth (a STREAM-style triad, see
+:mod:`vpdsr.bench.bandwidth`): the roofline's second roof, used for each backend's attainable time.
+
 A low-precision figure below half of the same engine's fp32 figure is marked ``emulated/unusable``
 (e.g. torch fp16 on a CPU without AVX512-FP16: 0.3-0.5 GFLOP/s) and is not used as a peak.
 The peak of a precision is the best usable figure over the engines. Results are cached per machine
@@ -38,9 +41,13 @@ from vpdsr import env
 log = logging.getLogger(__name__)
 SIZE = 1024
 PROBE = 512  # side of the quick probe that tells an emulated dtype
-SCHEMA = 1
+SCHEMA = 2  # 2: the memory bandwidth (triad) is part of the cached figures
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 UNUSABLE_RATIO = 0.5  # a low-precision figure below this fraction of fp32 (same engine) is emulated
+# The probe is one cold call (no warm-up, one timing): on a busy machine it can read several times too slow, so
+# it only spares the full measurement where the dtype is plainly emulated (0.2-0.6 % of fp32 seen); everything
+# else is measured like fp32 and judged by UNUSABLE_RATIO on its best-of figure.
+PROBE_RATIO = 0.05
 
 
 @dataclass
@@ -89,7 +96,7 @@ def _torch_figures(n: int, threads: int, seconds: float) -> list[Figure]:
             t0 = time.perf_counter()
             a @ b
             probe = 2.0 * PROBE**3 / (time.perf_counter() - t0) / 1e9
-            if probe < UNUSABLE_RATIO * fp32:
+            if probe < PROBE_RATIO * fp32:
                 out.append(Figure(precision, "torch", f"matmul {PROBE}^2", probe))
             else:
                 out.append(Figure(precision, "torch", "matmul", rate(dtype, n, seconds)))
@@ -190,7 +197,10 @@ def _openvino_figures(n: int, threads: int, seconds: float, work: str) -> list[F
 
 
 def measure_peaks(threads: int, seconds: float = 0.25, size: int = SIZE) -> dict:
-    """Measure every figure now (a few seconds); see the module docstring. Engines not installed are left out."""
+    """Measure every figure now (a few seconds); see the module docstring. Engines not installed are left out.
+
+    The result's "bandwidth" is the triad's {"gbps", "engine", "op", "array_mb", "threads"}.
+    """
     import tempfile
 
     t0 = time.perf_counter()
@@ -200,6 +210,9 @@ def measure_peaks(threads: int, seconds: float = 0.25, size: int = SIZE) -> dict
     if env.version("openvino"):
         with tempfile.TemporaryDirectory(prefix="vpdsr-peak-") as work:
             figures += _openvino_figures(size, threads, seconds, work)
+    from vpdsr.bench.bandwidth import triad
+
+    bandwidth = triad(threads, seconds=seconds)
     fp32 = {f.engine: f.gflops for f in figures if f.precision == "fp32" and f.gflops}
     for f in figures:
         if f.precision in ("bf16", "fp16") and f.gflops and fp32.get(f.engine) and \
@@ -208,7 +221,7 @@ def measure_peaks(threads: int, seconds: float = 0.25, size: int = SIZE) -> dict
     return {"schema": SCHEMA, "threads": threads, "size": size, "seconds": round(time.perf_counter() - t0, 2),
             "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "loadavg": _loadavg(),
             "cpu": env.cpu_info(), "versions": _versions(), "figures": [asdict(f) for f in figures],
-            "peak": summarize(figures)}
+            "peak": summarize(figures), "bandwidth": bandwidth}
 
 
 def summarize(figures: list[Figure]) -> dict:

@@ -9,7 +9,8 @@ that bad input costs nothing):
 3. the backends, the reference first (:mod:`vpdsr.bench.backends`), each with its tiling, noise cache
    and the thread count of the peak it is measured against (an `@untuned` row keeps the fixed 64-pixel
    tiling and the engines' own thread count from before the CPU tuning);
-4. the gate policy, `--require` / `--allow-failed` resolved to this run's rows;
+4. the gate policy, `--require` / `--allow-failed` resolved to this run's rows, and the MLPerf scenarios'
+   plan (:mod:`vpdsr.bench.scenarios.plan`: which rows run them, each one's pool, the scenario gates checked);
 5. the thread count (`auto`: a short probe now, :func:`vpdsr.env.probe_threads`);
 6. the metrics this machine can compute, and every gate checked against them;
 7. the benched model, loaded once: the torch rows run copies of it, the FLOP counter and the model's
@@ -38,6 +39,8 @@ from vpdsr.bench.gates import GateConfig
 from vpdsr.bench.inputs import BenchImage, load_bench_images
 from vpdsr.bench.latency import LatencyConfig
 from vpdsr.bench.quality import MetricSuite
+from vpdsr.bench.scenarios.plan import ScenarioPlan, plan_scenarios
+from vpdsr.bench.scenarios.plan import check_gates as check_scenario_gates
 from vpdsr.errors import InputError, MissingWeightsError
 from vpdsr.runtimes.autotile import AutoTileConfig
 from vpdsr.runtimes.tiling import TileConfig
@@ -109,9 +112,10 @@ class BenchPlan:
         baselines: which baseline rows besides bicubic.
         seed: the noise seed of every row.
         roofline: machine peaks and FLOPs per row.
+        scenarios: which rows run the MLPerf scenarios, and each one's pool (vpdsr.bench.scenarios.plan).
         teacher_model: the teacher of the baseline row (None: no `--teacher`).
         teacher: the teacher's engines (`--teacher-artifacts`): a plan of the same images, metrics and
-            threads with the teacher's backends and model and no gates; None without them.
+            threads with the teacher's backends and model and no gates, no scenarios; None without them.
     """
 
     images: tuple[BenchImage, ...]
@@ -127,6 +131,7 @@ class BenchPlan:
     baselines: BaselineConfig
     seed: int
     roofline: bool
+    scenarios: ScenarioPlan | None = None
     teacher_model: BenchModel | None = None
     teacher: BenchPlan | None = None
 
@@ -154,6 +159,9 @@ def make_plan(cfg: BenchConfig) -> BenchPlan:
                                          cfg.torch_compile, cfg.cuda_graphs)
     policy = replace(cfg.gates, require=resolve_names(cfg.gates.require, specs, "--require"),
                      allow_failed=resolve_names(cfg.gates.allow_failed, specs, "--allow-failed"))
+    check_scenario_gates(cfg.scenarios, cfg.gates.min_offline_ips, cfg.gates.max_server_p99_ms)
+    scenarios = plan_scenarios(cfg.scenarios, specs, gated=cfg.gates.min_offline_ips is not None
+                               or cfg.gates.max_server_p99_ms is not None)
     latency, probe = resolve_threads(cfg.latency)  # after the input checks: bad input costs nothing
     suite = MetricSuite.build(cfg.clip_weights, cfg.lpips_weights)
     check_gates_can_run(policy, suite, images)
@@ -162,13 +170,15 @@ def make_plan(cfg: BenchConfig) -> BenchPlan:
         images=images, backends=tuple(backend_plan(s, tiling, threads) for s in specs), reference=cfg.reference,
         tiling=tiling, latency=latency, threads_probe=probe, peak_threads=threads, policy=policy, suite=suite,
         model=load_model(cfg.model), baselines=BaselineConfig(cfg.gan_baseline, cfg.teacher, cfg.seed), seed=cfg.seed,
-        roofline=cfg.roofline, teacher_model=load_model(cfg.teacher) if cfg.teacher else None)
+        roofline=cfg.roofline, scenarios=scenarios,
+        teacher_model=load_model(cfg.teacher) if cfg.teacher else None)
     if teacher_specs is None:
         return plan
     # the teacher's engines: the same images, metrics, tiling and threads; no gates, no baselines of their own
     return replace(plan, teacher=replace(plan, backends=tuple(backend_plan(s, tiling, threads) for s in teacher_specs),
                                          policy=GateConfig(), model=plan.teacher_model,
-                                         baselines=BaselineConfig(None, None, cfg.seed), teacher_model=None))
+                                         baselines=BaselineConfig(None, None, cfg.seed), teacher_model=None,
+                                         scenarios=None))
 
 
 def run_tiling(tile: int | str | None, overlap: int, batch: int) -> TileConfig | AutoTileConfig:

@@ -21,12 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from vpdsr.bench.plane_report import SVG_NAME as PLANE_SVG
+from vpdsr.bench.scenarios import report as scenario_report
+from vpdsr.bench.scenarios.hook import LOG_DIR
 from vpdsr.bench.sections import markdown
 from vpdsr.utils import atomic_directory
 
 __all__ = ["json_safe", "markdown", "to_json", "write_report"]
 REPORT_FILES = ("report.json", "report.md", "report.html")
-OWN_FILES = (*REPORT_FILES, PLANE_SVG, "bench.log")  # `vpdsr bench` writes its log beside the report
+# `vpdsr bench` writes its log beside the report; LoadGen's logs of the scenarios go in a folder of their own
+OWN_FILES = (*REPORT_FILES, PLANE_SVG, scenario_report.SVG_NAME, "bench.log", LOG_DIR)
 
 
 def json_safe(obj):
@@ -56,7 +59,8 @@ def to_json(report: dict) -> str:
 
 
 def write_report(out: str | Path, result) -> Path:
-    """Write report.json, report.md, report.html (and plane.svg) into ``out`` atomically; returns ``out``.
+    """Write report.json, report.md, report.html (and plane.svg, scenarios.svg, LoadGen's logs in loadgen/) into
+    ``out`` atomically; returns ``out``.
 
     Args:
         out: report folder (replaced as a whole).
@@ -72,6 +76,10 @@ def write_report(out: str | Path, result) -> Path:
     plane = drawn[0].get("plane")
     if plane is not None:  # report.md embeds it (none without matplotlib)
         texts[PLANE_SVG] = str(plane)
+    p99 = drawn[0].get("scenarios")
+    if p99 is not None:  # report.md embeds it too
+        texts[scenario_report.SVG_NAME] = str(p99)
+    logs = getattr(result, "loadgen_dir", None)
     out = Path(out)
     if not out.exists() or {p.name for p in out.iterdir()} <= set(OWN_FILES):
         with atomic_directory(out) as tmp:  # a fresh folder, or only an older report in it
@@ -80,14 +88,24 @@ def write_report(out: str | Path, result) -> Path:
             os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a report folder is not
             for name, text in texts.items():
                 (tmp / name).write_text(text)
+            _move_logs(logs, tmp / LOG_DIR)
         return out
     # The folder holds other files: never replace it. Write every file first, then rename each.
     tmp = Path(tempfile.mkdtemp(prefix=".report.tmp-", dir=out))
     try:
         for name, text in texts.items():
             (tmp / name).write_text(text)
-        for name in texts:
+        _move_logs(logs, tmp / LOG_DIR)
+        if (tmp / LOG_DIR).exists():
+            shutil.rmtree(out / LOG_DIR, ignore_errors=True)  # an older run's LoadGen logs
+        for name in [*texts, *([LOG_DIR] if (tmp / LOG_DIR).exists() else [])]:
             os.replace(tmp / name, out / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _move_logs(src: Path | None, dst: Path) -> None:
+    """LoadGen's logs of this run (kept in a temporary folder while it ran) into the report folder."""
+    if src is not None and Path(src).is_dir():
+        shutil.move(str(src), str(dst))

@@ -17,6 +17,13 @@ Per backend (timed on the first image):
 
 The peak is a best-of figure (the machine's capability), so `peak_pct_best`, from the fastest run, is
 the like-for-like ratio on a shared machine; `peak_pct` from the p50 shows what a typical run got.
+
+Attainable time (the roofline with its memory side, :func:`attainable`): per matrix layer of every
+engine call of the image (:mod:`.layers`: FLOPs and the bytes of the tensors it reads and writes, at
+the row's element size), the layer cannot take less than max(FLOPs / matmul peak, bytes / memory
+bandwidth); `attainable_ms` is their sum, `attainable_pct` / `attainable_pct_best` the share of the
+p50 / fastest latency it is (100 % = at the machine's limit for this graph), and `memory_bound_pct`
+the share of the attainable time spent in layers whose bytes, not FLOPs, set their floor.
 """
 from __future__ import annotations
 
@@ -25,7 +32,7 @@ from vpdsr.bench.peak import peak_for
 
 
 def roofline(row: dict, plan, flops_fn, peaks: dict | None, scale: int, engine_ms: float | None,
-             single_call_ms: float | None) -> dict:
+             single_call_ms: float | None, layers_fn=None) -> dict:
     """The figures above for one backend row (None where a figure cannot be had).
 
     Args:
@@ -36,6 +43,7 @@ def roofline(row: dict, plan, flops_fn, peaks: dict | None, scale: int, engine_m
         scale: the model's upscaling factor.
         engine_ms: mean ms inside engine calls per timed image, or None.
         single_call_ms: ms of one batch-1 call of the plan's tile shape, or None.
+        layers_fn: `layers(h, w, batch)` of one call (:class:`vpdsr.bench.layers.LayerCounter`), or None.
     """
     lat = row.get("latency_ms") or {}
     p50, best = lat.get("p50"), lat.get("min")
@@ -65,7 +73,64 @@ def roofline(row: dict, plan, flops_fn, peaks: dict | None, scale: int, engine_m
         "single_call_ms": single_call_ms,
         "expected_ms": expected,
         "vs_single_call": None if not expected or not p50 else p50 / expected,
+        **attainable(plan, layers_fn, row.get("precision") or "fp32", peak, (peaks or {}).get("bandwidth"), p50, best),
     }
+
+
+def attainable(plan, layers_fn, precision: str, peak_gflops: float | None, bandwidth: dict | None,
+               p50_ms: float | None, best_ms: float | None) -> dict:
+    """The attainable-time figures of one image (see the module docstring); None values where they cannot be had."""
+    keys = ("attainable_ms", "attainable_pct", "attainable_pct_best", "compute_ms", "memory_ms", "memory_bound_pct",
+            "mbytes_per_image", "bandwidth_gbps")
+    none = dict.fromkeys(keys)
+    gbps = (bandwidth or {}).get("gbps")
+    if layers_fn is None or not peak_gflops or not gbps:
+        return none
+    total = compute = memory = bound_by_memory = 0.0
+    moved = 0
+    for batch in plan.call_batches():
+        layers = layers_fn(plan.tile_h, plan.tile_w, batch)
+        if layers is None:
+            return none
+        for layer in layers:
+            t_compute = layer.flops / (peak_gflops * 1e9)
+            nbytes = layer.bytes(precision)
+            t_memory = nbytes / (gbps * 1e9)
+            total += max(t_compute, t_memory)
+            compute += t_compute
+            memory += t_memory
+            moved += nbytes
+            if t_memory > t_compute:
+                bound_by_memory += t_memory
+    if total <= 0:
+        return none
+    ms = 1000.0 * total
+    return {"attainable_ms": ms, "attainable_pct": 100.0 * ms / p50_ms if p50_ms else None,
+            "attainable_pct_best": 100.0 * ms / best_ms if best_ms else None, "compute_ms": 1000.0 * compute,
+            "memory_ms": 1000.0 * memory, "memory_bound_pct": 100.0 * bound_by_memory / total,
+            "mbytes_per_image": moved / 1e6, "bandwidth_gbps": gbps}
+
+
+NEAR_LIMIT_PCT = 70.0  # % attainable at which a row is near what this machine can do for its graph
+FAR_PCT = 40.0
+STALE_FACTOR = 1.05  # above 105 % of the attainable time's rate, the roofs themselves are wrong
+
+
+def limit_verdict(r: dict) -> str | None:
+    """One clause: how far a row is from its attainable time, and which roof sets it."""
+    pct = r.get("attainable_pct_best")
+    if pct is None:
+        return None
+    roof = (f"memory-bound ({r['memory_bound_pct']:.0f} % of it in layers whose bytes set the floor)"
+            if r["memory_bound_pct"] >= 50 else f"compute-bound ({100 - r['memory_bound_pct']:.0f} % of it in layers "
+            "whose FLOPs set the floor)")
+    if pct > 100.0 * STALE_FACTOR:  # faster than the machine's limit: the cached roofs are too low
+        return (f"attainable {r['attainable_ms']:.1f} ms per image, but the fastest run took {100 / pct:.2f}x that: "
+                "the cached peak or bandwidth is below what this machine reaches now (measured under more load)")
+    where = "near its limit" if pct >= NEAR_LIMIT_PCT else "far from its limit" if pct < FAR_PCT else \
+        "part of the way to its limit"
+    return (f"attainable {r['attainable_ms']:.1f} ms per image, {roof}; the fastest run is at {pct:.0f} % of it: "
+            f"{where}")
 
 
 COLUMN_NOTE = (
@@ -75,7 +140,10 @@ COLUMN_NOTE = (
     "`e2e/est`: p50 (end to end per image) over it, 1.00 when nothing is lost between engine calls; `outside %`: "
     "share of p50 spent outside engine calls (tiling, blending, noise, copies). `@untuned` rows: the same artifact "
     "with the engine defaults, fixed 64-pixel tiles and no noise cache (the settings before the CPU tuning); their "
-    "% peak is against the peak at the engines' own thread count (every core).")
+    "% peak is against the peak at the engines' own thread count (every core). `attain ms`: the least time this "
+    "machine could take for the image's engine calls, per matrix layer max(FLOPs / peak, bytes / memory bandwidth) "
+    "with bytes counted from the graph's tensor sizes at the row's element size (elementwise ops taken as fused: a "
+    "lower bound); `% attain best`: it over the fastest run (100 % = at the limit).")
 
 
 def peak_line(summary: dict | None) -> str | None:
@@ -89,8 +157,10 @@ def peak_line(summary: dict | None) -> str | None:
                      else f"{precision} none usable")
     notes = sorted({f["note"].split(" (")[0] for f in summary.get("figures") or [] if f.get("note")})
     load = summary.get("loadavg")
+    bw = summary.get("bandwidth")
+    memory = f"; memory bandwidth {bw['gbps']:.1f} GB/s ({bw['op']}, {bw['array_mb']} MiB arrays)" if bw else ""
     return (f"Machine peak (best {summary.get('size', 1024)}^2 matmul, {summary.get('threads')} thread(s), "
-            f"{summary.get('measured')}, load average {load[0] if load else '?'}): " + ", ".join(parts)
+            f"{summary.get('measured')}, load average {load[0] if load else '?'}): " + ", ".join(parts) + memory
             + (f"; other figures: {', '.join(notes)}" if notes else "") + ".")
 
 
@@ -109,6 +179,8 @@ def backend_notes(report: dict) -> list[str]:
             parts.append(f"{r['outside_engine_pct']:.0f}% of the time outside engine calls")
         if r.get("vs_single_call") is not None:
             parts.append(f"p50 = {r['vs_single_call']:.2f} x (computed pixels x one call's rate)")
+        if limit_verdict(r):
+            parts.append(limit_verdict(r))
         if r.get("peak_precision") and r["peak_precision"] != b.get("precision"):
             parts.append(f"measured against the {r['peak_precision']} peak ({b.get('precision')} has no usable "
                          "peak here)")

@@ -176,8 +176,16 @@ def metrics(report: dict, ctx: Context) -> Section | None:
     return Section("metrics", "Metrics", tuple(blocks)) if blocks else None
 
 
+def scenarios(report: dict, ctx: Context) -> list[Section]:
+    """The MLPerf scenarios (vpdsr.bench.scenarios.report): settings, summary and plot open, each backend collapsed."""
+    from vpdsr.bench.scenarios.report import scenario_sections
+
+    return scenario_sections(report, ctx)
+
+
 # In report order; each takes (report, Context) and gives a Section, a list of them, or None.
-SECTIONS: tuple[Callable, ...] = (summary, column_groups, gates, kept, not_run, figures, plane, crops, metrics)
+SECTIONS: tuple[Callable, ...] = (summary, column_groups, scenarios, gates, kept, not_run, figures, plane, crops,
+                                  metrics)
 
 
 def sections(report: dict, ctx: Context | None = None) -> list[Section]:

@@ -96,8 +96,56 @@ def register(sub) -> None:
     p.add_argument("--teacher-artifacts", metavar="DIR",
                    help="the teacher's export folder: its engines are timed in the same run as `teacher:*` "
                         "baseline rows (needs --teacher)")
+    add_scenario_args(p)
     # the report folder is replaced as a whole at the end: the log is written after it
     p.set_defaults(func=run, log_file=lambda a: (Path(a.out) / LOG_NAME, True))
+
+
+def add_scenario_args(p) -> None:
+    """The MLPerf scenario flags (vpdsr.bench.scenarios; docs/scenarios.md)."""
+    from vpdsr.bench.scenarios.config import ScenarioConfig
+
+    d = ScenarioConfig()
+    g = p.add_argument_group("MLPerf scenarios through LoadGen (pip install 'vpdsr[loadgen]')")
+    g.add_argument("--scenario", metavar="LIST",
+                   help="comma list of single-stream, offline, server, multi-stream (or all): each backend also runs "
+                        "them through MLPerf LoadGen (default: none, the latency columns only)")
+    g.add_argument("--scenario-backends", metavar="LIST", help="the rows that run the scenarios (default: every "
+                                                               "row that runs, but @untuned ones)")
+    g.add_argument("--latency-bound-ms", type=float, metavar="MS",
+                   help="server: the p99 bound (default: 2x that backend's single-stream p90)")
+    g.add_argument("--scenario-min-duration-s", type=float, default=d.min_duration_s, metavar="S",
+                   help=f"every LoadGen run lasts at least S seconds (default {d.min_duration_s:g}; MLPerf: 600)")
+    g.add_argument("--scenario-max-duration-s", type=float, default=d.max_duration_s, metavar="S",
+                   help=f"LoadGen stops issuing queries after S seconds (default {d.max_duration_s:g})")
+    g.add_argument("--scenario-min-queries", type=int, default=d.min_queries, metavar="N",
+                   help=f"every run has at least N queries (default {d.min_queries})")
+    g.add_argument("--scenario-lanes", type=int_or_auto, default=d.lanes, metavar="N",
+                   help="images in flight for offline, server and multi-stream: OpenVINO streams, ONNX Runtime "
+                        "sessions, torch's batch (default auto)")
+    g.add_argument("--server-runs", type=int, default=d.server_runs, metavar="N",
+                   help=f"LoadGen server runs per configuration in the search (default {d.server_runs})")
+    g.add_argument("--server-precision", type=float, default=d.server_precision, metavar="F",
+                   help=f"the search stops when bracketed within F (default {d.server_precision:g})")
+    g.add_argument("--multi-stream-samples", type=int, default=d.multi_stream_samples, metavar="N",
+                   help=f"images per multi-stream query (default {d.multi_stream_samples}; MLPerf's edge rules: 8)")
+    g.add_argument("--min-offline-ips", type=float, metavar="X",
+                   help="gate: every backend's offline images/s >= X (needs --scenario offline)")
+    g.add_argument("--max-server-p99-ms", type=float, metavar="X",
+                   help="gate: every backend's server p99 at its highest held QPS <= X ms (needs --scenario server)")
+
+
+def scenario_config(args):
+    """The ScenarioConfig of parsed `vpdsr bench` arguments (InputError on a bad setting)."""
+    from vpdsr.bench.scenarios.config import ScenarioConfig, parse_scenarios
+
+    names = args.scenario_backends
+    return ScenarioConfig(
+        scenarios=parse_scenarios(args.scenario), min_duration_s=args.scenario_min_duration_s,
+        max_duration_s=args.scenario_max_duration_s, min_queries=args.scenario_min_queries,
+        latency_bound_ms=args.latency_bound_ms, server_runs=args.server_runs, server_precision=args.server_precision,
+        multi_stream_samples=args.multi_stream_samples, lanes=args.scenario_lanes,
+        backends=tuple(n.strip() for n in names.split(",") if n.strip()) if names else None)
 
 
 def int_or_auto(text: str):
@@ -120,6 +168,7 @@ def config_from_args(args):
     from vpdsr.commands.checks import output_folder
 
     output_folder(args.out)
+    scenarios = scenario_config(args)
     require, allow_failed = parse_names(args.require, "--require"), parse_names(args.allow_failed, "--allow-failed")
     both = sorted((require & allow_failed) - {"all"})
     if both:
@@ -144,9 +193,11 @@ def config_from_args(args):
         gates=GateConfig(max_clipiqa_drift=args.max_clipiqa_drift, max_piqe_drift=args.max_piqe_drift,
                          min_psnr_vs_ref=args.min_psnr_vs_ref, min_ms_ssim_vs_ref=args.min_ms_ssim_vs_ref,
                          max_latency_regression=args.max_latency_regression, baseline=baseline,
+                         min_offline_ips=args.min_offline_ips, max_server_p99_ms=args.max_server_p99_ms,
                          require=require, allow_failed=allow_failed),
         clip_weights=args.clip_weights, lpips_weights=args.lpips_weights, baseline_path=args.baseline,
         gan_baseline=args.gan_baseline, teacher=args.teacher, teacher_artifacts=args.teacher_artifacts,
+        scenarios=scenarios,
     )
 
 

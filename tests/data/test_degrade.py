@@ -277,7 +277,7 @@ def test_config_round_trips_through_yaml_and_partial_dicts_keep_order_defaults()
     ({"first": {"resize_range": [1.2, 1.5]}}, "resize_range"),
     ({"first": {"sigma": 1}}, "unknown field"),
     ({"scale": 2.5}, "integer"),
-    ({"enabled": "yes"}, "bool"),
+    ({"enabled": "yes"}, "true or false"),
     ({"resize_modes": ["lanczos"]}, "resize_modes"),
 ])
 def test_bad_config_values_give_config_errors(data: dict, match: str) -> None:

@@ -7,10 +7,12 @@ the configs without importing the module that imports it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+import typing
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from vpdsr.config_fields import from_mapping, typed
 from vpdsr.errors import ConfigError
 
 KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
@@ -77,24 +79,21 @@ class DegradationConfig:
     sinc_large_kernel_size: int = 13
 
     def __post_init__(self) -> None:
+        hints = typing.get_type_hints(DegradationConfig)
         for f in fields(self):
-            if f.name not in ("first", "second"):
-                setattr(self, f.name, _coerce(f"degradation.{f.name}", getattr(self, f.name), f.default))
-        for name, base in (("first", OrderConfig()), ("second", second_order_defaults())):
-            order = getattr(self, name)
-            if isinstance(order, Mapping):
-                order = _order_from_dict(order, base, f"degradation.{name}")
-            if not isinstance(order, OrderConfig):
-                raise ConfigError(f"degradation.{name}: expected a mapping of order settings, got {order!r}")
-            setattr(self, name, _checked_order(order, f"degradation.{name}"))
+            value, where = getattr(self, f.name), f"degradation.{f.name}"
+            if f.name in ("first", "second") and isinstance(value, Mapping):  # partial: over that order's defaults
+                base = OrderConfig() if f.name == "first" else second_order_defaults()
+                value = from_mapping(OrderConfig, value, where, base=base)
+            setattr(self, f.name, typed(hints[f.name], value, where))
+        for name in ("first", "second"):
+            _checked_order(getattr(self, name), f"degradation.{name}")
         self._validate()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> DegradationConfig:
         """Build from a YAML section; missing keys keep Real-ESRGAN's defaults (per order)."""
-        data = dict(data or {})
-        _reject_unknown(data, {f.name for f in fields(cls)}, "degradation")
-        return cls(**data)
+        return from_mapping(cls, data or {}, "degradation")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of lists and numbers that ``from_dict`` reads back unchanged."""
@@ -118,44 +117,10 @@ class DegradationConfig:
 
 # ---------------------------------------------------------------- config helpers
 
-def _coerce(where: str, value: Any, default: Any) -> Any:
-    """Convert a YAML value to the type of the field's default (lists -> tuples, ints -> floats)."""
-    if isinstance(default, tuple):
-        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return tuple(_coerce(f"{where}[{i}]", v, default[0]) for i, v in enumerate(value))
-    if isinstance(default, bool) or isinstance(value, bool):
-        if type(value) is not type(default):
-            raise ConfigError(f"{where}: expected {type(default).__name__}, got {value!r}")
-        return value
-    if isinstance(default, int):
-        if not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return int(value)
-    if isinstance(default, float):
-        if not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    return value
-
-
-def _reject_unknown(data: Mapping[str, Any], known: set[str], where: str) -> None:
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {unknown}; expected some of {sorted(known)}")
-
-
-def _order_from_dict(data: Mapping[str, Any], base: OrderConfig, where: str) -> OrderConfig:
-    _reject_unknown(data, {f.name for f in fields(OrderConfig)}, where)
-    return replace(base, **data)
-
-
 def _checked_order(order: OrderConfig, where: str) -> OrderConfig:
-    defaults = OrderConfig()
+    hints = typing.get_type_hints(OrderConfig)
     for f in fields(order):
-        setattr(order, f.name, _coerce(f"{where}.{f.name}", getattr(order, f.name), getattr(defaults, f.name)))
+        setattr(order, f.name, typed(hints[f.name], getattr(order, f.name), f"{where}.{f.name}"))
     for name in ("blur_prob", "sinc_prob", "noise_prob", "gaussian_noise_prob", "gray_noise_prob", "jpeg_prob"):
         _check_prob(f"{where}.{name}", getattr(order, name))
     _check_kernel_sizes(f"{where}.kernel_sizes", order.kernel_sizes)

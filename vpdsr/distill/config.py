@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from vpdsr.config_fields import from_mapping
 from vpdsr.errors import ConfigError
 
 FOREIGN_SECTIONS = ("export", "bench", "pipeline")
@@ -412,65 +410,13 @@ def load_config(source: str | Path | dict | None) -> DistillConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping at the top level")
     data = {k: v for k, v in data.items() if k not in FOREIGN_SECTIONS}
+    accelerate = data.get("accelerate")
+    if isinstance(accelerate, dict) and accelerate.get("mixed_precision") is False:
+        data["accelerate"] = {**accelerate, "mixed_precision": "no"}  # YAML 1.1 reads a bare `no` as false
     try:
-        return _build(DistillConfig, data, "").validate()
+        return from_mapping(DistillConfig, data).validate()
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
-
-
-def _build(cls, data: Any, prefix: str):
-    if not isinstance(data, dict):
-        raise ConfigError(f"`{prefix.rstrip('.') or 'config'}` must be a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        if key not in known:
-            raise ConfigError(f"unknown key `{prefix}{key}` (known: {', '.join(sorted(known))})")
-        kwargs[key] = _convert(hints[key], value, f"{prefix}{key}")
-    return cls(**kwargs)
-
-
-def _convert(hint, value, where: str):
-    if typing.get_origin(hint) in (typing.Union, types.UnionType) and set(typing.get_args(hint)) == {int, str}:
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise ConfigError(f"`{where}` must be a string or an integer, got {value!r}")
-        return value
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value or {}, where + ".")
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"`{where}` must be a list, got {value!r}")
-        return tuple(float(v) for v in value)
-    if origin is list:
-        return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
-    if hint is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"`{where}` must be a mapping, got {value!r}")
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"`{where}` must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"`{where}` must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, str):  # YAML 1.1 reads 2e-3 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"`{where}` must be a number, got {value!r}")
-        return float(value)
-    if isinstance(value, bool) and where.endswith("mixed_precision"):
-        return "no" if value is False else str(value)  # YAML 1.1 reads a bare `no` as false
-    if value is None or isinstance(value, str):
-        return value
-    raise ConfigError(f"`{where}` must be a string, got {value!r}")
 
 
 def _size_multiple(mcfg) -> int:

@@ -152,5 +152,5 @@ def test_presets_and_config_errors():
     d["denoiser"]["model_channels"] = 100
     with pytest.raises(ConfigError, match="not divisible by 32"):
         ResShiftConfig.from_dict(d)
-    with pytest.raises(ConfigError, match=r"unknown field\(s\) \['bogus'\]"):
+    with pytest.raises(ConfigError, match=r"unknown field `denoiser\.bogus`"):
         ResShiftConfig.from_dict({**v3.to_dict(), "denoiser": {**v3.denoiser.to_dict(), "bogus": 1}})

@@ -9,8 +9,9 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
+from vpdsr.config_fields import from_mapping
 from vpdsr.errors import ConfigError
 
 CLASS_NAME = "GANSR"
@@ -50,24 +51,24 @@ class GANConfig:
     act_type: str = "prelu"
 
     def __post_init__(self) -> None:
-        self.validate("config")
+        self.validate()
 
-    def validate(self, source: str) -> None:
+    def validate(self) -> None:
         if self.arch not in ARCHS:
-            raise ConfigError(f"{source}: `arch` must be one of {list(ARCHS)}, got {self.arch!r}")
+            raise ConfigError(f"`arch` must be one of {list(ARCHS)}, got {self.arch!r}")
         ints = ("scale", "num_in_ch", "num_out_ch", "num_feat") + tuple(
             f for f in ARCH_FIELDS[self.arch] if f != "act_type")
         for name in ints:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{source}: `{name}` must be a positive integer, got {value!r}")
+                raise ConfigError(f"`{name}` must be a positive integer, got {value!r}")
         if self.arch == "rrdbnet" and self.scale not in RRDB_SCALES:
-            raise ConfigError(f"{source}: rrdbnet `scale` must be one of {list(RRDB_SCALES)}, got {self.scale}")
+            raise ConfigError(f"rrdbnet `scale` must be one of {list(RRDB_SCALES)}, got {self.scale}")
         if self.arch == "srvgg" and self.num_in_ch != self.num_out_ch:  # the output adds the upsampled input
-            raise ConfigError(f"{source}: srvgg needs `num_in_ch` == `num_out_ch`, "
+            raise ConfigError(f"srvgg needs `num_in_ch` == `num_out_ch`, "
                               f"got {self.num_in_ch} and {self.num_out_ch}")
         if self.arch == "srvgg" and self.act_type not in ACTIVATIONS:
-            raise ConfigError(f"{source}: `act_type` must be one of {list(ACTIVATIONS)}, got {self.act_type!r}")
+            raise ConfigError(f"`act_type` must be one of {list(ACTIVATIONS)}, got {self.act_type!r}")
 
     @property
     def size_multiple(self) -> int:
@@ -80,19 +81,14 @@ class GANConfig:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> GANConfig:
-        d = dict(d)
-        d.pop("_class_name", None)
-        arch = d.get("arch", "rrdbnet")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown GAN config field(s) {unknown} (known: {sorted(known)})")
-        if arch in ARCH_FIELDS:
-            foreign = sorted(set(d) - set(COMMON_FIELDS) - set(ARCH_FIELDS[arch]))
-            if foreign:
-                raise ConfigError(f"{source}: field(s) {foreign} do not apply to arch {arch!r}")
-        cfg = cls.__new__(cls)
-        for f in fields(cls):
-            setattr(cfg, f.name, d.get(f.name, f.default))
-        cfg.validate(source)
+        if not isinstance(d, dict):
+            raise ConfigError(f"{source}: expected a mapping, got {d!r}")
+        d = {k: v for k, v in d.items() if k != "_class_name"}
+        try:
+            cfg = from_mapping(cls, d)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        foreign = sorted(set(d) - set(COMMON_FIELDS) - set(ARCH_FIELDS[cfg.arch]))
+        if foreign:  # another architecture's field: config.json holds only this one's
+            raise ConfigError(f"{source}: field(s) {foreign} do not apply to arch {cfg.arch!r}")
         return cfg

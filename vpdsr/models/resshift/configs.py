@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
+from vpdsr.config_fields import from_mapping
 from vpdsr.errors import ConfigError
-from vpdsr.models.config import _sub
 from vpdsr.models.presets import get_preset, register_preset
 
 CLASS_NAME = "ResShiftSR"
@@ -207,16 +207,7 @@ class ResShiftConfig:
         d.pop("_class_name", None)
         scale = d.pop("scale", None)
         try:
-            cfg = cls(preset=d.pop("preset", "custom"),
-                      denoiser=_sub(SwinUNetConfig, d.pop("denoiser", {}), source, "denoiser"),
-                      autoencoder=_sub(VQConfig, d.pop("autoencoder", {}), source, "autoencoder"),
-                      diffusion=_sub(DiffusionConfig, d.pop("diffusion", {}), source, "diffusion"))
-        except TypeError as e:
-            raise ConfigError(f"{source}: {e}") from None
-        if d:
-            raise ConfigError(f"{source}: unknown ResShift config field(s) {sorted(d)}")
-        try:
-            cfg.validate()
+            cfg = from_mapping(cls, d).validate()
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None
         if scale is not None and scale != cfg.scale:

@@ -26,10 +26,16 @@ from vpdsr.errors import ConfigError
 _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping"}
 
 
-def from_mapping(cls, data: Any, where: str = "", base=None):
+def from_mapping(cls, data: Any, where: str = "", base=None, source: str | None = None):
     """`cls` built from the mapping `data`. Keys left out keep `base`'s values (a `cls` instance, default:
     the dataclass defaults); a nested mapping overrides its field's default value key by key, so a partial
-    `optim: {lr: ...}` keeps the other settings that field's default carries."""
+    `optim: {lr: ...}` keeps the other settings that field's default carries. `source` (a file's name)
+    goes in front of any error, the dataclass's own validation included."""
+    if source is not None:
+        try:
+            return from_mapping(cls, data, where, base)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"`{where or 'config'}` must be a mapping, got {data!r}")
     known = {f.name for f in dataclasses.fields(cls) if f.init}

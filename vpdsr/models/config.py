@@ -37,15 +37,10 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> ModelConfig:
-        if not isinstance(d, dict):
-            raise ConfigError(f"{source}: expected a mapping, got {d!r}")
-        d = {k: v for k, v in d.items() if k != "_class_name"}
-        if d.get("scale", SCALE) != SCALE:
+        d = {k: v for k, v in d.items() if k != "_class_name"} if isinstance(d, dict) else d
+        if isinstance(d, dict) and d.get("scale", SCALE) != SCALE:
             raise ConfigError(f"{source}: `scale` must be {SCALE}, got {d.get('scale')}")
-        try:
-            return from_mapping(cls, d, base=cls(preset="custom"))
-        except ConfigError as e:
-            raise ConfigError(f"{source}: {e}") from None
+        return from_mapping(cls, d, base=cls(preset="custom"), source=source)
 
 
 def config_dict(cfg) -> dict:

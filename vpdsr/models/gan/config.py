@@ -81,13 +81,8 @@ class GANConfig:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> GANConfig:
-        if not isinstance(d, dict):
-            raise ConfigError(f"{source}: expected a mapping, got {d!r}")
-        d = {k: v for k, v in d.items() if k != "_class_name"}
-        try:
-            cfg = from_mapping(cls, d)
-        except ConfigError as e:
-            raise ConfigError(f"{source}: {e}") from None
+        d = {k: v for k, v in d.items() if k != "_class_name"} if isinstance(d, dict) else d
+        cfg = from_mapping(cls, d, source=source)
         foreign = sorted(set(d) - set(COMMON_FIELDS) - set(ARCH_FIELDS[cfg.arch]))
         if foreign:  # another architecture's field: config.json holds only this one's
             raise ConfigError(f"{source}: field(s) {foreign} do not apply to arch {cfg.arch!r}")

@@ -206,8 +206,9 @@ class ResShiftConfig:
         d = dict(d)
         d.pop("_class_name", None)
         scale = d.pop("scale", None)
+        cfg = from_mapping(cls, d, source=source)
         try:
-            cfg = from_mapping(cls, d).validate()
+            cfg.validate()
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None
         if scale is not None and scale != cfg.scale:
